@@ -1,0 +1,66 @@
+//! The world as the core sees it: what the Spin shell (or a test double) provides.
+//!
+//! Everything here is plain data; no Spin types cross this boundary.
+
+use std::time::Duration;
+
+/// An outbound HTTP request, fully built by the core.
+pub type OutboundRequest = http::Request<Vec<u8>>;
+/// The response to an outbound request.
+pub type OutboundResponse = http::Response<Vec<u8>>;
+
+/// Why an outbound request produced no response at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The host refused the destination (Spin: not in `allowed_outbound_hosts`).
+    Denied(String),
+    /// Connect or response timeout.
+    Timeout(String),
+    /// Connection refused, DNS failure, reset, and similar transport failures.
+    Transport(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Denied(m) => write!(f, "outbound request denied by the host: {m}"),
+            SendError::Timeout(m) => write!(f, "timed out: {m}"),
+            SendError::Transport(m) => write!(f, "transport error: {m}"),
+        }
+    }
+}
+
+/// A key-value store failure (store missing, access denied, backend down).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvError(pub String);
+
+impl std::fmt::Display for KvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key-value store: {}", self.0)
+    }
+}
+
+/// What the shell provides to the core.
+pub trait Platform {
+    /// Send one request; `timeout` bounds connect and each wait for data.
+    fn send(&self, req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError>;
+    /// A Spin variable; `None` when undefined.
+    fn variable(&self, name: &str) -> Option<String>;
+    /// Read a bundled file (Spin `files`).
+    fn read_file(&self, path: &str) -> std::io::Result<String>;
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+    fn kv_delete(&self, key: &str) -> Result<(), KvError>;
+    /// Atomically replace `key`'s value with `new` if it currently equals `expected`
+    /// (`None` = absent). Returns whether this caller won.
+    fn kv_compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError>;
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// A line for the operator's log (stderr under Spin). Never pass secrets.
+    fn log(&self, line: &str);
+}

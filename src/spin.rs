@@ -1,0 +1,195 @@
+//! The Spin shell: incoming request, outbound HTTP, variables, key-value, clock.
+//! Kept thin on purpose; every decision lives in the core.
+
+use std::time::Duration;
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types as wasi_http};
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+
+use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let mut builder = http::Request::builder()
+        .method(req.method().to_string().as_str())
+        .uri(req.path_and_query().unwrap_or("/"));
+    for (name, value) in req.headers() {
+        builder = builder.header(name, value.as_bytes());
+    }
+    let response = match builder.body(req.into_body()) {
+        Ok(request) => crate::app::handle(&SpinPlatform, request),
+        Err(e) => crate::app::bad_request(&format!("unreadable request: {e}")),
+    };
+    let (parts, body) = response.into_parts();
+    let mut out = Response::builder();
+    out.status(parts.status.as_u16());
+    for (name, value) in parts.headers.iter() {
+        out.header(name.as_str(), value.to_str().unwrap_or_default());
+    }
+    out.body(body).build()
+}
+
+struct SpinPlatform;
+
+fn bucket() -> Result<store::Bucket, KvError> {
+    store::open("default").map_err(|e| KvError(format!("{e:?}")))
+}
+
+impl Platform for SpinPlatform {
+    fn send(&self, req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError> {
+        send_blocking(req, timeout)
+    }
+
+    fn variable(&self, name: &str) -> Option<String> {
+        spin_sdk::variables::get(name).ok()
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        bucket()?.get(key).map_err(|e| KvError(format!("{e:?}")))
+    }
+
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        bucket()?.set(key, value).map_err(|e| KvError(format!("{e:?}")))
+    }
+
+    fn kv_delete(&self, key: &str) -> Result<(), KvError> {
+        bucket()?.delete(key).map_err(|e| KvError(format!("{e:?}")))
+    }
+
+    fn kv_compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        let bucket = bucket()?;
+        let cas = atomics::Cas::new(&bucket, key).map_err(|e| KvError(format!("{e:?}")))?;
+        let current = cas.current().map_err(|e| KvError(format!("{e:?}")))?;
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        match atomics::swap(cas, new) {
+            Ok(()) => Ok(true),
+            Err(atomics::CasError::CasFailed(_)) => Ok(false),
+            Err(atomics::CasError::StoreError(e)) => Err(KvError(format!("{e:?}"))),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    fn log(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+/// Outbound HTTP over `wasi:http/outgoing-handler`, synchronously, with
+/// connect / first-byte / between-bytes timeouts set on the request options.
+fn send_blocking(req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError> {
+    let (parts, body) = req.into_parts();
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .chain(std::iter::once((
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        )))
+        .collect();
+    let fields = wasi_http::Fields::from_list(&headers)
+        .map_err(|e| SendError::Transport(format!("bad header: {e:?}")))?;
+    let request = wasi_http::OutgoingRequest::new(fields);
+    let method = match parts.method.as_str() {
+        "GET" => wasi_http::Method::Get,
+        "POST" => wasi_http::Method::Post,
+        "PUT" => wasi_http::Method::Put,
+        "DELETE" => wasi_http::Method::Delete,
+        other => wasi_http::Method::Other(other.to_string()),
+    };
+    let bad = |what: &str| SendError::Transport(format!("invalid {what}"));
+    request.set_method(&method).map_err(|_| bad("method"))?;
+    let scheme = match parts.uri.scheme_str() {
+        Some("https") => wasi_http::Scheme::Https,
+        _ => wasi_http::Scheme::Http,
+    };
+    request.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
+    let authority = parts.uri.authority().map(|a| a.as_str().to_string());
+    request
+        .set_authority(authority.as_deref())
+        .map_err(|_| bad("authority"))?;
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string());
+    request
+        .set_path_with_query(path.as_deref())
+        .map_err(|_| bad("path"))?;
+
+    let options = wasi_http::RequestOptions::new();
+    let nanos = timeout.as_nanos().min(u64::MAX as u128) as u64;
+    // Hosts may not support every timeout; an unsupported one is not fatal.
+    let _ = options.set_connect_timeout(Some(nanos));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    let _ = options.set_between_bytes_timeout(Some(nanos));
+
+    let outgoing_body = request.body().map_err(|_| bad("body"))?;
+    let future = outgoing_handler::handle(request, Some(options)).map_err(map_error)?;
+    {
+        let stream = outgoing_body.write().map_err(|_| bad("body stream"))?;
+        for chunk in body.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| SendError::Transport(format!("writing body: {e:?}")))?;
+        }
+    }
+    wasi_http::OutgoingBody::finish(outgoing_body, None).map_err(map_error)?;
+
+    future.subscribe().block();
+    let incoming = match future.get() {
+        Some(Ok(Ok(resp))) => resp,
+        Some(Ok(Err(code))) => return Err(map_error(code)),
+        _ => return Err(SendError::Transport("response future failed".into())),
+    };
+    let mut response = http::Response::builder().status(incoming.status());
+    for (name, value) in incoming.headers().entries() {
+        response = response.header(name, value);
+    }
+    let incoming_body = incoming
+        .consume()
+        .map_err(|_| SendError::Transport("response body taken".into()))?;
+    let mut bytes = Vec::new();
+    {
+        let stream = incoming_body
+            .stream()
+            .map_err(|_| SendError::Transport("response body stream".into()))?;
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(wasi::io::streams::StreamError::Closed) => break,
+                Err(e) => return Err(SendError::Transport(format!("reading body: {e:?}"))),
+            }
+        }
+    }
+    response
+        .body(bytes)
+        .map_err(|e| SendError::Transport(format!("response: {e}")))
+}
+
+fn map_error(code: wasi_http::ErrorCode) -> SendError {
+    use wasi_http::ErrorCode as E;
+    match code {
+        E::HttpRequestDenied => SendError::Denied("destination not in allowed_outbound_hosts".into()),
+        E::ConnectionTimeout | E::ConnectionReadTimeout | E::ConnectionWriteTimeout => {
+            SendError::Timeout(format!("{code:?}"))
+        }
+        E::HttpResponseTimeout => SendError::Timeout("no response in time".into()),
+        other => SendError::Transport(format!("{other:?}")),
+    }
+}
