@@ -1,7 +1,19 @@
-//! remediator: alert webhooks in, remediation rules applied.
+//! remediator: alert webhooks in (Alertmanager, Grafana, Keptn), remediation rules
+//! applied (Unleash feature flags, scaling webhooks), a JSON report out.
+//!
+//! Everything but [`spin`] (the Spin shell, wasm only) is a pure core over the
+//! [`platform::Platform`] trait, tested natively.
 
+pub mod actions;
 pub mod app;
+pub mod auth;
+pub mod config;
+pub mod ingest;
 pub mod platform;
+pub mod problem;
+pub mod remediate;
+pub mod report;
+pub mod rules;
 
 #[cfg(target_arch = "wasm32")]
 mod spin;

@@ -55,7 +55,9 @@ impl Platform for SpinPlatform {
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        bucket()?.set(key, value).map_err(|e| KvError(format!("{e:?}")))
+        bucket()?
+            .set(key, value)
+            .map_err(|e| KvError(format!("{e:?}")))
     }
 
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
@@ -122,7 +124,9 @@ fn send_blocking(req: OutboundRequest, timeout: Duration) -> Result<OutboundResp
         Some("https") => wasi_http::Scheme::Https,
         _ => wasi_http::Scheme::Http,
     };
-    request.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|_| bad("scheme"))?;
     let authority = parts.uri.authority().map(|a| a.as_str().to_string());
     request
         .set_authority(authority.as_deref())
@@ -185,7 +189,9 @@ fn send_blocking(req: OutboundRequest, timeout: Duration) -> Result<OutboundResp
 fn map_error(code: wasi_http::ErrorCode) -> SendError {
     use wasi_http::ErrorCode as E;
     match code {
-        E::HttpRequestDenied => SendError::Denied("destination not in allowed_outbound_hosts".into()),
+        E::HttpRequestDenied => {
+            SendError::Denied("destination not in allowed_outbound_hosts".into())
+        }
         E::ConnectionTimeout | E::ConnectionReadTimeout | E::ConnectionWriteTimeout => {
             SendError::Timeout(format!("{code:?}"))
         }

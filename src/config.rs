@@ -1,0 +1,175 @@
+//! Configuration from Spin variables, parsed once per request at the border.
+
+use std::time::Duration;
+
+use crate::rules::UnleashName;
+
+/// A credential. Its `Debug` never shows the value, so it cannot leak through
+/// `{:?}` in logs or error messages.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(<empty>)"
+        } else {
+            "Secret(<redacted>)"
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub unleash_url: String,
+    pub unleash_token: Secret,
+    pub unleash_project: UnleashName,
+    pub unleash_environment: UnleashName,
+    pub scale_url: String,
+    pub scale_path: String,
+    pub scale_token: Secret,
+    pub webhook_token: Secret,
+    pub allow_unauthenticated: bool,
+    pub rules_file: String,
+    pub dry_run: bool,
+    pub outbound_timeout: Duration,
+}
+
+impl Config {
+    /// Build from a variable lookup; every error names the variable.
+    pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |name: &str| -> Result<String, String> {
+            var(name).ok_or_else(|| format!("variable {name} is not provided"))
+        };
+        let flag = |name: &str| -> Result<bool, String> {
+            match get(name)?.trim() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" | "" => Ok(false),
+                other => Err(format!("variable {name}: {other:?} is not true or false")),
+            }
+        };
+        let name = |v: &str| UnleashName::parse(&get(v)?).map_err(|e| format!("variable {v}: {e}"));
+        let timeout_ms: u64 = get("outbound_timeout_ms")?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|ms| (1..=60_000).contains(ms))
+            .ok_or(
+                "variable outbound_timeout_ms: must be a whole number of milliseconds, 1..=60000",
+            )?;
+        let scale_path = get("scale_path")?;
+        if !scale_path.starts_with('/') {
+            return Err("variable scale_path: must start with /".into());
+        }
+        Ok(Config {
+            unleash_url: origin("unleash_url", &get("unleash_url")?)?,
+            unleash_token: Secret::new(get("unleash_token")?),
+            unleash_project: name("unleash_project")?,
+            unleash_environment: name("unleash_environment")?,
+            scale_url: origin("scale_url", &get("scale_url")?)?,
+            scale_path,
+            scale_token: Secret::new(get("scale_token")?),
+            webhook_token: Secret::new(get("webhook_token")?),
+            allow_unauthenticated: flag("allow_unauthenticated")?,
+            rules_file: get("rules_file")?,
+            dry_run: flag("dry_run")?,
+            outbound_timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+}
+
+impl Config {
+    /// Remove every configured secret from text that came from elsewhere (a peer
+    /// may echo our request back in an error body).
+    pub fn redact(&self, text: &str) -> String {
+        [&self.unleash_token, &self.scale_token, &self.webhook_token]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(text.to_string(), |t, s| t.replace(s.expose(), "<redacted>"))
+    }
+}
+
+/// `scheme://host[:port]`, the form `allowed_outbound_hosts` takes, without a trailing slash.
+fn origin(var: &str, value: &str) -> Result<String, String> {
+    let v = value.trim().trim_end_matches('/');
+    let uri: http::Uri = v
+        .parse()
+        .map_err(|_| format!("variable {var}: {v:?} is not a URL"))?;
+    match (uri.scheme_str(), uri.authority(), uri.path()) {
+        (Some("http" | "https"), Some(_), "" | "/") if uri.query().is_none() => Ok(v.to_string()),
+        _ => Err(format!(
+            "variable {var}: {v:?} must be an origin like http://host:port (no path)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(over: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut all: std::collections::HashMap<String, String> = [
+            ("unleash_url", "http://127.0.0.1:4242/"),
+            ("unleash_token", "tok"),
+            ("unleash_project", "default"),
+            ("unleash_environment", "production"),
+            ("scale_url", "http://127.0.0.1:9100"),
+            ("scale_path", "/scale"),
+            ("scale_token", ""),
+            ("webhook_token", "hook"),
+            ("allow_unauthenticated", "false"),
+            ("rules_file", "/remediation.yaml"),
+            ("dry_run", "false"),
+            ("outbound_timeout_ms", "3000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in over {
+            all.insert(k.to_string(), v.to_string());
+        }
+        move |k| all.get(k).cloned()
+    }
+
+    #[test]
+    fn loads_and_trims_origin() {
+        let c = Config::load(vars(&[])).unwrap();
+        assert_eq!(c.unleash_url, "http://127.0.0.1:4242");
+        assert_eq!(c.outbound_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (over, needle) in [
+            (("unleash_url", "http://x/api"), "variable unleash_url"),
+            (("unleash_url", "ftp://x"), "variable unleash_url"),
+            (("dry_run", "maybe"), "variable dry_run"),
+            (("outbound_timeout_ms", "0"), "variable outbound_timeout_ms"),
+            (
+                ("unleash_environment", "prod/../x"),
+                "variable unleash_environment",
+            ),
+        ] {
+            let err = Config::load(vars(&[over])).unwrap_err();
+            assert!(err.contains(needle), "{over:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let c = Config::load(vars(&[("unleash_token", "s3cr3t-value")])).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+}

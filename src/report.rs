@@ -1,0 +1,101 @@
+//! The JSON report every webhook answers with, and its mapping to a status code.
+
+use serde::Serialize;
+
+use crate::ingest::Format;
+use crate::problem::{Source, Status};
+use crate::rules::RulesFormat;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub format: Format,
+    pub dry_run: bool,
+    pub rules_source: String,
+    pub rules_format: RulesFormat,
+    pub problems: Vec<ProblemReport>,
+    /// Alerts the sender truncated (`truncatedAlerts`) or remediator did not process.
+    pub not_processed: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProblemReport {
+    pub title: String,
+    pub status: Status,
+    pub source: Source,
+    pub occurrence: String,
+    pub rule: Option<String>,
+    pub outcome: ProblemOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub actions: Vec<ActionReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemOutcome {
+    /// Every action was carried out.
+    Acted,
+    NoMatchingRule,
+    /// At least one action failed.
+    Failed,
+    /// Deliberately not acted on (the reason is in `detail`).
+    Ignored,
+    /// Decided, not sent.
+    DryRun,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActionReport {
+    #[serde(flatten)]
+    pub target: ActionTarget,
+    pub outcome: ActionOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action")]
+pub enum ActionTarget {
+    #[serde(rename = "featuretoggle")]
+    Flag {
+        flag: String,
+        project: String,
+        environment: String,
+        enabled: bool,
+    },
+    #[serde(rename = "scaling")]
+    Scale {
+        value: String,
+        service: Option<String>,
+        namespace: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionOutcome {
+    Done,
+    Failed,
+    Skipped,
+    DryRun,
+}
+
+impl Report {
+    /// Alertmanager's delivery contract: 5xx only when a retry could succeed.
+    pub fn status(&self) -> u16 {
+        let retry_helps = self
+            .problems
+            .iter()
+            .flat_map(|p| &p.actions)
+            .any(|a| a.outcome == ActionOutcome::Failed && a.retryable == Some(true));
+        if retry_helps {
+            502
+        } else {
+            200
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The canonical rules model every accepted format is parsed into.
+
+use regex_lite::Regex;
+use serde::Serialize;
+
+use super::matcher::Matcher;
+
+/// Which file format the rules came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RulesFormat {
+    /// Keptn 0.6 `remediation.yaml` (`remediations: [{name, actions}]`).
+    #[serde(rename = "keptn-0.6")]
+    Keptn06,
+    /// Keptn 0.8+ `apiVersion: spec.keptn.sh/0.1.x`, `kind: Remediation`.
+    #[serde(rename = "keptn-0.8")]
+    Keptn08,
+    /// remediator's own format (`apiVersion: remediator/v1`, `rules:`).
+    #[serde(rename = "remediator/v1")]
+    Own,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub format: RulesFormat,
+    pub rules: Vec<Rule>,
+}
+
+/// How a rule's title condition compares against a problem's titles.
+#[derive(Debug, Clone)]
+pub enum TitleMatch {
+    Exact(String),
+    /// Keptn 0.6 matched a remediation when the problem title started with its name.
+    Prefix(String),
+    Regex(Regex),
+}
+
+impl TitleMatch {
+    pub fn matches(&self, title: &str) -> bool {
+        match self {
+            TitleMatch::Exact(s) => title == s,
+            TitleMatch::Prefix(s) => title.starts_with(s.as_str()),
+            TitleMatch::Regex(re) => re.is_match(title),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// Any one of these must match the problem's title or summary (empty: no title condition).
+    pub titles: Vec<TitleMatch>,
+    /// All of these must match the problem's labels.
+    pub labels: Vec<Matcher>,
+    /// Used only when no other rule matches.
+    pub catch_all: bool,
+    pub actions: Vec<Action>,
+}
+
+/// A feature-flag name, project or environment: URL-safe by construction, so it
+/// can never change the path (or host) a request goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct UnleashName(String);
+
+impl UnleashName {
+    pub fn parse(s: &str) -> Result<UnleashName, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 100
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+        if ok {
+            Ok(UnleashName(s.to_string()))
+        } else {
+            Err(format!(
+                "{s:?} is not a valid Unleash name (1-100 characters of letters, digits, '-', '_', '.', '~')"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UnleashName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `+N`, `-N` (relative) or `=N` (absolute replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleChange {
+    Delta(i32),
+    Target(u32),
+}
+
+impl ScaleChange {
+    pub fn parse(s: &str) -> Result<ScaleChange, String> {
+        let s = s.trim();
+        let err = || format!("{s:?} is not a scaling value: use +N, -N or =N (e.g. +1)");
+        if let Some(n) = s.strip_prefix('=') {
+            return n
+                .trim()
+                .parse::<u32>()
+                .map(ScaleChange::Target)
+                .map_err(|_| err());
+        }
+        let delta = s.parse::<i32>().map_err(|_| err())?;
+        if delta == 0 {
+            return Err(format!("{s:?}: a scaling delta of 0 does nothing"));
+        }
+        Ok(ScaleChange::Delta(delta))
+    }
+}
+
+impl std::fmt::Display for ScaleChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaleChange::Delta(d) => write!(f, "{d:+}"),
+            ScaleChange::Target(t) => write!(f, "={t}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Turn a flag on or off in one environment. `None` project/environment
+    /// means the configured default.
+    Flag {
+        flag: UnleashName,
+        enabled: bool,
+        project: Option<UnleashName>,
+        environment: Option<UnleashName>,
+    },
+    Scale {
+        change: ScaleChange,
+    },
+}

@@ -1,0 +1,404 @@
+//! The whole handler, black-box, over the recording double: which outbound calls
+//! happen (method, URL, headers, body) and what the sender is told.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+const PROMOTION_OFF: &str =
+    "http://unleash.test:4242/api/admin/projects/default/features/EnablePromotion/environments/production/off";
+
+fn failure_rate() -> Vec<u8> {
+    alertmanager(
+        "firing",
+        &[(
+            "HighFailureRate",
+            Some("Failure rate increase on carts"),
+            &[("service", "carts")],
+        )],
+    )
+}
+
+#[test]
+fn tutorial_failure_rate_turns_promotion_off_once() {
+    let r = Recorder::new();
+    let (status, report) = r.post("/alertmanager", &failure_rate());
+    assert_eq!(status, 200, "{report}");
+    let sent = r.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method, "POST");
+    assert_eq!(sent[0].url, PROMOTION_OFF);
+    assert_eq!(
+        sent[0].headers.get("authorization").map(String::as_str),
+        Some(UNLEASH_TOKEN)
+    );
+    assert!(sent[0].body.is_empty());
+    assert_eq!(sent[0].timeout, std::time::Duration::from_millis(2500));
+    let p = &report["problems"][0];
+    assert_eq!(p["rule"], "Failure rate increase");
+    assert_eq!(p["outcome"], "acted");
+    assert_eq!(
+        p["actions"][0],
+        json!({"action": "featuretoggle", "flag": "EnablePromotion", "project": "default",
+               "environment": "production", "enabled": false, "outcome": "done",
+               "detail": "turned off flag \"EnablePromotion\" in project \"default\", environment \"production\""})
+    );
+    assert_eq!(report["format"], "alertmanager");
+    assert_eq!(report["rules_format"], "keptn-0.6");
+}
+
+#[test]
+fn response_time_turns_item_cache_on_in_the_rule_environment() {
+    let r = Recorder::new();
+    r.set_rules("rules:\n  - name: cache\n    match: {title: Response time degradation}\n    environment: development\n    actions: [{flag: EnableItemCache, state: on}]\n");
+    let (status, _) = r.post(
+        "/",
+        &alertmanager("firing", &[("Response time degradation", None, &[])]),
+    );
+    assert_eq!(status, 200);
+    let urls: Vec<_> = r.sent().into_iter().map(|s| s.url).collect();
+    assert_eq!(
+        urls,
+        ["http://unleash.test:4242/api/admin/projects/default/features/EnableItemCache/environments/development/on"]
+    );
+}
+
+#[test]
+fn cpu_usage_calls_the_scaling_webhook_with_service_and_namespace() {
+    let r = Recorder::new();
+    let body = alertmanager(
+        "firing",
+        &[(
+            "cpu_usage",
+            None,
+            &[("service", "carts"), ("namespace", "sockshop")],
+        )],
+    );
+    let (status, report) = r.post("/alertmanager", &body);
+    assert_eq!(status, 200, "{report}");
+    let sent = r.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].url.as_str()),
+        ("POST", "http://scaler.test:9100/scale")
+    );
+    assert_eq!(
+        sent[0].headers["authorization"],
+        format!("Bearer {SCALE_TOKEN}")
+    );
+    assert_eq!(sent[0].headers["content-type"], "application/json");
+    let b = sent[0].json();
+    assert_eq!(
+        (b["rule"].as_str(), b["value"].as_str(), b["delta"].as_i64()),
+        (Some("cpu_usage"), Some("+1"), Some(1))
+    );
+    assert_eq!(
+        (b["service"].as_str(), b["namespace"].as_str()),
+        (Some("carts"), Some("sockshop"))
+    );
+    assert_eq!(b["labels"]["alertname"], "cpu_usage");
+    assert_eq!(b["status"], "firing");
+    assert_eq!(
+        report["problems"][0]["actions"][0],
+        json!({"action": "scaling", "value": "+1", "service": "carts", "namespace": "sockshop",
+               "outcome": "done", "detail": "scaling webhook accepted +1 for carts"})
+    );
+}
+
+#[test]
+fn group_of_three_gives_two_actions_and_one_no_match() {
+    let r = Recorder::new();
+    let body = alertmanager(
+        "firing",
+        &[
+            ("cpu_usage", None, &[("service", "carts")]),
+            ("DiskFull", Some("disk almost full"), &[]),
+            ("HighFailureRate", Some("Failure rate increase"), &[]),
+        ],
+    );
+    let (status, report) = r.post("/alertmanager", &body);
+    assert_eq!(status, 200);
+    let outcomes: Vec<_> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["outcome"].clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [json!("acted"), json!("no_matching_rule"), json!("acted")]
+    );
+    assert_eq!(report["problems"][1]["rule"], json!(null));
+    let urls: Vec<_> = r.sent().into_iter().map(|s| s.url).collect();
+    assert_eq!(urls, ["http://scaler.test:9100/scale", PROMOTION_OFF]);
+}
+
+#[test]
+fn no_matching_rule_is_200_and_calls_nothing() {
+    let r = Recorder::new();
+    let (status, report) = r.post("/", &alertmanager("firing", &[("DiskFull", None, &[])]));
+    assert_eq!(status, 200);
+    assert_eq!(report["problems"][0]["outcome"], "no_matching_rule");
+    assert_eq!(report["problems"][0]["detail"], "no matching rule");
+    assert!(r.sent().is_empty());
+}
+
+#[test]
+fn unknown_flag_is_reported_not_retried() {
+    let r = Recorder::new();
+    r.answer(|_| respond(404, r#"{"name":"NotFoundError","message":"Could not find feature flag with name EnablePromotion"}"#));
+    let (status, report) = r.post("/", &failure_rate());
+    assert_eq!(status, 200, "retrying cannot create the flag");
+    let a = &report["problems"][0]["actions"][0];
+    assert_eq!(a["outcome"], "failed");
+    assert_eq!(a["retryable"], false);
+    let err = a["error"].as_str().unwrap();
+    assert!(
+        err.contains("\"EnablePromotion\"") && err.contains("404"),
+        "{err}"
+    );
+    assert_eq!(report["problems"][0]["outcome"], "failed");
+}
+
+#[test]
+fn retryable_failures_answer_502_so_alertmanager_retries() {
+    let cases: Vec<(&str, Responder, &str)> = vec![
+        (
+            "wrong token",
+            Box::new(|_: &Sent| respond(401, "unauthorized")),
+            "unleash_token",
+        ),
+        (
+            "server error",
+            Box::new(|_: &Sent| respond(503, "down for maintenance")),
+            "503",
+        ),
+        (
+            "unreachable",
+            Box::new(|_: &Sent| {
+                Err(remediator::platform::SendError::Transport(
+                    "connection refused".into(),
+                ))
+            }),
+            "connection refused",
+        ),
+        (
+            "timeout",
+            Box::new(|_: &Sent| {
+                Err(remediator::platform::SendError::Timeout(
+                    "no response".into(),
+                ))
+            }),
+            "timed out",
+        ),
+    ];
+    for (name, answer, needle) in cases {
+        let r = Recorder::new();
+        r.answer(answer);
+        let (status, report) = r.post("/", &failure_rate());
+        assert_eq!(status, 502, "{name}: {report}");
+        let a = &report["problems"][0]["actions"][0];
+        assert_eq!(
+            (a["outcome"].as_str(), a["retryable"].as_bool()),
+            (Some("failed"), Some(true)),
+            "{name}"
+        );
+        assert!(a["error"].as_str().unwrap().contains(needle), "{name}: {a}");
+    }
+}
+
+#[test]
+fn scaling_webhook_failures_follow_the_same_contract() {
+    let r = Recorder::new();
+    r.answer(|_| respond(500, "boom"));
+    let (status, _) = r.post("/", &alertmanager("firing", &[("cpu_usage", None, &[])]));
+    assert_eq!(status, 502);
+    r.answer(|_| respond(400, "no such deployment"));
+    let (status, report) = r.post("/", &alertmanager("firing", &[("cpu_usage", None, &[])]));
+    assert_eq!(status, 200);
+    assert!(report["problems"][0]["actions"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no such deployment"));
+}
+
+#[test]
+fn webhook_credentials_are_checked_before_anything_happens() {
+    let r = Recorder::new();
+    let no_auth = http::Request::post("/alertmanager").header("content-type", "application/json");
+    let (status, body) = r.request(no_auth, &failure_rate());
+    assert_eq!(status, 401);
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing credential"));
+    for header in [
+        "Bearer wrong",
+        "Basic aG9vazpTRUNSRVQ=",
+        "Bearer hook-SECRET-5ee",
+        "bearer hook-SECRET-5eedX",
+    ] {
+        let req = http::Request::post("/").header("authorization", header);
+        let (status, _) = r.request(req, &failure_rate());
+        assert_eq!(status, 401, "{header}");
+    }
+    assert!(r.sent().is_empty());
+    // The scheme is case-insensitive.
+    let req = http::Request::post("/").header("authorization", format!("bearer {WEBHOOK_TOKEN}"));
+    assert_eq!(r.request(req, &failure_rate()).0, 200);
+}
+
+#[test]
+fn no_configured_credential_refuses_unless_explicitly_allowed() {
+    let r = Recorder::new();
+    r.set_var("webhook_token", "");
+    let open = || http::Request::post("/");
+    let (status, body) = r.request(open(), &failure_rate());
+    assert_eq!(status, 500);
+    assert!(body["error"].as_str().unwrap().contains("webhook_token"));
+    assert!(r.sent().is_empty());
+    r.set_var("allow_unauthenticated", "true");
+    assert_eq!(r.request(open(), &failure_rate()).0, 200);
+    assert_eq!(r.sent().len(), 1);
+    let (_, health) = r.request(http::Request::get("/healthz"), b"");
+    assert!(health["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("WITHOUT authentication"));
+}
+
+#[test]
+fn dry_run_decides_everything_and_sends_nothing() {
+    for (query, var) in [("?dry_run=true", "false"), ("", "true")] {
+        let r = Recorder::new();
+        r.set_var("dry_run", var);
+        let (status, report) = r.post(&format!("/alertmanager{query}"), &failure_rate());
+        assert_eq!(status, 200);
+        assert!(r.sent().is_empty(), "{query} {var}");
+        assert_eq!(report["dry_run"], true);
+        let p = &report["problems"][0];
+        assert_eq!(p["outcome"], "dry_run");
+        assert_eq!(p["actions"][0]["outcome"], "dry_run");
+        assert_eq!(
+            p["actions"][0]["detail"],
+            format!("would send POST {PROMOTION_OFF}")
+        );
+    }
+}
+
+#[test]
+fn resolved_alert_changes_nothing() {
+    let r = Recorder::new();
+    let (status, report) = r.post(
+        "/",
+        &alertmanager(
+            "resolved",
+            &[("HighFailureRate", Some("Failure rate increase"), &[])],
+        ),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(report["problems"][0]["outcome"], "ignored");
+    assert!(r.sent().is_empty());
+}
+
+#[test]
+fn keptn_problem_event_follows_the_same_rules() {
+    let r = Recorder::new();
+    let body = br#"{"specversion":"1.0","type":"sh.keptn.events.problem","source":"dt","id":"1",
+      "data":{"ProblemTitle":"Failure rate increase","State":"OPEN","PID":"p-1","project":"sockshop","stage":"production","service":"carts"}}"#;
+    let (status, report) = r.post("/keptn", body);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["format"], "keptn");
+    assert_eq!(r.sent()[0].url, PROMOTION_OFF);
+}
+
+#[test]
+fn bad_requests_get_clear_status_codes() {
+    let r = Recorder::new();
+    let auth = format!("Bearer {WEBHOOK_TOKEN}");
+    let post = |path: &str| http::Request::post(path).header("authorization", auth.as_str());
+    let big = vec![b' '; remediator::app::MAX_BODY_BYTES + 1];
+    let cases: Vec<(http::request::Builder, Vec<u8>, u16, &str)> = vec![
+        (post("/"), b"{not json".to_vec(), 400, "not valid JSON"),
+        (
+            post("/alertmanager"),
+            br#"{"version":"3","alerts":[]}"#.to_vec(),
+            422,
+            "version",
+        ),
+        (post("/"), big, 413, "limit"),
+        (
+            post("/").header("content-type", "text/plain"),
+            failure_rate(),
+            415,
+            "text/plain",
+        ),
+        (post("/nope"), failure_rate(), 404, "no route /nope"),
+        (http::Request::get("/alertmanager"), vec![], 405, "use POST"),
+        (http::Request::delete("/healthz"), vec![], 405, "use GET"),
+    ];
+    for (req, body, want, needle) in cases {
+        let (status, json) = r.request(req, &body);
+        assert_eq!(status, want, "{json}");
+        assert!(json["error"].as_str().unwrap().contains(needle), "{json}");
+    }
+    assert!(r.sent().is_empty());
+}
+
+#[test]
+fn broken_rules_are_a_server_error_naming_the_line() {
+    let r = Recorder::new();
+    r.set_rules(include_str!("fixtures/rules/tutorial-as-printed.yaml"));
+    let (status, body) = r.post("/", &failure_rate());
+    assert_eq!(status, 500);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("rules: /remediation.yaml: line 5,"),
+        "{body}"
+    );
+    let (status, health) = r.request(http::Request::get("/healthz"), b"");
+    assert_eq!(status, 503);
+    assert!(health["error"].as_str().unwrap().contains("line 5"));
+}
+
+#[test]
+fn healthz_reports_rules() {
+    let r = Recorder::new();
+    let (status, body) = r.request(http::Request::get("/healthz"), b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["rules"],
+        json!({"source": "/remediation.yaml", "format": "keptn-0.6", "count": 3})
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_responses_or_logs() {
+    let r = Recorder::new();
+    let mut seen = String::new();
+    // Success, failure echoing the request back, auth failures, health, bad input.
+    r.answer(|s| respond(500, &format!("{:?}", s.headers)));
+    seen += &r.post("/", &failure_rate()).1.to_string();
+    seen += &r
+        .post("/", &alertmanager("firing", &[("cpu_usage", None, &[])]))
+        .1
+        .to_string();
+    seen += &r
+        .request(
+            http::Request::post("/").header("authorization", "Bearer x"),
+            b"{}",
+        )
+        .1
+        .to_string();
+    seen += &r.request(http::Request::get("/healthz"), b"").1.to_string();
+    seen += &r.post("/", b"{").1.to_string();
+    r.set_var("unleash_url", "not a url");
+    seen += &r.post("/", &failure_rate()).1.to_string();
+    seen += &r.logs.borrow().join("\n");
+    for secret in [UNLEASH_TOKEN, SCALE_TOKEN, WEBHOOK_TOKEN] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
+}

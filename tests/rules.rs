@@ -1,0 +1,300 @@
+//! The three accepted rules formats, parsed into one model, and matching.
+
+use std::collections::BTreeMap;
+
+use remediator::problem::{Problem, Source, Status};
+use remediator::rules::{self, Action, RulesFormat, ScaleChange};
+
+fn alert(alertname: &str, summary: Option<&str>, labels: &[(&str, &str)]) -> Problem {
+    let mut l: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.insert("alertname".into(), alertname.into());
+    Problem {
+        source: Source::Alertmanager,
+        status: Status::Firing,
+        title: alertname.into(),
+        summary: summary.map(str::to_string),
+        labels: l,
+        annotations: BTreeMap::new(),
+        starts_at: Some("2026-11-26T14:02:06.305Z".into()),
+        fingerprint: "f".into(),
+    }
+}
+
+fn flag(a: &Action) -> (&str, bool) {
+    match a {
+        Action::Flag { flag, enabled, .. } => (flag.as_str(), *enabled),
+        other => panic!("expected a flag action, got {other:?}"),
+    }
+}
+
+#[test]
+fn tutorial_rules_parse_into_three_rules() {
+    let set = rules::parse(include_str!("fixtures/rules/tutorial.yaml")).unwrap();
+    assert_eq!(set.format, RulesFormat::Keptn06);
+    let names: Vec<_> = set.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cpu_usage",
+            "Response time degradation",
+            "Failure rate increase"
+        ]
+    );
+    assert_eq!(
+        set.rules[0].actions,
+        [Action::Scale {
+            change: ScaleChange::Delta(1)
+        }]
+    );
+    assert_eq!(flag(&set.rules[1].actions[0]), ("EnableItemCache", true));
+    assert_eq!(flag(&set.rules[2].actions[0]), ("EnablePromotion", false));
+}
+
+#[test]
+fn tutorial_rules_fire_on_alertname_and_on_summary_prefix() {
+    let set = rules::parse(include_str!("fixtures/rules/tutorial.yaml")).unwrap();
+    let cpu = alert("cpu_usage", None, &[]);
+    assert_eq!(set.find(&cpu).unwrap().name, "cpu_usage");
+    let failure = alert(
+        "HighFailureRate",
+        Some("Failure rate increase on carts"),
+        &[],
+    );
+    assert_eq!(set.find(&failure).unwrap().name, "Failure rate increase");
+    let slow = alert("Response time degradation", None, &[]);
+    assert_eq!(set.find(&slow).unwrap().name, "Response time degradation");
+    assert!(set
+        .find(&alert("DiskFull", Some("disk almost full"), &[]))
+        .is_none());
+}
+
+#[test]
+fn tutorial_as_printed_is_rejected_naming_the_line() {
+    let err = rules::parse(include_str!("fixtures/rules/tutorial-as-printed.yaml")).unwrap_err();
+    // Line 5 is `    value: +1`, indented under a sequence entry that already ended.
+    assert!(err.starts_with("line 5,"), "{err}");
+}
+
+#[test]
+fn keptn_08_remediation_parses() {
+    let text = r#"
+apiVersion: spec.keptn.sh/0.1.4
+kind: Remediation
+metadata:
+  name: carts-remediation
+spec:
+  remediations:
+    - problemType: Response time degradation
+      actionsOnOpen:
+        - action: scaling
+          name: scaling
+          description: Scale up
+          value: "1"
+    - problemType: Failure rate increase
+      actionsOnOpen:
+        - action: toggle-feature
+          name: Toggle feature flag
+          description: Toggle EnablePromotion off
+          value:
+            EnablePromotion: "off"
+    - problemType: default
+      actionsOnOpen:
+        - action: featuretoggle
+          name: kill switch
+          value: "KillSwitch:on"
+"#;
+    let set = rules::parse(text).unwrap();
+    assert_eq!(set.format, RulesFormat::Keptn08);
+    assert_eq!(
+        set.rules[0].actions,
+        [Action::Scale {
+            change: ScaleChange::Delta(1)
+        }]
+    );
+    assert_eq!(flag(&set.rules[1].actions[0]), ("EnablePromotion", false));
+    assert!(set.rules[2].catch_all);
+    // 0.8 matched problem types exactly; `default` catches the rest.
+    let r = set
+        .find(&alert("Failure rate increase", None, &[]))
+        .unwrap();
+    assert_eq!(r.name, "Failure rate increase");
+    assert_eq!(
+        set.find(&alert("Something else", None, &[])).unwrap().name,
+        "default"
+    );
+}
+
+const OWN: &str = r#"
+apiVersion: remediator/v1
+defaults:
+  project: default
+  environment: production
+rules:
+  - name: promotion-kill-switch
+    match:
+      title_prefix: Failure rate increase
+      labels: ['severity="critical"', 'service=~"carts.*"']
+    actions:
+      - flag: EnablePromotion
+        state: off
+  - name: carts-cache
+    match:
+      title_regex: "^Response time .*"
+      labels: ['service!="frontend"', 'team!~"qa|test"']
+    environment: staging
+    actions:
+      - flag: EnableItemCache
+        state: on
+      - scale: "+2"
+  - name: exact
+    match:
+      title: cpu_usage
+    actions:
+      - scale: "=5"
+  - name: everything-else
+    default: true
+    actions:
+      - flag: GlobalSafeMode
+        state: on
+        project: platform
+"#;
+
+#[test]
+fn own_format_matchers_titles_defaults_and_several_actions() {
+    let set = rules::parse(OWN).unwrap();
+    assert_eq!(set.format, RulesFormat::Own);
+    let find = |p: &Problem| set.find(p).map(|r| r.name.clone());
+
+    let crit = alert(
+        "X",
+        Some("Failure rate increase on carts"),
+        &[("severity", "critical"), ("service", "carts-db")],
+    );
+    assert_eq!(find(&crit).as_deref(), Some("promotion-kill-switch"));
+    // Label matcher fails: falls through to the catch-all.
+    let warn = alert(
+        "X",
+        Some("Failure rate increase on carts"),
+        &[("severity", "warning"), ("service", "carts")],
+    );
+    assert_eq!(find(&warn).as_deref(), Some("everything-else"));
+
+    let slow = alert("Response time p99", None, &[("service", "carts")]);
+    let r = set.find(&slow).unwrap();
+    assert_eq!(r.name, "carts-cache");
+    match &r.actions[0] {
+        Action::Flag {
+            environment,
+            project,
+            ..
+        } => {
+            assert_eq!(environment.as_ref().unwrap().as_str(), "staging");
+            assert_eq!(project.as_ref().unwrap().as_str(), "default");
+        }
+        a => panic!("{a:?}"),
+    }
+    assert_eq!(
+        r.actions[1],
+        Action::Scale {
+            change: ScaleChange::Delta(2)
+        }
+    );
+    let qa = alert(
+        "Response time p99",
+        None,
+        &[("service", "carts"), ("team", "qa")],
+    );
+    assert_eq!(find(&qa).as_deref(), Some("everything-else"));
+
+    assert_eq!(
+        find(&alert("cpu_usage", None, &[])).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        find(&alert("cpu_usage_high", None, &[])).as_deref(),
+        Some("everything-else")
+    );
+    match &set.rules[3].actions[0] {
+        Action::Flag {
+            project,
+            environment,
+            ..
+        } => {
+            assert_eq!(project.as_ref().unwrap().as_str(), "platform");
+            assert_eq!(environment.as_ref().unwrap().as_str(), "production");
+        }
+        a => panic!("{a:?}"),
+    }
+}
+
+#[test]
+fn catch_all_is_used_only_when_nothing_else_matches_even_if_listed_first() {
+    let text = r#"
+rules:
+  - name: fallback
+    default: true
+    actions: [{scale: "+1"}]
+  - name: specific
+    match: {title: cpu_usage}
+    actions: [{scale: "+3"}]
+"#;
+    let set = rules::parse(text).unwrap();
+    assert_eq!(
+        set.find(&alert("cpu_usage", None, &[])).unwrap().name,
+        "specific"
+    );
+    assert_eq!(
+        set.find(&alert("other", None, &[])).unwrap().name,
+        "fallback"
+    );
+}
+
+#[test]
+fn invalid_rules_name_the_rule_and_field() {
+    let cases: &[(&str, &str)] = &[
+        ("rules:\n  - name: a\n    match: {title: x}\n    actoins: []\n", "unknown field"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: []\n", "rules[0] (\"a\"): actions must not be empty"),
+        ("rules:\n  - name: a\n    match: {labels: ['sev=\"x']}\n    actions: [{scale: '+1'}]\n", "rules[0] (\"a\").match.labels[0]"),
+        ("rules:\n  - name: a\n    match: {labels: ['service=~\"(\"']}\n    actions: [{scale: '+1'}]\n", "invalid regex"),
+        ("rules:\n  - name: a\n    actions: [{scale: '+1'}]\n", "no match conditions"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: 'bad/name', state: on}]\n", "rules[0] (\"a\").actions[0].flag"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: F}]\n", "actions[0].state: required"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: 'lots'}]\n", "actions[0].scale"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: '+1', flag: F}]\n", "not both"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: '+1'}]\n  - name: a\n    match: {title: y}\n    actions: [{scale: '+1'}]\n", "rules[1] (\"a\"): name is used"),
+        ("remediations:\n- name: x\n  actions:\n  - action: reboot\n    value: now\n", "remediations[0] (\"x\").actions[0]: action: unknown action \"reboot\""),
+        ("remediations:\n- name: x\n  actions:\n  - action: featuretoggle\n    value: NoColon\n", "FlagName:on"),
+        ("hello: world\n", "unrecognized rules file"),
+        ("rules: [\n", "line "),
+    ];
+    for (text, needle) in cases {
+        let err = rules::parse(text).unwrap_err();
+        assert!(
+            err.contains(needle),
+            "for {text:?}\n  got: {err}\n  want: {needle}"
+        );
+    }
+}
+
+#[test]
+fn type_errors_carry_a_line_number() {
+    let err = rules::parse("rules:\n  - name: a\n    match: {title: x}\n    actions: {flag: F}\n")
+        .unwrap_err();
+    assert!(err.starts_with("line 4"), "{err}");
+}
+
+#[test]
+fn yaml_alias_bomb_is_refused() {
+    let mut bomb = String::from("a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n");
+    for i in 1..9 {
+        let prev = (b'a' + i - 1) as char;
+        let cur = (b'a' + i) as char;
+        bomb.push_str(&format!("{cur}: &{cur} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+    }
+    bomb.push_str("rules: [*i]\n");
+    let err = rules::parse(&bomb).unwrap_err();
+    assert!(err.contains("budget"), "{err}");
+}
