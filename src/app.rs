@@ -3,16 +3,19 @@
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::audit;
 use crate::auth;
 use crate::config::Config;
 use crate::ingest::{self, Format, IngestError};
 use crate::platform::Platform;
-use crate::remediate::remediate;
+use crate::remediate::{remediate, Delivery};
 use crate::report::Report;
 use crate::rules::{self, RuleSet};
 
 /// Largest webhook body accepted (Alertmanager groups are far smaller).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Alerts processed per delivery; the rest are reported as `not_processed`.
+pub const MAX_ALERTS: usize = 200;
 
 const WEBHOOK_ROUTES: [(&str, Option<Format>); 4] = [
     ("/", None),
@@ -29,6 +32,7 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         .map(|(_, f)| *f);
     match (req.method(), path.as_str(), webhook) {
         (&Method::GET, "/healthz", _) => health(p),
+        (&Method::GET, "/audit", _) => audit_handler(p, &req),
         (&Method::POST, _, Some(format)) => match webhook_handler(p, &req, format) {
             Ok(report) => {
                 let status = report.status();
@@ -36,7 +40,7 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
             }
             Err(e) => error(e.status(), &e.message()),
         },
-        (_, "/healthz", _) => method_not_allowed("GET"),
+        (_, "/healthz" | "/audit", _) => method_not_allowed("GET"),
         (_, _, Some(_)) => method_not_allowed("POST"),
         _ => error(
             404,
@@ -54,12 +58,14 @@ enum WebhookError {
     ContentType(String),
     Ingest(IngestError),
     Rules(String),
+    State(String),
 }
 
 impl WebhookError {
     fn status(&self) -> u16 {
         match self {
             WebhookError::Config(_) | WebhookError::Rules(_) => 500,
+            WebhookError::State(_) => 503,
             WebhookError::Auth(auth::AuthError::NotConfigured) => 500,
             WebhookError::Auth(_) => 401,
             WebhookError::TooLarge(_) => 413,
@@ -81,6 +87,7 @@ impl WebhookError {
             }
             WebhookError::Ingest(e) => e.to_string(),
             WebhookError::Rules(m) => format!("rules: {m}"),
+            WebhookError::State(m) => format!("state store unavailable, nothing done: {m}"),
         }
     }
 }
@@ -107,14 +114,28 @@ fn webhook_handler(
             return Err(WebhookError::ContentType(ct));
         }
     }
-    let ingested = ingest::ingest(route, req.body()).map_err(WebhookError::Ingest)?;
+    let mut ingested = ingest::ingest(route, req.body()).map_err(WebhookError::Ingest)?;
     let (rules, source) = load_rules(p, &cfg).map_err(WebhookError::Rules)?;
     let dry_run = cfg.dry_run || query_flag(req.uri(), "dry_run");
+    let id = audit::next_delivery(p).map_err(|e| WebhookError::State(e.to_string()))?;
+    let mut not_processed = ingested.not_processed;
+    if ingested.problems.len() > MAX_ALERTS {
+        not_processed += (ingested.problems.len() - MAX_ALERTS) as u64;
+        ingested.problems.truncate(MAX_ALERTS);
+    }
+    let mut delivery = Delivery {
+        p,
+        cfg: &cfg,
+        rules: &rules,
+        dry_run,
+        id,
+        audit: Vec::new(),
+    };
     let problems = ingested
         .problems
         .iter()
         .map(|problem| {
-            let r = remediate(p, &cfg, &rules, problem, dry_run);
+            let r = remediate(&mut delivery, problem);
             p.log(&format!(
                 "remediator: {} {:?} rule={} outcome={:?}",
                 r.occurrence,
@@ -125,13 +146,18 @@ fn webhook_handler(
             r
         })
         .collect();
+    if let Err(e) = audit::append(p, id, &delivery.audit) {
+        p.log(&format!(
+            "remediator: WARNING audit batch {id} not written: {e}"
+        ));
+    }
     Ok(Report {
         format: ingested.format,
         dry_run,
         rules_source: source,
         rules_format: rules.format,
         problems,
-        not_processed: ingested.not_processed,
+        not_processed,
     })
 }
 
@@ -143,12 +169,136 @@ fn load_rules(p: &dyn Platform, cfg: &Config) -> Result<(RuleSet, String), Strin
     Ok((rules, cfg.rules_file.clone()))
 }
 
-fn query_flag(uri: &http::Uri, name: &str) -> bool {
+fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
     uri.query()
         .unwrap_or("")
         .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, "true"))))
-        .any(|(k, v)| k == name && matches!(v, "true" | "1" | "yes"))
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "true")))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn query_flag(uri: &http::Uri, name: &str) -> bool {
+    matches!(query_param(uri, name), Some("true" | "1" | "yes"))
+}
+
+/// `GET /audit?rule=&flag=&since=&until=&limit=`: newest first; HTML for browsers.
+/// Guarded by the webhook credential: it shows what remediator did to production.
+fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    let cfg = match Config::load(|n| p.variable(n)) {
+        Ok(c) => c,
+        Err(e) => return error(500, &format!("configuration: {e}")),
+    };
+    let authorization = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if let Err(e) = auth::check(&cfg, authorization) {
+        let status = if e == auth::AuthError::NotConfigured {
+            500
+        } else {
+            401
+        };
+        return error(status, &e.to_string());
+    }
+    let uri = req.uri();
+    let text = |name: &str| query_param(uri, name).map(percent_decode);
+    let time = |name: &str| -> Result<Option<i64>, String> {
+        text(name)
+            .map(|v| {
+                audit::parse_time(&v).ok_or(format!(
+                    "{name}: {v:?} is not RFC 3339 or Unix milliseconds"
+                ))
+            })
+            .transpose()
+    };
+    let filter = match (time("since"), time("until")) {
+        (Ok(since_ms), Ok(until_ms)) => audit::Filter {
+            rule: text("rule"),
+            flag: text("flag"),
+            since_ms,
+            until_ms,
+            limit: text("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(200)
+                .clamp(1, 5000),
+        },
+        (Err(e), _) | (_, Err(e)) => return error(400, &e),
+    };
+    let entries = match audit::read(p, &filter) {
+        Ok(e) => e,
+        Err(e) => return error(503, &format!("state store unavailable: {e}")),
+    };
+    let wants_html = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .is_some_and(|a| String::from_utf8_lossy(a.as_bytes()).contains("text/html"));
+    if wants_html {
+        return Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(audit_html(&entries).into_bytes())
+            .unwrap_or_default();
+    }
+    json_response(200, &json!({ "entries": entries }))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn audit_html(entries: &[audit::Entry]) -> String {
+    let mut rows = String::new();
+    for e in entries {
+        let action = e
+            .action
+            .as_ref()
+            .and_then(|a| serde_json::to_string(a).ok())
+            .unwrap_or_default();
+        rows.push_str(&format!(
+            "<tr class=\"{ev}\"><td>{at}</td><td>{ev}{dry}</td><td>{rule}</td><td>{title}</td><td><code>{action}</code></td><td>{detail}</td></tr>\n",
+            at = html_escape(&e.at),
+            ev = html_escape(&serde_json::to_string(&e.event).unwrap_or_default().replace('"', "")),
+            dry = if e.dry_run { " (dry run)" } else { "" },
+            rule = html_escape(e.rule.as_deref().unwrap_or("")),
+            title = html_escape(&e.title),
+            action = html_escape(&action),
+            detail = html_escape(e.detail.as_deref().unwrap_or("")),
+        ));
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>remediator audit</title><style>\
+body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}\
+.acted,.reverted{{background:#e8f5e9}}.failed,.circuit_open,.error{{background:#ffebee}}.skipped,.already_handled{{color:#666}}\
+</style></head><body><h1>remediator audit</h1><p>{n} entries, newest first.</p><table><tr><th>time</th><th>event</th><th>rule</th><th>problem</th><th>action</th><th>detail</th></tr>\n{rows}</table></body></html>\n",
+        n = entries.len()
+    )
 }
 
 fn health(p: &dyn Platform) -> Response<Vec<u8>> {

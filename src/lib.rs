@@ -6,14 +6,17 @@
 
 pub mod actions;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod plan;
 pub mod platform;
 pub mod problem;
 pub mod remediate;
 pub mod report;
 pub mod rules;
+pub mod state;
 
 #[cfg(target_arch = "wasm32")]
 mod spin;

@@ -59,6 +59,11 @@ pub trait Platform {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError>;
+    /// Atomically add `delta` to the counter at `key` (absent = 0); returns the new value.
+    /// `delta` 0 reads the counter.
+    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// Wait (used while another delivery holds a claim).
+    fn sleep(&self, duration: Duration);
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
     /// A line for the operator's log (stderr under Spin). Never pass secrets.

@@ -1,13 +1,27 @@
-//! For one problem: find the rule, decide the actions, carry them out, report.
+//! For one problem: find the rule, decide with what is remembered, claim, act or
+//! undo, remember, and report. Decisions come from [`crate::plan`]; this module
+//! only carries them out.
+
+use std::time::Duration;
 
 use crate::actions::scale::ScaleRequest;
 use crate::actions::unleash::Toggle;
 use crate::actions::ActionError;
-use crate::config::Config;
-use crate::platform::Platform;
-use crate::problem::{Problem, Status};
-use crate::report::{ActionOutcome, ActionReport, ActionTarget, ProblemOutcome, ProblemReport};
+use crate::audit::{self, Event};
+use crate::config::{Config, Secret};
+use crate::plan::{self, Decision};
+use crate::platform::{KvError, Platform};
+use crate::problem::Problem;
+use crate::report::{
+    ActionOutcome, ActionReport, ActionTarget, FirstHandled, ProblemOutcome, ProblemReport,
+};
 use crate::rules::{Action, Rule, RuleSet};
+use crate::state::{self, Applied, OccurrenceRecord, Phase, RuleRecord};
+
+/// How long a delivery waits for a concurrent one holding the claim, before
+/// answering "in progress" (503) so that the sender retries.
+const WAIT_FOR_CLAIM: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
 
 /// One action, resolved against the configuration and the problem: exactly what
 /// would be sent.
@@ -25,6 +39,7 @@ impl Step {
                 enabled,
                 project,
                 environment,
+                ..
             } => Step::Toggle(Toggle {
                 project: project
                     .clone()
@@ -35,7 +50,7 @@ impl Step {
                     .unwrap_or_else(|| cfg.unleash_environment.clone()),
                 enabled: *enabled,
             }),
-            Action::Scale { change } => {
+            Action::Scale { change, .. } => {
                 Step::Scale(ScaleRequest::new(&rule.name, *change, problem))
             }
         }
@@ -57,41 +72,151 @@ impl Step {
         }
     }
 
-    /// Send it and read the answer.
-    pub fn execute(&self, p: &dyn Platform, cfg: &Config) -> Result<String, ActionError> {
+    fn scale_url(cfg: &Config) -> String {
+        format!("{}{}", cfg.scale_url, cfg.scale_path)
+    }
+
+    /// Send it and read the answer. A flag's current value is read first, so that
+    /// a revert restores what was really there.
+    fn execute(
+        &self,
+        p: &dyn Platform,
+        cfg: &Config,
+    ) -> Result<(String, Option<bool>), ActionError> {
         match self {
             Step::Toggle(t) => {
+                let previous = t.read_outcome(p.send(
+                    t.read_request(&cfg.unleash_url, &cfg.unleash_token),
+                    cfg.outbound_timeout,
+                ))?;
                 let req = t.request(&cfg.unleash_url, &cfg.unleash_token);
-                t.outcome(p.send(req, cfg.outbound_timeout))
+                let detail = t.outcome(p.send(req, cfg.outbound_timeout))?;
+                Ok((detail, Some(previous)))
             }
             Step::Scale(s) => {
-                let url = format!("{}{}", cfg.scale_url, cfg.scale_path);
-                let req = s.request(&url, &cfg.scale_token);
-                s.outcome(p.send(req, cfg.outbound_timeout))
+                let req = s.request(&Self::scale_url(cfg), &cfg.scale_token);
+                Ok((s.outcome(p.send(req, cfg.outbound_timeout))?, None))
             }
         }
     }
 
     /// What would be sent, for dry-run reports (no credentials).
     pub fn describe(&self, cfg: &Config) -> String {
+        let none = Secret::default();
         let req = match self {
-            Step::Toggle(t) => t.request(&cfg.unleash_url, &crate::config::Secret::default()),
-            Step::Scale(s) => s.request(
-                &format!("{}{}", cfg.scale_url, cfg.scale_path),
-                &crate::config::Secret::default(),
-            ),
+            Step::Toggle(t) => t.request(&cfg.unleash_url, &none),
+            Step::Scale(s) => s.request(&Self::scale_url(cfg), &none),
         };
         format!("would send {} {}", req.method(), req.uri())
     }
 }
 
-pub fn remediate(
-    p: &dyn Platform,
-    cfg: &Config,
-    rules: &RuleSet,
-    problem: &Problem,
-    dry_run: bool,
-) -> ProblemReport {
+/// Everything one delivery shares across its problems.
+pub struct Delivery<'a> {
+    pub p: &'a dyn Platform,
+    pub cfg: &'a Config,
+    pub rules: &'a RuleSet,
+    pub dry_run: bool,
+    /// This delivery's audit batch id.
+    pub id: i64,
+    pub audit: Vec<audit::Entry>,
+}
+
+impl Delivery<'_> {
+    fn note(
+        &mut self,
+        report: &ProblemReport,
+        event: Event,
+        action: Option<ActionTarget>,
+        detail: Option<String>,
+        dry_run: bool,
+    ) {
+        let at_ms = self.p.now_ms();
+        self.audit.push(audit::Entry {
+            delivery: self.id,
+            at: audit::rfc3339(at_ms),
+            at_ms,
+            event,
+            occurrence: report.occurrence.clone(),
+            title: report.title.clone(),
+            rule: report.rule.clone(),
+            action,
+            detail: detail.map(|d| self.cfg.redact(&d)),
+            dry_run,
+        });
+    }
+
+    fn finish(
+        &mut self,
+        mut report: ProblemReport,
+        outcome: ProblemOutcome,
+        detail: String,
+        event: Event,
+    ) -> ProblemReport {
+        report.outcome = outcome;
+        self.note(
+            &report,
+            event,
+            None,
+            Some(detail.clone()),
+            report.outcome == ProblemOutcome::DryRun,
+        );
+        report.detail = Some(detail);
+        report
+    }
+
+    fn action(
+        &mut self,
+        report: &mut ProblemReport,
+        target: ActionTarget,
+        result: Result<String, ActionError>,
+        event_ok: Event,
+    ) {
+        let entry = match result {
+            Ok(detail) => {
+                let detail = self.cfg.redact(&detail);
+                self.note(
+                    report,
+                    event_ok,
+                    Some(target.clone()),
+                    Some(detail.clone()),
+                    false,
+                );
+                ActionReport {
+                    target,
+                    outcome: if event_ok == Event::RevertSkipped {
+                        ActionOutcome::Skipped
+                    } else {
+                        ActionOutcome::Done
+                    },
+                    detail: Some(detail),
+                    error: None,
+                    retryable: None,
+                }
+            }
+            Err(e) => {
+                let message = self.cfg.redact(&e.message);
+                self.note(
+                    report,
+                    Event::Failed,
+                    Some(target.clone()),
+                    Some(message.clone()),
+                    false,
+                );
+                ActionReport {
+                    target,
+                    outcome: ActionOutcome::Failed,
+                    detail: None,
+                    error: Some(message),
+                    retryable: Some(e.retryable),
+                }
+            }
+        };
+        report.actions.push(entry);
+    }
+}
+
+pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
     let mut report = ProblemReport {
         title: problem.title.clone(),
         status: problem.status,
@@ -100,62 +225,356 @@ pub fn remediate(
         rule: None,
         outcome: ProblemOutcome::NoMatchingRule,
         detail: None,
+        first_handled: None,
         actions: vec![],
     };
+    d.note(&report, Event::Received, None, None, false);
+    let rules = d.rules;
     let Some(rule) = rules.find(problem) else {
-        report.detail = Some("no matching rule".into());
-        return report;
+        return d.finish(
+            report,
+            ProblemOutcome::NoMatchingRule,
+            "no matching rule".into(),
+            Event::NoMatchingRule,
+        );
     };
     report.rule = Some(rule.name.clone());
-    if problem.status == Status::Resolved {
-        report.outcome = ProblemOutcome::Ignored;
-        report.detail = Some("resolved: nothing to undo".into());
-        return report;
+    d.note(&report, Event::Matched, None, None, false);
+    match decide_and_claim(d, rule, problem, report.clone()) {
+        Ok(report) => report,
+        Err(e) => d.finish(
+            report,
+            ProblemOutcome::Error,
+            format!("state unavailable, nothing done: {e}"),
+            Event::Error,
+        ),
     }
-    let steps: Vec<Step> = rule
-        .actions
-        .iter()
-        .map(|a| Step::resolve(a, rule, problem, cfg))
-        .collect();
-    for step in steps {
-        let action = if dry_run {
-            ActionReport {
-                target: step.target(),
-                outcome: ActionOutcome::DryRun,
-                detail: Some(step.describe(cfg)),
-                error: None,
-                retryable: None,
+}
+
+fn decide_and_claim(
+    d: &mut Delivery,
+    rule: &Rule,
+    problem: &Problem,
+    mut report: ProblemReport,
+) -> Result<ProblemReport, KvError> {
+    let dry_run = d.dry_run || rule.policy.dry_run;
+    let key = state::occurrence_key(&report.occurrence, &rule.name);
+    let started = d.p.now_ms();
+    loop {
+        let now = d.p.now_ms();
+        let seen = state::read::<OccurrenceRecord>(d.p, &key)?;
+        let history = state::read::<RuleRecord>(d.p, &state::rule_key(&rule.name))?
+            .value
+            .unwrap_or_default();
+        let decision = plan::decide(rule, problem.status, seen.value.as_ref(), &history, now);
+        if let Some(rec) = &seen.value {
+            report.first_handled = rec.first_handled_ms.map(|at| FirstHandled {
+                at: audit::rfc3339(at),
+                delivery: rec.first_audit,
+            });
+        }
+        match decision {
+            Decision::InProgress if now - started < WAIT_FOR_CLAIM.as_millis() as i64 => {
+                d.p.sleep(POLL);
+                continue;
             }
+            Decision::InProgress => {
+                return Ok(d.finish(
+                    report,
+                    ProblemOutcome::InProgress,
+                    "another delivery is acting on this occurrence; retry later".into(),
+                    Event::InProgress,
+                ))
+            }
+            Decision::Ignore { why } => {
+                return Ok(d.finish(report, ProblemOutcome::Ignored, why, Event::Skipped))
+            }
+            Decision::AlreadyHandled { why } => {
+                return Ok(d.finish(
+                    report,
+                    ProblemOutcome::AlreadyHandled,
+                    why,
+                    Event::AlreadyHandled,
+                ))
+            }
+            Decision::Skip { why, circuit_open } => {
+                let (outcome, event) = if circuit_open {
+                    d.p.log(&format!("remediator: WARNING {why}"));
+                    (ProblemOutcome::CircuitOpen, Event::CircuitOpen)
+                } else {
+                    (ProblemOutcome::Skipped, Event::Skipped)
+                };
+                return Ok(d.finish(report, outcome, why, event));
+            }
+            Decision::Act { indices, why } if dry_run => {
+                for i in indices {
+                    let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
+                    report
+                        .actions
+                        .push(dry_run_report(step.target(), step.describe(d.cfg)));
+                }
+                return Ok(d.finish(
+                    report,
+                    ProblemOutcome::DryRun,
+                    format!("dry run: {why}"),
+                    Event::DryRun,
+                ));
+            }
+            Decision::Revert { applied } if dry_run => {
+                for a in &applied {
+                    let step = Step::resolve(&rule.actions[a.index], rule, problem, d.cfg);
+                    report.actions.push(dry_run_report(
+                        step.target(),
+                        "would undo this action".into(),
+                    ));
+                }
+                return Ok(d.finish(
+                    report,
+                    ProblemOutcome::DryRun,
+                    "dry run: resolved".into(),
+                    Event::DryRun,
+                ));
+            }
+            Decision::Act { indices, why } => {
+                let mut rec = seen
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| OccurrenceRecord::new(&report.occurrence, &rule.name, now));
+                rec.phase = Phase::Claimed;
+                rec.since_ms = now;
+                if !state::swap(d.p, &key, &seen, &rec)? {
+                    continue; // Lost the race: see what the winner is doing.
+                }
+                return Ok(act(d, rule, problem, report, rec, &key, &indices, why));
+            }
+            Decision::Revert { applied } => {
+                let Some(mut rec) = seen.value.clone() else {
+                    unreachable!("plan only reverts a recorded occurrence")
+                };
+                let previous_phase = rec.phase;
+                rec.phase = Phase::Reverting;
+                rec.since_ms = now;
+                if !state::swap(d.p, &key, &seen, &rec)? {
+                    continue;
+                }
+                return Ok(revert(
+                    d,
+                    rule,
+                    problem,
+                    report,
+                    rec,
+                    &key,
+                    &applied,
+                    previous_phase,
+                ));
+            }
+        }
+    }
+}
+
+fn dry_run_report(target: ActionTarget, detail: String) -> ActionReport {
+    ActionReport {
+        target,
+        outcome: ActionOutcome::DryRun,
+        detail: Some(detail),
+        error: None,
+        retryable: None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn act(
+    d: &mut Delivery,
+    rule: &Rule,
+    problem: &Problem,
+    mut report: ProblemReport,
+    mut rec: OccurrenceRecord,
+    key: &str,
+    indices: &[usize],
+    why: String,
+) -> ProblemReport {
+    let mut failed = false;
+    let mut done = false;
+    for &i in indices {
+        let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
+        let result = step.execute(d.p, d.cfg);
+        if let Ok((_, previous_enabled)) = &result {
+            rec.applied.push(Applied {
+                index: i,
+                at_ms: d.p.now_ms(),
+                previous_enabled: *previous_enabled,
+                reverted: false,
+            });
+            done = true;
         } else {
-            match step.execute(p, cfg) {
-                Ok(detail) => ActionReport {
-                    target: step.target(),
-                    outcome: ActionOutcome::Done,
-                    detail: Some(cfg.redact(&detail)),
-                    error: None,
-                    retryable: None,
-                },
-                Err(e) => ActionReport {
-                    target: step.target(),
-                    outcome: ActionOutcome::Failed,
-                    detail: None,
-                    error: Some(cfg.redact(&e.message)),
-                    retryable: Some(e.retryable),
-                },
-            }
-        };
-        report.actions.push(action);
+            failed = true;
+        }
+        d.action(
+            &mut report,
+            step.target(),
+            result.map(|(detail, _)| detail),
+            Event::Acted,
+        );
     }
-    report.outcome = if dry_run {
-        ProblemOutcome::DryRun
-    } else if report
+    let now = d.p.now_ms();
+    rec.since_ms = now;
+    if failed {
+        rec.phase = Phase::Failed;
+    } else {
+        rec.phase = Phase::Done;
+        rec.last_step_ms = Some(now);
+        rec.first_handled_ms.get_or_insert(now);
+        rec.first_audit.get_or_insert(d.id);
+        if rule.policy.escalate_after.is_some() {
+            rec.next_step = indices.last().map_or(rec.next_step, |i| i + 1);
+        }
+    }
+    let mut detail = why;
+    if let Err(e) = state::write(d.p, key, &rec) {
+        // The action happened; only its record is missing. After the claim lease a
+        // repeat may act again: say so rather than hide it.
+        detail = format!("{detail}; WARNING: result not recorded ({e}), a repeat may act again");
+    }
+    if done {
+        if let Err(e) = state::record_rule_action(d.p, &rule.name, now) {
+            detail = format!("{detail}; WARNING: cooldown/breaker history not updated ({e})");
+        }
+    }
+    let outcome = if failed {
+        ProblemOutcome::Failed
+    } else {
+        ProblemOutcome::Acted
+    };
+    report.outcome = outcome;
+    report.detail = Some(detail);
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+fn revert(
+    d: &mut Delivery,
+    rule: &Rule,
+    problem: &Problem,
+    mut report: ProblemReport,
+    mut rec: OccurrenceRecord,
+    key: &str,
+    applied: &[Applied],
+    previous_phase: Phase,
+) -> ProblemReport {
+    let mut failed = false;
+    let mut undone = 0;
+    for a in applied.iter().rev() {
+        let action = &rule.actions[a.index];
+        let (target, result, event) = match (action, Step::resolve(action, rule, problem, d.cfg)) {
+            (Action::Flag { .. }, Step::Toggle(set)) => {
+                let undo = Toggle {
+                    enabled: !set.enabled,
+                    ..set.clone()
+                };
+                let (result, event) = undo_flag(d, &set, &undo, a.previous_enabled);
+                (Step::Toggle(undo).target(), result, event)
+            }
+            (
+                Action::Scale {
+                    change, on_resolve, ..
+                },
+                Step::Scale(_),
+            ) => match on_resolve.or_else(|| change.inverse()) {
+                Some(back) => {
+                    let s = ScaleRequest::new(&rule.name, back, problem);
+                    let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
+                    let result = s.outcome(d.p.send(req, d.cfg.outbound_timeout));
+                    (Step::Scale(s).target(), result, Event::Reverted)
+                }
+                None => {
+                    let s = ScaleRequest::new(&rule.name, *change, problem);
+                    (
+                        Step::Scale(s).target(),
+                        Ok("no inverse for =N and no on_resolve".into()),
+                        Event::RevertSkipped,
+                    )
+                }
+            },
+            _ => unreachable!("a step resolves to its action's kind"),
+        };
+        match &result {
+            Ok(_) => {
+                if let Some(rec_a) = rec.applied.iter_mut().find(|x| x.index == a.index) {
+                    rec_a.reverted = true;
+                }
+                if event == Event::Reverted {
+                    undone += 1;
+                }
+            }
+            Err(e) => failed |= e.retryable,
+        }
+        d.action(&mut report, target, result, event);
+    }
+    rec.since_ms = d.p.now_ms();
+    // A retryable failure keeps the occurrence open, so the sender's retry undoes the rest.
+    rec.phase = if failed {
+        previous_phase
+    } else {
+        Phase::Resolved
+    };
+    let mut detail = if applied.is_empty() {
+        "resolved: nothing to undo (revert is off for what was done)".to_string()
+    } else {
+        format!("resolved: undid {undone} of {} actions", applied.len())
+    };
+    if let Err(e) = state::write(d.p, key, &rec) {
+        detail = format!("{detail}; WARNING: result not recorded ({e})");
+    }
+    report.outcome = if report
         .actions
         .iter()
         .any(|a| a.outcome == ActionOutcome::Failed)
     {
         ProblemOutcome::Failed
+    } else if undone > 0 {
+        ProblemOutcome::Reverted
     } else {
-        ProblemOutcome::Acted
+        ProblemOutcome::Ignored
     };
+    d.note(&report, Event::Matched, None, Some(detail.clone()), false);
+    report.detail = Some(detail);
     report
+}
+
+/// Restore a flag to what it was before remediator acted, unless that is already
+/// so, or someone has changed it since (never fight a human).
+fn undo_flag(
+    d: &Delivery,
+    set: &Toggle,
+    undo: &Toggle,
+    previous: Option<bool>,
+) -> (Result<String, ActionError>, Event) {
+    let word = |b: bool| if b { "on" } else { "off" };
+    if previous == Some(set.enabled) {
+        return (
+            Ok(format!(
+                "flag {:?} was already {} before remediator acted; nothing to undo",
+                set.flag.as_str(),
+                word(set.enabled)
+            )),
+            Event::RevertSkipped,
+        );
+    }
+    let read = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+    match set.read_outcome(d.p.send(read, d.cfg.outbound_timeout)) {
+        Err(e) => (Err(e), Event::Failed),
+        Ok(now) if now != set.enabled => (
+            Ok(format!(
+                "flag {:?} was changed by hand since remediator turned it {} (it is {} now); leaving it",
+                set.flag.as_str(),
+                word(set.enabled),
+                word(now)
+            )),
+            Event::RevertSkipped,
+        ),
+        Ok(_) => {
+            let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+            (undo.outcome(d.p.send(req, d.cfg.outbound_timeout)), Event::Reverted)
+        }
+    }
 }

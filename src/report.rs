@@ -1,6 +1,6 @@
 //! The JSON report every webhook answers with, and its mapping to a status code.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ingest::Format;
 use crate::problem::{Source, Status};
@@ -17,7 +17,7 @@ pub struct Report {
     pub not_processed: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ProblemReport {
     pub title: String,
     pub status: Status,
@@ -27,7 +27,17 @@ pub struct ProblemReport {
     pub outcome: ProblemOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For repeats: when (and in which audited delivery) this occurrence was first handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_handled: Option<FirstHandled>,
     pub actions: Vec<ActionReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstHandled {
+    pub at: String,
+    /// The `delivery` id of its entries in `GET /audit`.
+    pub delivery: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,9 +52,21 @@ pub enum ProblemOutcome {
     Ignored,
     /// Decided, not sent.
     DryRun,
+    /// A repeat or duplicate of an occurrence already acted on.
+    AlreadyHandled,
+    /// A policy (cooldown) said not now.
+    Skipped,
+    /// The rule's circuit breaker is open: it acted too often.
+    CircuitOpen,
+    /// Another delivery is acting on this occurrence right now.
+    InProgress,
+    /// Resolved, and what remediator changed has been undone.
+    Reverted,
+    /// The state store failed; nothing was done.
+    Error,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ActionReport {
     #[serde(flatten)]
     pub target: ActionTarget,
@@ -57,7 +79,7 @@ pub struct ActionReport {
     pub retryable: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action")]
 pub enum ActionTarget {
     #[serde(rename = "featuretoggle")]
@@ -92,8 +114,16 @@ impl Report {
             .iter()
             .flat_map(|p| &p.actions)
             .any(|a| a.outcome == ActionOutcome::Failed && a.retryable == Some(true));
+        let unavailable = self.problems.iter().any(|p| {
+            matches!(
+                p.outcome,
+                ProblemOutcome::InProgress | ProblemOutcome::Error
+            )
+        });
         if retry_helps {
             502
+        } else if unavailable {
+            503
         } else {
             200
         }

@@ -83,6 +83,14 @@ impl Platform for SpinPlatform {
         }
     }
 
+    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        atomics::increment(&bucket()?, key, delta).map_err(|e| KvError(format!("{e:?}")))
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

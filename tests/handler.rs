@@ -6,6 +6,8 @@ mod support;
 use serde_json::json;
 use support::*;
 
+const PROMOTION: &str =
+    "http://unleash.test:4242/api/admin/projects/default/features/EnablePromotion";
 const PROMOTION_OFF: &str =
     "http://unleash.test:4242/api/admin/projects/default/features/EnablePromotion/environments/production/off";
 
@@ -25,16 +27,26 @@ fn tutorial_failure_rate_turns_promotion_off_once() {
     let r = Recorder::new();
     let (status, report) = r.post("/alertmanager", &failure_rate());
     assert_eq!(status, 200, "{report}");
+    // Read the flag first (to be able to restore it), then turn it off.
     let sent = r.sent();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].method, "POST");
-    assert_eq!(sent[0].url, PROMOTION_OFF);
-    assert_eq!(
-        sent[0].headers.get("authorization").map(String::as_str),
-        Some(UNLEASH_TOKEN)
+    let calls: Vec<_> = sent
+        .iter()
+        .map(|s| (s.method.as_str(), s.url.as_str()))
+        .collect();
+    assert_eq!(calls, [("GET", PROMOTION), ("POST", PROMOTION_OFF)]);
+    for s in &sent {
+        assert_eq!(
+            s.headers.get("authorization").map(String::as_str),
+            Some(UNLEASH_TOKEN)
+        );
+        assert!(s.body.is_empty());
+        assert_eq!(s.timeout, std::time::Duration::from_millis(2500));
+    }
+    assert!(!r.flag("EnablePromotion", "production"));
+    assert!(
+        r.flag("EnablePromotion", "development"),
+        "other environments untouched"
     );
-    assert!(sent[0].body.is_empty());
-    assert_eq!(sent[0].timeout, std::time::Duration::from_millis(2500));
     let p = &report["problems"][0];
     assert_eq!(p["rule"], "Failure rate increase");
     assert_eq!(p["outcome"], "acted");
@@ -57,11 +69,13 @@ fn response_time_turns_item_cache_on_in_the_rule_environment() {
         &alertmanager("firing", &[("Response time degradation", None, &[])]),
     );
     assert_eq!(status, 200);
-    let urls: Vec<_> = r.sent().into_iter().map(|s| s.url).collect();
+    let urls: Vec<_> = r.posts().into_iter().map(|s| s.url).collect();
     assert_eq!(
         urls,
         ["http://unleash.test:4242/api/admin/projects/default/features/EnableItemCache/environments/development/on"]
     );
+    assert!(r.flag("EnableItemCache", "development"));
+    assert!(!r.flag("EnableItemCache", "production"));
 }
 
 #[test]
@@ -131,7 +145,10 @@ fn group_of_three_gives_two_actions_and_one_no_match() {
     );
     assert_eq!(report["problems"][1]["rule"], json!(null));
     let urls: Vec<_> = r.sent().into_iter().map(|s| s.url).collect();
-    assert_eq!(urls, ["http://scaler.test:9100/scale", PROMOTION_OFF]);
+    assert_eq!(
+        urls,
+        ["http://scaler.test:9100/scale", PROMOTION, PROMOTION_OFF]
+    );
 }
 
 #[test]
@@ -260,7 +277,7 @@ fn no_configured_credential_refuses_unless_explicitly_allowed() {
     assert!(r.sent().is_empty());
     r.set_var("allow_unauthenticated", "true");
     assert_eq!(r.request(open(), &failure_rate()).0, 200);
-    assert_eq!(r.sent().len(), 1);
+    assert_eq!(r.posts().len(), 1);
     let (_, health) = r.request(http::Request::get("/healthz"), b"");
     assert!(health["warnings"][0]
         .as_str()
@@ -310,7 +327,7 @@ fn keptn_problem_event_follows_the_same_rules() {
     let (status, report) = r.post("/keptn", body);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["format"], "keptn");
-    assert_eq!(r.sent()[0].url, PROMOTION_OFF);
+    assert_eq!(r.posts()[0].url, PROMOTION_OFF);
 }
 
 #[test]

@@ -46,7 +46,9 @@ fn tutorial_rules_parse_into_three_rules() {
     assert_eq!(
         set.rules[0].actions,
         [Action::Scale {
-            change: ScaleChange::Delta(1)
+            change: ScaleChange::Delta(1),
+            revert: None,
+            on_resolve: None,
         }]
     );
     assert_eq!(flag(&set.rules[1].actions[0]), ("EnableItemCache", true));
@@ -111,7 +113,9 @@ spec:
     assert_eq!(
         set.rules[0].actions,
         [Action::Scale {
-            change: ScaleChange::Delta(1)
+            change: ScaleChange::Delta(1),
+            revert: None,
+            on_resolve: None,
         }]
     );
     assert_eq!(flag(&set.rules[1].actions[0]), ("EnablePromotion", false));
@@ -199,7 +203,9 @@ fn own_format_matchers_titles_defaults_and_several_actions() {
     assert_eq!(
         r.actions[1],
         Action::Scale {
-            change: ScaleChange::Delta(2)
+            change: ScaleChange::Delta(2),
+            revert: None,
+            on_resolve: None,
         }
     );
     let qa = alert(

@@ -15,6 +15,56 @@ pub struct Toggle {
 }
 
 impl Toggle {
+    /// `GET` the flag, to learn its current `enabled` value in our environment.
+    pub fn read_request(&self, base_url: &str, token: &Secret) -> OutboundRequest {
+        let uri = format!(
+            "{base_url}/api/admin/projects/{}/features/{}",
+            encode_segment(self.project.as_str()),
+            encode_segment(self.flag.as_str()),
+        );
+        http::Request::get(uri)
+            .header(http::header::AUTHORIZATION, token.expose())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .expect("validated names and origin always form a valid request")
+    }
+
+    /// The flag's `enabled` value in this toggle's environment.
+    pub fn read_outcome(
+        &self,
+        result: Result<OutboundResponse, SendError>,
+    ) -> Result<bool, ActionError> {
+        let resp = result.map_err(|e| transport_error("Unleash", &e))?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&resp));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(resp.body()).map_err(|e| ActionError {
+                message: format!(
+                    "Unleash sent an unreadable flag {:?}: {e}",
+                    self.flag.as_str()
+                ),
+                retryable: true,
+            })?;
+        v.get("environments")
+            .and_then(|envs| envs.as_array())
+            .and_then(|envs| {
+                envs.iter().find(|e| {
+                    e.get("name").and_then(|n| n.as_str()) == Some(self.environment.as_str())
+                })
+            })
+            .and_then(|e| e.get("enabled").and_then(|b| b.as_bool()))
+            .ok_or_else(|| ActionError {
+                message: format!(
+                    "Unleash has no environment {:?} on flag {:?} in project {:?}",
+                    self.environment.as_str(),
+                    self.flag.as_str(),
+                    self.project.as_str()
+                ),
+                retryable: false,
+            })
+    }
+
     pub fn request(&self, base_url: &str, token: &Secret) -> OutboundRequest {
         let uri = format!(
             "{base_url}/api/admin/projects/{}/features/{}/environments/{}/{}",
@@ -38,6 +88,19 @@ impl Toggle {
         result: Result<OutboundResponse, SendError>,
     ) -> Result<String, ActionError> {
         let resp = result.map_err(|e| transport_error("Unleash", &e))?;
+        if resp.status().is_success() {
+            return Ok(format!(
+                "turned {} flag {:?} in project {:?}, environment {:?}",
+                if self.enabled { "on" } else { "off" },
+                self.flag.as_str(),
+                self.project.as_str(),
+                self.environment.as_str()
+            ));
+        }
+        Err(self.failure(&resp))
+    }
+
+    fn failure(&self, resp: &OutboundResponse) -> ActionError {
         let status = resp.status().as_u16();
         let what = format!(
             "flag {:?} in project {:?}, environment {:?}",
@@ -45,35 +108,29 @@ impl Toggle {
             self.project.as_str(),
             self.environment.as_str()
         );
-        match status {
-            200..=299 => Ok(format!(
-                "turned {} {what}",
-                if self.enabled { "on" } else { "off" }
-            )),
-            404 => Err(ActionError {
-                message: format!("Unleash has no {what} (404: {})", body_excerpt(&resp)),
-                retryable: false,
-            }),
-            401 | 403 => Err(ActionError {
-                message: format!(
+        let (message, retryable) = match status {
+            404 => (
+                format!("Unleash has no {what} (404: {})", body_excerpt(resp)),
+                false,
+            ),
+            401 | 403 => (
+                format!(
                     "Unleash refused the configured token ({status}); check variable unleash_token"
                 ),
-                retryable: true,
-            }),
-            408 | 429 | 500..=599 => Err(ActionError {
-                message: format!(
+                true,
+            ),
+            408 | 429 | 500..=599 => (
+                format!(
                     "Unleash answered {status} for {what}: {}",
-                    body_excerpt(&resp)
+                    body_excerpt(resp)
                 ),
-                retryable: true,
-            }),
-            _ => Err(ActionError {
-                message: format!(
-                    "Unleash rejected {what} ({status}: {})",
-                    body_excerpt(&resp)
-                ),
-                retryable: false,
-            }),
-        }
+                true,
+            ),
+            _ => (
+                format!("Unleash rejected {what} ({status}: {})", body_excerpt(resp)),
+                false,
+            ),
+        };
+        ActionError { message, retryable }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::model::{Action, Rule, ScaleChange, TitleMatch, UnleashName};
+use super::model::{Action, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
 
 /// A scalar as YAML may type it: `+1` is an integer and `off` a string in YAML 1.2,
 /// so accept whatever the parser chose and interpret it per action.
@@ -74,6 +74,7 @@ pub fn from_06(file: Keptn06File) -> Result<Vec<Rule>, String> {
                 labels: vec![],
                 catch_all: false,
                 actions,
+                policy: Policy::default(),
             })
         })
         .collect()
@@ -85,6 +86,8 @@ fn keptn_action(action: &str, value: &str) -> Result<Action, String> {
     match action {
         "scaling" => Ok(Action::Scale {
             change: ScaleChange::parse(value).map_err(|e| format!("value: {e}"))?,
+            revert: None,
+            on_resolve: None,
         }),
         "featuretoggle" | "toggle-feature" => {
             let (flag, state) = value
@@ -109,6 +112,7 @@ fn flag_action(flag: &str, state: &str) -> Result<Action, String> {
         enabled,
         project: None,
         environment: None,
+        revert: None,
     })
 }
 
@@ -205,6 +209,7 @@ pub fn from_08(file: Keptn08File) -> Result<Vec<Rule>, String> {
                 labels: vec![],
                 catch_all,
                 actions,
+                policy: Policy::default(),
             })
         })
         .collect()

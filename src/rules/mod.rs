@@ -1,5 +1,6 @@
 //! Remediation rules: parsing the three accepted formats into one model, and matching.
 
+pub mod duration;
 pub mod keptn;
 pub mod matcher;
 pub mod model;
@@ -7,7 +8,7 @@ pub mod own;
 
 use serde::Deserialize;
 
-pub use model::{Action, Rule, RuleSet, RulesFormat, ScaleChange, TitleMatch, UnleashName};
+pub use model::{Action, Policy, Rule, RuleSet, RulesFormat, ScaleChange, TitleMatch, UnleashName};
 
 use crate::problem::Problem;
 

@@ -1,5 +1,7 @@
 //! The canonical rules model every accepted format is parsed into.
 
+use std::time::Duration;
+
 use regex_lite::Regex;
 use serde::Serialize;
 
@@ -54,6 +56,36 @@ pub struct Rule {
     /// Used only when no other rule matches.
     pub catch_all: bool,
     pub actions: Vec<Action>,
+    pub policy: Policy,
+}
+
+/// How often and how far a rule may act. The defaults are Keptn's behaviour: act on
+/// every new occurrence, all actions at once, no limits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    /// A new occurrence within this long of the rule's last action is skipped.
+    pub cooldown: Option<Duration>,
+    /// Circuit breaker: at most this many actions in any window this long.
+    pub max_actions: Option<(u32, Duration)>,
+    /// Makes `actions` a ladder: one step per firing, the next one only when the
+    /// same occurrence is still firing this long after the previous step.
+    pub escalate_after: Option<Duration>,
+    /// Rule-wide revert-on-resolve; actions may override it.
+    pub revert: Option<bool>,
+    /// Decide and report, never send.
+    pub dry_run: bool,
+}
+
+impl Rule {
+    /// Whether `action` is undone when the occurrence resolves: the action's own
+    /// setting, else the rule's, else on for flags and off for scaling.
+    pub fn reverts(&self, action: &Action) -> bool {
+        let (own, default) = match action {
+            Action::Flag { revert, .. } => (*revert, true),
+            Action::Scale { revert, .. } => (*revert, false),
+        };
+        own.or(self.policy.revert).unwrap_or(default)
+    }
 }
 
 /// A feature-flag name, project or environment: URL-safe by construction, so it
@@ -134,8 +166,22 @@ pub enum Action {
         enabled: bool,
         project: Option<UnleashName>,
         environment: Option<UnleashName>,
+        revert: Option<bool>,
     },
     Scale {
         change: ScaleChange,
+        revert: Option<bool>,
+        /// What to apply on resolve instead of the inverse delta.
+        on_resolve: Option<ScaleChange>,
     },
+}
+
+impl ScaleChange {
+    /// The change that undoes this one, where there is one.
+    pub fn inverse(self) -> Option<ScaleChange> {
+        match self {
+            ScaleChange::Delta(d) => Some(ScaleChange::Delta(-d)),
+            ScaleChange::Target(_) => None,
+        }
+    }
 }

@@ -2,9 +2,10 @@
 
 use serde::Deserialize;
 
+use super::duration;
 use super::keptn::Scalar;
 use super::matcher::Matcher;
-use super::model::{Action, Rule, ScaleChange, TitleMatch, UnleashName};
+use super::model::{Action, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -39,6 +40,20 @@ pub struct OwnRule {
     pub project: Option<String>,
     #[serde(default)]
     pub environment: Option<String>,
+    /// e.g. `10m`: skip a new occurrence this soon after the rule last acted.
+    #[serde(default)]
+    pub cooldown: Option<String>,
+    /// e.g. `3 per 1h`: circuit breaker.
+    #[serde(default)]
+    pub max_actions: Option<String>,
+    /// e.g. `5m`: `actions` become an escalation ladder, one step per firing.
+    #[serde(default)]
+    pub escalate_after: Option<String>,
+    /// Undo on resolve (default: on for flags, off for scaling).
+    #[serde(default)]
+    pub revert: Option<bool>,
+    #[serde(default)]
+    pub dry_run: bool,
     pub actions: Vec<OwnAction>,
 }
 
@@ -73,6 +88,12 @@ pub struct OwnAction {
     /// Scaling: `+N`, `-N` or `=N`.
     #[serde(default)]
     pub scale: Option<Scalar>,
+    /// Undo this action on resolve (overrides the rule's `revert`).
+    #[serde(default)]
+    pub revert: Option<bool>,
+    /// Scaling only: what to apply on resolve instead of the inverse delta.
+    #[serde(default)]
+    pub on_resolve: Option<Scalar>,
 }
 
 pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
@@ -141,13 +162,42 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
                     own_action(a, &project, &environment).map_err(|e| format!("{at}.actions[{j}].{e}"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Rule {
+            let duration = |field: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(duration::parse)
+                    .transpose()
+                    .map_err(|e| format!("{at}.{field}: {e}"))
+            };
+            let policy = Policy {
+                cooldown: duration("cooldown", &r.cooldown)?,
+                max_actions: r
+                    .max_actions
+                    .as_deref()
+                    .map(duration::parse_rate)
+                    .transpose()
+                    .map_err(|e| format!("{at}.max_actions: {e}"))?,
+                escalate_after: duration("escalate_after", &r.escalate_after)?,
+                revert: r.revert,
+                dry_run: r.dry_run,
+            };
+            let rule = Rule {
                 name: r.name,
                 titles,
                 labels,
                 catch_all: r.default,
                 actions,
-            })
+                policy,
+            };
+            for (j, a) in rule.actions.iter().enumerate() {
+                if let Action::Scale { change: ScaleChange::Target(_), on_resolve: None, .. } = a {
+                    if rule.reverts(a) {
+                        return Err(format!(
+                            "{at}.actions[{j}].revert: a scale to =N has no inverse; give on_resolve (e.g. \"=2\") or revert: false"
+                        ));
+                    }
+                }
+            }
+            Ok(rule)
         })
         .collect()
 }
@@ -159,6 +209,9 @@ fn own_action(
 ) -> Result<Action, String> {
     match (a.flag, a.scale) {
         (Some(flag), None) => {
+            if a.on_resolve.is_some() {
+                return Err("on_resolve: applies to scale actions only".into());
+            }
             let state = a.state.ok_or("state: required with flag (on or off)")?;
             let enabled = match state {
                 Scalar::Bool(b) => b,
@@ -178,19 +231,25 @@ fn own_action(
                 enabled,
                 project: name("project", a.project, project)?,
                 environment: name("environment", a.environment, environment)?,
+                revert: a.revert,
             })
         }
         (None, Some(scale)) => {
             if a.state.is_some() || a.project.is_some() || a.environment.is_some() {
                 return Err("scale: state/project/environment apply to flag actions only".into());
             }
-            let text = match scale {
-                Scalar::Int(i) => format!("{i:+}"),
-                Scalar::Str(s) => s,
-                Scalar::Bool(_) => return Err("scale: must be +N, -N or =N".into()),
+            let change = |field: &str, v: Scalar| {
+                let text = match v {
+                    Scalar::Int(i) => format!("{i:+}"),
+                    Scalar::Str(s) => s,
+                    Scalar::Bool(_) => return Err(format!("{field}: must be +N, -N or =N")),
+                };
+                ScaleChange::parse(&text).map_err(|e| format!("{field}: {e}"))
             };
             Ok(Action::Scale {
-                change: ScaleChange::parse(&text).map_err(|e| format!("scale: {e}"))?,
+                change: change("scale", scale)?,
+                revert: a.revert,
+                on_resolve: a.on_resolve.map(|v| change("on_resolve", v)).transpose()?,
             })
         }
         (Some(_), Some(_)) => {

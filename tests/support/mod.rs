@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::time::Duration;
 
 use remediator::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
@@ -34,7 +35,55 @@ pub struct Recorder {
     pub sent: RefCell<Vec<Sent>>,
     pub logs: RefCell<Vec<String>>,
     pub now: Cell<i64>,
+    /// The flags of the stand-in Unleash the default responder plays:
+    /// (flag, environment) -> enabled.
+    pub flags: Rc<RefCell<BTreeMap<(String, String), bool>>>,
     responder: RefCell<Responder>,
+}
+
+/// Plays Unleash's admin API for the calls remediator makes (GET a flag, POST
+/// on/off), 404 for unknown flags, and 200 for anything else (the scaling webhook).
+fn unleash_like(flags: Rc<RefCell<BTreeMap<(String, String), bool>>>) -> Responder {
+    Box::new(move |s: &Sent| {
+        let Some(path) = s.url.split("/api/admin/projects/default/features/").nth(1) else {
+            return respond(200, "");
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut flags = flags.borrow_mut();
+        let known = flags.keys().any(|(f, _)| f == parts[0]);
+        if !known {
+            return respond(
+                404,
+                &format!(
+                    r#"{{"name":"NotFoundError","message":"Could not find feature flag with name {}"}}"#,
+                    parts[0]
+                ),
+            );
+        }
+        match (s.method.as_str(), parts.as_slice()) {
+            ("GET", [flag]) => {
+                let envs: Vec<_> = flags
+                    .iter()
+                    .filter(|((f, _), _)| f == flag)
+                    .map(|((_, e), on)| serde_json::json!({"name": e, "enabled": on}))
+                    .collect();
+                respond(
+                    200,
+                    &serde_json::json!({"name": flag, "environments": envs}).to_string(),
+                )
+            }
+            ("POST", [flag, "environments", env, state]) => {
+                match flags.get_mut(&(flag.to_string(), env.to_string())) {
+                    Some(v) => {
+                        *v = *state == "on";
+                        respond(200, "")
+                    }
+                    None => respond(404, r#"{"message":"environment not found"}"#),
+                }
+            }
+            _ => respond(400, "unexpected call"),
+        }
+    })
 }
 
 pub const UNLEASH_TOKEN: &str = "unleash-SECRET-7f3a91";
@@ -72,6 +121,16 @@ impl Recorder {
         let files = [("/remediation.yaml".to_string(), TUTORIAL_RULES.to_string())]
             .into_iter()
             .collect();
+        let flags: BTreeMap<(String, String), bool> = [
+            ("EnablePromotion", "production", true),
+            ("EnablePromotion", "development", true),
+            ("EnableItemCache", "production", false),
+            ("EnableItemCache", "development", false),
+        ]
+        .iter()
+        .map(|(f, e, on)| ((f.to_string(), e.to_string()), *on))
+        .collect();
+        let flags = Rc::new(RefCell::new(flags));
         Recorder {
             vars: RefCell::new(vars),
             files: RefCell::new(files),
@@ -79,7 +138,8 @@ impl Recorder {
             sent: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),
             now: Cell::new(1_764_165_726_000),
-            responder: RefCell::new(Box::new(|_| respond(200, ""))),
+            responder: RefCell::new(unleash_like(flags.clone())),
+            flags,
         }
     }
 
@@ -97,6 +157,28 @@ impl Recorder {
 
     pub fn answer(&self, f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static) {
         *self.responder.borrow_mut() = Box::new(f);
+    }
+
+    pub fn flag(&self, flag: &str, env: &str) -> bool {
+        self.flags.borrow()[&(flag.to_string(), env.to_string())]
+    }
+
+    pub fn set_flag(&self, flag: &str, env: &str, on: bool) {
+        self.flags
+            .borrow_mut()
+            .insert((flag.into(), env.into()), on);
+    }
+
+    /// Only the state-changing calls (POSTs): what an audit of effects cares about.
+    pub fn posts(&self) -> Vec<Sent> {
+        self.sent()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect()
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.now.set(self.now.get() + ms);
     }
 
     pub fn sent(&self) -> Vec<Sent> {
@@ -185,6 +267,21 @@ impl Platform for Recorder {
         }
         kv.insert(key.into(), new.to_vec());
         Ok(true)
+    }
+
+    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut kv = self.kv.borrow_mut();
+        let current: i64 = kv
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
+            .unwrap_or(0);
+        kv.insert(key.into(), (current + delta).to_string().into_bytes());
+        Ok(current + delta)
+    }
+
+    /// Time passes only when the code under test waits.
+    fn sleep(&self, duration: Duration) {
+        self.now.set(self.now.get() + duration.as_millis() as i64);
     }
 
     fn now_ms(&self) -> i64 {

@@ -1,0 +1,229 @@
+//! The audit trail: every decision, appended in key-value as one batch per webhook
+//! delivery, newest-first on read, bounded by pruning the oldest batch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::platform::{KvError, Platform};
+use crate::report::ActionTarget;
+
+/// Batches kept; older ones are deleted as new ones are written.
+pub const MAX_BATCHES: i64 = 2000;
+const HEAD_KEY: &str = "audit/head";
+
+fn batch_key(id: i64) -> String {
+    format!("audit/{id}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Received,
+    NoMatchingRule,
+    Matched,
+    Skipped,
+    CircuitOpen,
+    AlreadyHandled,
+    InProgress,
+    DryRun,
+    Acted,
+    Failed,
+    Reverted,
+    RevertSkipped,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The delivery (audit batch) this entry belongs to.
+    pub delivery: i64,
+    pub at: String,
+    pub at_ms: i64,
+    pub event: Event,
+    pub occurrence: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+impl Entry {
+    pub fn flag(&self) -> Option<&str> {
+        match &self.action {
+            Some(ActionTarget::Flag { flag, .. }) => Some(flag),
+            _ => None,
+        }
+    }
+}
+
+/// Reserve the id for this delivery's batch.
+pub fn next_delivery(p: &dyn Platform) -> Result<i64, KvError> {
+    p.kv_increment(HEAD_KEY, 1)
+}
+
+/// Write a delivery's entries and drop the batch that falls out of the window.
+pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), KvError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec(entries).map_err(|e| KvError(e.to_string()))?;
+    p.kv_set(&batch_key(delivery), &bytes)?;
+    if delivery > MAX_BATCHES {
+        p.kv_delete(&batch_key(delivery - MAX_BATCHES))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub rule: Option<String>,
+    pub flag: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: usize,
+}
+
+impl Filter {
+    fn accepts(&self, e: &Entry) -> bool {
+        self.rule
+            .as_ref()
+            .is_none_or(|r| e.rule.as_ref() == Some(r))
+            && self
+                .flag
+                .as_ref()
+                .is_none_or(|f| e.flag() == Some(f.as_str()))
+            && self.since_ms.is_none_or(|t| e.at_ms >= t)
+            && self.until_ms.is_none_or(|t| e.at_ms <= t)
+    }
+}
+
+/// Newest first.
+pub fn read(p: &dyn Platform, filter: &Filter) -> Result<Vec<Entry>, KvError> {
+    let head = p.kv_increment(HEAD_KEY, 0)?;
+    let mut out = Vec::new();
+    let oldest = (head - MAX_BATCHES + 1).max(1);
+    for id in (oldest..=head).rev() {
+        let Some(bytes) = p.kv_get(&batch_key(id))? else {
+            continue;
+        };
+        let Ok(batch) = serde_json::from_slice::<Vec<Entry>>(&bytes) else {
+            continue;
+        };
+        if filter
+            .until_ms
+            .is_some_and(|u| batch.iter().all(|e| e.at_ms > u))
+        {
+            continue;
+        }
+        if filter
+            .since_ms
+            .is_some_and(|s| batch.iter().all(|e| e.at_ms < s))
+        {
+            break;
+        }
+        for e in batch.into_iter().rev().filter(|e| filter.accepts(e)) {
+            out.push(e);
+            if out.len() >= filter.limit {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3339 UTC with milliseconds, from Unix milliseconds (civil-from-days).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Parse RFC 3339 (`2026-11-26T14:02:06Z`, with optional fraction and offset) or
+/// plain Unix milliseconds, for `?since=` / `?until=`.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms);
+    }
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        let f = &frac[..digits];
+        millis = format!("{f:0<3}")[..3].parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 60 + om)
+        }
+    };
+    // days-from-civil
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2.rem_euclid(400);
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_round_trips() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_764_165_726_305), "2025-11-26T14:02:06.305Z");
+        assert_eq!(
+            parse_time("2025-11-26T14:02:06.305Z"),
+            Some(1_764_165_726_305)
+        );
+        assert_eq!(
+            parse_time("2025-11-26T15:02:06.305+01:00"),
+            Some(1_764_165_726_305)
+        );
+        assert_eq!(
+            parse_time("2024-02-29T00:00:00Z").map(rfc3339).as_deref(),
+            Some("2024-02-29T00:00:00.000Z")
+        );
+        assert_eq!(parse_time("12345"), Some(12345));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}
