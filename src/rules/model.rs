@@ -78,11 +78,15 @@ pub struct Policy {
 
 impl Rule {
     /// Whether `action` is undone when the occurrence resolves: the action's own
-    /// setting, else the rule's, else on for flags and off for scaling.
+    /// setting (or its `on_resolve`), else the rule's, else on for flags and off
+    /// for scaling.
     pub fn reverts(&self, action: &Action) -> bool {
         let (own, default) = match action {
             Action::Flag { revert, .. } => (*revert, true),
-            Action::Scale { revert, .. } => (*revert, false),
+            // A configured on_resolve asks for something on resolve.
+            Action::Scale {
+                revert, on_resolve, ..
+            } => (revert.or(on_resolve.map(|_| true)), false),
         };
         own.or(self.policy.revert).unwrap_or(default)
     }

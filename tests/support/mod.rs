@@ -38,6 +38,9 @@ pub struct Recorder {
     /// The flags of the stand-in Unleash the default responder plays:
     /// (flag, environment) -> enabled.
     pub flags: Rc<RefCell<BTreeMap<(String, String), bool>>>,
+    /// Simulates a concurrent delivery winning the next compare-and-swap: it
+    /// writes this value first, so ours fails.
+    pub race_next_swap: RefCell<Option<Vec<u8>>>,
     responder: RefCell<Responder>,
 }
 
@@ -138,6 +141,7 @@ impl Recorder {
             sent: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),
             now: Cell::new(1_764_165_726_000),
+            race_next_swap: RefCell::new(None),
             responder: RefCell::new(unleash_like(flags.clone())),
             flags,
         }
@@ -157,6 +161,20 @@ impl Recorder {
 
     pub fn answer(&self, f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static) {
         *self.responder.borrow_mut() = Box::new(f);
+    }
+
+    /// Back to the stand-in Unleash (and 200 from the scaling webhook).
+    pub fn answer_like_unleash(&self) {
+        *self.responder.borrow_mut() = unleash_like(self.flags.clone());
+    }
+
+    /// The JSON audit, newest first.
+    pub fn audit(&self, query: &str) -> Vec<serde_json::Value> {
+        let req = http::Request::get(format!("/audit{query}"))
+            .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"));
+        let (status, body) = self.request(req, b"");
+        assert_eq!(status, 200, "{body}");
+        body["entries"].as_array().unwrap().clone()
     }
 
     pub fn flag(&self, flag: &str, env: &str) -> bool {
@@ -262,6 +280,10 @@ impl Platform for Recorder {
         new: &[u8],
     ) -> Result<bool, KvError> {
         let mut kv = self.kv.borrow_mut();
+        if let Some(winner) = self.race_next_swap.borrow_mut().take() {
+            kv.insert(key.into(), winner);
+            return Ok(false);
+        }
         if kv.get(key).map(Vec::as_slice) != expected {
             return Ok(false);
         }
