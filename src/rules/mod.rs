@@ -57,7 +57,12 @@ fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     // No snippet: the message names line and column; the rules' text stays out of reports.
     let options = serde_saphyr::options! { with_snippet: false };
     serde_saphyr::from_str_with_options(text, options).map_err(|e| match e.location() {
-        Some(loc) => format!("line {}, column {}: {}", loc.line(), loc.column(), e),
+        Some(loc) => {
+            let at = format!("line {}, column {}", loc.line(), loc.column());
+            let msg = e.to_string();
+            let msg = msg.strip_suffix(&format!(" at {at}")).unwrap_or(&msg);
+            format!("{at}: {msg}")
+        }
         None => e.to_string(),
     })
 }
