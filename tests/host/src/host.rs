@@ -1,0 +1,537 @@
+//! The runtime side: wasmtime engine, linker with WASI p2 + wasi:http + the
+//! Spin interfaces the component uses, and the HTTP server that creates one
+//! fresh instance per request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use tokio::net::TcpListener;
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::allowed_hosts::Allowed;
+use crate::kv::{KvStore, SwapError};
+use crate::variables::{Resolver, VarError};
+
+mod bindings {
+    // The Spin-specific imports, generated from the project's vendored WIT
+    // (/work/main/wit/deps), so host and world check share one contract.
+    wasmtime::component::bindgen!({
+        inline: "
+            package remediator:test-host;
+            world spin-imports {
+                import fermyon:spin/variables@2.0.0;
+                import wasi:keyvalue/store@0.2.0-draft2;
+                import wasi:keyvalue/atomics@0.2.0-draft2;
+            }
+        ",
+        path: ["../../wit/deps/spin@2.0.0", "../../wit/deps/keyvalue-2024-10-17"],
+        world: "spin-imports",
+        imports: { default: trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::BucketHandle,
+            "wasi:keyvalue/atomics.cas": super::CasHandle,
+        },
+    });
+}
+
+use bindings::fermyon::spin::variables as spin_vars;
+use bindings::wasi::keyvalue::{atomics, store};
+
+/// An open `wasi:keyvalue/store.bucket`.
+pub struct BucketHandle {
+    label: String,
+}
+
+/// A `wasi:keyvalue/atomics.cas`: the key and the value seen when it was
+/// created (or last read with `current`).
+pub struct CasHandle {
+    label: String,
+    key: String,
+    snapshot: Option<Vec<u8>>,
+}
+
+/// Everything shared by all requests.
+pub struct Shared {
+    pub pre: ProxyPre<GuestState>,
+    pub resolver: Arc<Resolver>,
+    pub allowed: Arc<Allowed>,
+    pub kv: KvStore,
+    pub kv_labels: Vec<String>,
+    pub files_root: PathBuf,
+    pub environment: Vec<(String, String)>,
+    pub self_origin: String,
+}
+
+/// Per-request store data.
+pub struct GuestState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    resolver: Arc<Resolver>,
+    kv: KvStore,
+    kv_labels: Vec<String>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP: enforce `allowed_outbound_hosts`, then send with
+/// wasmtime-wasi-http's default client (which honours the request-options
+/// connect / first-byte / between-bytes timeouts).
+struct OutboundHooks {
+    allowed: Arc<Allowed>,
+    self_origin: String,
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or("").to_string();
+        let relative = host.is_empty() || host == "self.alt";
+        let allowed = if relative {
+            self.allowed.allows_relative(&["http", "https"])
+        } else {
+            self.allowed.allows(&scheme, &host, uri.port_u16())
+        };
+        if !allowed {
+            let shown = if relative {
+                "self".to_string()
+            } else {
+                format!(
+                    "{scheme}://{}",
+                    uri.authority().map(|a| a.as_str()).unwrap_or("")
+                )
+            };
+            let why = match &*self.allowed {
+                Allowed::Broken(e) => format!(" ({e})"),
+                Allowed::Hosts(_) => String::new(),
+            };
+            eprintln!("remediator-host: outbound request to {shown} denied: not in allowed_outbound_hosts{why}");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if relative {
+            // Spin sends "self" requests to its own listener.
+            let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            match format!("http://{}{pq}", self.self_origin).parse() {
+                Ok(u) => *request.uri_mut() = u,
+                Err(_) => {
+                    return Box::new(async {
+                        Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid)
+                    })
+                }
+            }
+        }
+        _ = fut;
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+// ---- fermyon:spin/variables@2.0.0 ----
+
+impl spin_vars::Host for GuestState {
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, spin_vars::Error>> {
+        Ok(self.resolver.get(&name).map_err(|e| match e {
+            VarError::InvalidName(m) => spin_vars::Error::InvalidName(m),
+            VarError::Undefined(m) => spin_vars::Error::Undefined(m),
+            VarError::Provider(m) => spin_vars::Error::Provider(m),
+            VarError::Other(m) => spin_vars::Error::Other(m),
+        }))
+    }
+}
+
+// ---- wasi:keyvalue/store@0.2.0-draft2 ----
+
+fn kv_err(e: String) -> store::Error {
+    store::Error::Other(e)
+}
+
+impl GuestState {
+    fn label(&self, b: &Resource<BucketHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(b)?.label.clone())
+    }
+}
+
+impl store::Host for GuestState {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
+        if !self.kv_labels.contains(&identifier) {
+            return Ok(Err(store::Error::AccessDenied));
+        }
+        Ok(Ok(self.table.push(BucketHandle { label: identifier })?))
+    }
+}
+
+impl store::HostBucket for GuestState {
+    fn get(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let l = self.label(&b)?;
+        Ok(self.kv.get(&l, &key).map_err(kv_err))
+    }
+
+    fn set(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let l = self.label(&b)?;
+        Ok(self.kv.set(&l, &key, &value).map_err(kv_err))
+    }
+
+    fn delete(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let l = self.label(&b)?;
+        Ok(self.kv.delete(&l, &key).map_err(kv_err))
+    }
+
+    fn exists(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        let l = self.label(&b)?;
+        Ok(self.kv.exists(&l, &key).map_err(kv_err))
+    }
+
+    fn list_keys(
+        &mut self,
+        b: Resource<BucketHandle>,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        if cursor.is_some() {
+            return Ok(Err(store::Error::Other(
+                "list_keys: cursor not supported".to_string(),
+            )));
+        }
+        let l = self.label(&b)?;
+        Ok(self
+            .kv
+            .keys(&l)
+            .map(|keys| store::KeyResponse { keys, cursor: None })
+            .map_err(kv_err))
+    }
+
+    fn drop(&mut self, b: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.table.delete(b)?;
+        Ok(())
+    }
+}
+
+// ---- wasi:keyvalue/atomics@0.2.0-draft2 ----
+
+impl atomics::HostCas for GuestState {
+    fn new(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<CasHandle>, store::Error>> {
+        let label = self.label(&b)?;
+        let snapshot = match self.kv.get(&label, &key) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(kv_err(e))),
+        };
+        Ok(Ok(self.table.push(CasHandle {
+            label,
+            key,
+            snapshot,
+        })?))
+    }
+
+    fn current(
+        &mut self,
+        c: Resource<CasHandle>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        // As Spin: re-read, and compare against what the guest saw last.
+        let (label, key) = {
+            let h = self.table.get(&c)?;
+            (h.label.clone(), h.key.clone())
+        };
+        match self.kv.get(&label, &key) {
+            Ok(v) => {
+                self.table.get_mut(&c)?.snapshot.clone_from(&v);
+                Ok(Ok(v))
+            }
+            Err(e) => Ok(Err(kv_err(e))),
+        }
+    }
+
+    fn drop(&mut self, c: Resource<CasHandle>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for GuestState {
+    fn increment(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, store::Error>> {
+        let l = self.label(&b)?;
+        Ok(self.kv.increment(&l, &key, delta).map_err(kv_err))
+    }
+
+    fn swap(
+        &mut self,
+        c: Resource<CasHandle>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let h = self.table.delete(c)?;
+        match self
+            .kv
+            .compare_and_swap(&h.label, &h.key, h.snapshot.as_deref(), &value)
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(SwapError::CasFailed) => {
+                // A fresh handle at the latest value, for retries.
+                let snapshot = match self.kv.get(&h.label, &h.key) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(atomics::CasError::StoreError(kv_err(e)))),
+                };
+                let fresh = self.table.push(CasHandle {
+                    label: h.label,
+                    key: h.key,
+                    snapshot,
+                })?;
+                Ok(Err(atomics::CasError::CasFailed(fresh)))
+            }
+            Err(SwapError::Other(e)) => Ok(Err(atomics::CasError::StoreError(kv_err(e)))),
+        }
+    }
+}
+
+// ---- engine, linker, server ----
+
+/// wasmtime 48 has its own error type; convert it for `anyhow` contexts.
+pub fn ah<T>(r: wasmtime::Result<T>) -> Result<T> {
+    r.map_err(anyhow::Error::from)
+}
+
+pub fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    ah(Engine::new(&config))
+}
+
+pub fn load_component(engine: &Engine, wasm: &Path) -> Result<Component> {
+    ah(Component::from_file(engine, wasm))
+        .with_context(|| format!("loading component {}", wasm.display()))
+}
+
+pub fn linker(engine: &Engine) -> Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    bindings::SpinImports::add_to_linker::<_, HasSelf<GuestState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+pub fn pre_instantiate(engine: &Engine, component: &Component) -> Result<ProxyPre<GuestState>> {
+    let linker = linker(engine)?;
+    let pre = ah(linker.instantiate_pre(component))
+        .context("linking the component against the test host's imports")?;
+    ah(ProxyPre::new(pre)).context("the component does not export wasi:http/incoming-handler@0.2.0")
+}
+
+impl Shared {
+    fn new_state(&self) -> Result<GuestState> {
+        let mut wasi = WasiCtx::builder();
+        // Guest stdout and stderr both go to the host's stderr.
+        wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
+        wasi.envs(&self.environment);
+        wasi.preopened_dir(&self.files_root, "/", FsPerms::ReadOnly)?;
+        Ok(GuestState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                allowed: self.allowed.clone(),
+                self_origin: self.self_origin.clone(),
+            },
+            resolver: self.resolver.clone(),
+            kv: self.kv.clone(),
+            kv_labels: self.kv_labels.clone(),
+        })
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        mut req: hyper::Request<hyper::body::Incoming>,
+        client: SocketAddr,
+    ) -> Result<hyper::Response<HyperOutgoingBody>> {
+        add_spin_headers(&mut req, client);
+        let mut store = Store::new(self.pre.engine(), self.new_state()?);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(tx)?;
+        let pre = self.pre.clone();
+        // The task owns the store, so a streaming body keeps its instance
+        // alive until the body is finished; the instance is then dropped.
+        let task = tokio::task::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        match rx.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(code)) => anyhow::bail!("guest returned an error response: {code:?}"),
+            Err(_) => {
+                let e = match task.await {
+                    Ok(Ok(())) => anyhow::anyhow!("guest never called response-outparam::set"),
+                    Ok(Err(e)) => e.into(),
+                    Err(e) => e.into(),
+                };
+                Err(e.context("guest failed before sending a response"))
+            }
+        }
+    }
+}
+
+/// The `spin-*` request headers Spin's HTTP trigger adds for the catch-all
+/// route `/...` (and it drops `connection`).
+fn add_spin_headers(req: &mut hyper::Request<hyper::body::Incoming>, client: SocketAddr) {
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    let path = req.uri().path().to_string();
+    let h = req.headers_mut();
+    h.remove("connection");
+    for (k, v) in [
+        ("spin-path-info", path),
+        ("spin-full-url", format!("http://{host}{pq}")),
+        ("spin-matched-route", "/...".to_string()),
+        ("spin-base-path", "/".to_string()),
+        ("spin-raw-component-route", "/...".to_string()),
+        ("spin-component-route", String::new()),
+        ("spin-client-addr", client.to_string()),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+}
+
+fn plain(status: u16, msg: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(msg.to_string()))
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync();
+    let mut r = hyper::Response::new(body);
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    r
+}
+
+/// Accept connections forever; one task per connection, one instance per request.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<()> {
+    loop {
+        let (stream, client) = listener.accept().await?;
+        let shared = shared.clone();
+        tokio::task::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let start = Instant::now();
+                        let method = req.method().clone();
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.as_str().to_string())
+                            .unwrap_or_default();
+                        let resp = match shared.handle(req, client).await {
+                            Ok(r) => r,
+                            Err(e) => {
+                                eprintln!("remediator-host: {method} {path}: {e:#}");
+                                plain(500, "Internal Server Error\n")
+                            }
+                        };
+                        eprintln!(
+                            "remediator-host: {method} {path} -> {} in {} ms",
+                            resp.status().as_u16(),
+                            start.elapsed().as_millis()
+                        );
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service)
+                .await
+            {
+                eprintln!("remediator-host: connection from {client}: {e}");
+            }
+        });
+    }
+}

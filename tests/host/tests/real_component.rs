@@ -1,0 +1,125 @@
+//! Checks against the real remediator component at
+//! /work/main/target/wasm32-wasip2/release/remediator.wasm. These tests build
+//! nothing: the test runner builds the component first. If it is absent they
+//! skip, saying so.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn remediator_wasm() -> Option<std::path::PathBuf> {
+    let p = project_root().join("target/wasm32-wasip2/release/remediator.wasm");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; build it with `cargo build --target wasm32-wasip2 --release` at the project root",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn component_matches_the_world_in_wit() {
+    let Some(wasm) = remediator_wasm() else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_remediator-host"))
+        .arg("wit-check")
+        .arg("--wasm")
+        .arg(&wasm)
+        .arg("--wit")
+        .arg(project_root().join("wit"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "wit-check failed:\n{text}");
+    assert!(text.contains("OK: the component matches the world"));
+}
+
+#[test]
+fn wit_check_fails_when_the_world_differs() {
+    let Some(wasm) = remediator_wasm() else {
+        return;
+    };
+    // Same deps, a world missing one import and with one extra.
+    let dir = tempfile::tempdir().unwrap();
+    let wit = project_root().join("wit");
+    let world = std::fs::read_to_string(wit.join("world.wit"))
+        .unwrap()
+        .replace(
+            "import fermyon:spin/variables@2.0.0;",
+            "import wasi:random/random@0.2.0;",
+        );
+    std::fs::write(dir.path().join("world.wit"), world).unwrap();
+    std::os::unix::fs::symlink(wit.join("deps"), dir.path().join("deps")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_remediator-host"))
+        .args(["wit-check", "--wasm"])
+        .arg(&wasm)
+        .arg("--wit")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("MISMATCH imports: component has fermyon:spin/variables@2.0.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("MISMATCH imports: the world declares wasi:random/random@0.2.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn imports_lists_the_component_surface() {
+    let Some(wasm) = remediator_wasm() else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_remediator-host"))
+        .args(["imports", "--wasm"])
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wasi:http/incoming-handler@0.2.0"), "{text}");
+    assert!(
+        text.contains("wasi:keyvalue/atomics@0.2.0-draft2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serves_the_real_component_from_the_real_manifest() {
+    let Some(_) = remediator_wasm() else { return };
+    let manifest = project_root().join("spin.toml");
+    let m = manifest.display().to_string();
+    // Outbound is pointed at a closed loopback port: whatever the component
+    // does, it must link, instantiate and answer without crashing the host.
+    let host = Host::start(
+        &["--manifest", &m],
+        &[("SPIN_VARIABLE_UNLEASH_URL", "http://127.0.0.1:9")],
+    );
+    let (status, body) = host.get("/");
+    assert!((100..600).contains(&status), "{status} {body}");
+    let (status2, _) = host.get("/");
+    assert!((100..600).contains(&status2));
+    assert!(host.wait_log("GET / -> "), "{}", host.log());
+    assert!(
+        !host
+            .log()
+            .contains("guest failed before sending a response"),
+        "{}",
+        host.log()
+    );
+}
