@@ -382,7 +382,9 @@ class Scenarios(unittest.TestCase):
 
         req = wait_for("a scale request", self.receiver.requests)[0]
         self.assertEqual((req["method"], req["path"]), ("POST", "/scale"))
-        self.assertEqual(req["headers"].get("Authorization"), "Bearer %s" % ENV["E2E_SCALE_TOKEN"])
+        headers = {k.lower(): v for k, v in req["headers"].items()}
+        self.assertEqual(headers.get("authorization"), "Bearer %s" % ENV["E2E_SCALE_TOKEN"])
+        self.assertTrue(headers.get("content-type", "").startswith("application/json"), headers)
         body = req["body"]
         self.assertIsInstance(body, dict, req)
         self.assertEqual({k: body.get(k) for k in ("rule", "value", "delta", "service", "namespace", "status")},
