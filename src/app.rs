@@ -98,11 +98,7 @@ fn webhook_handler(
     route: Option<Format>,
 ) -> Result<Report, WebhookError> {
     let cfg = Config::load(|n| p.variable(n)).map_err(WebhookError::Config)?;
-    let authorization = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    auth::check(&cfg, authorization).map_err(WebhookError::Auth)?;
+    auth::check(&cfg, &presented(p, &cfg, req)).map_err(WebhookError::Auth)?;
     if req.body().len() > MAX_BODY_BYTES {
         return Err(WebhookError::TooLarge(req.body().len()));
     }
@@ -161,6 +157,21 @@ fn webhook_handler(
     })
 }
 
+fn presented<'a>(p: &dyn Platform, cfg: &Config, req: &'a Request<Vec<u8>>) -> auth::Presented<'a> {
+    let header = |name: &str| {
+        (!name.is_empty())
+            .then(|| req.headers().get(name).map(|v| v.as_bytes()))
+            .flatten()
+    };
+    auth::Presented {
+        authorization: header("authorization"),
+        signature: header(&cfg.auth.hmac_header),
+        timestamp: header(&cfg.auth.hmac_timestamp_header),
+        body: req.body(),
+        now_ms: p.now_ms(),
+    }
+}
+
 fn load_rules(p: &dyn Platform, cfg: &Config) -> Result<(RuleSet, String), String> {
     let text = p
         .read_file(&cfg.rules_file)
@@ -189,11 +200,7 @@ fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
         Ok(c) => c,
         Err(e) => return error(500, &format!("configuration: {e}")),
     };
-    let authorization = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if let Err(e) = auth::check(&cfg, authorization) {
+    if let Err(e) = auth::check(&cfg, &presented(p, &cfg, req)) {
         let status = if e == auth::AuthError::NotConfigured {
             500
         } else {
@@ -312,12 +319,16 @@ fn health(p: &dyn Platform) -> Response<Vec<u8>> {
         }
     };
     let mut warnings = Vec::new();
-    if cfg.webhook_token.is_empty() {
+    let a = &cfg.auth;
+    if a.bearer.is_empty() && a.basic_user.is_empty() && a.hmac_secret.is_empty() {
         warnings.push(if cfg.allow_unauthenticated {
             "webhooks are accepted WITHOUT authentication (allow_unauthenticated=true)"
         } else {
-            "no webhook_token configured: every webhook is refused"
+            "no webhook authentication configured: every webhook is refused"
         });
+    }
+    if !a.hmac_secret.is_empty() && a.hmac_timestamp_header.is_empty() {
+        warnings.push("HMAC signatures without a timestamp header: no replay protection");
     }
     if cfg.dry_run {
         warnings.push("dry_run=true: no action is sent");

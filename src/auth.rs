@@ -1,44 +1,131 @@
-//! Webhook authentication: a bearer credential, compared in constant time.
+//! Webhook authentication: Bearer (Alertmanager `http_config.authorization`), Basic
+//! (`http_config.basic_auth`), and Grafana's HMAC-SHA256 body signature with an
+//! optional timestamp and replay window. Every comparison is constant-time.
 
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthError {
-    /// No credential configured and unauthenticated use not allowed (server misconfiguration).
+    /// No method configured and unauthenticated use not allowed (server misconfiguration).
     NotConfigured,
     Missing,
     Wrong,
+    /// HMAC timestamp missing, unreadable, or outside the replay window.
+    Stale(String),
 }
 
 impl std::fmt::Display for AuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AuthError::NotConfigured => "no webhook credential is configured: set variable webhook_token (or allow_unauthenticated=true to accept anyone)",
-            AuthError::Missing => "missing credential: send Authorization: Bearer <webhook_token>",
-            AuthError::Wrong => "wrong credential",
-        })
+        match self {
+            AuthError::NotConfigured => f.write_str(
+                "no webhook authentication is configured: set webhook_token, webhook_basic_user/webhook_basic_password or webhook_hmac_secret (or allow_unauthenticated=true to accept anyone)",
+            ),
+            AuthError::Missing => f.write_str(
+                "missing credential: send Authorization: Bearer/Basic, or a signature header",
+            ),
+            AuthError::Wrong => f.write_str("wrong credential or signature"),
+            AuthError::Stale(why) => write!(f, "signature timestamp rejected: {why}"),
+        }
     }
 }
 
-pub fn check(cfg: &Config, authorization: Option<&[u8]>) -> Result<(), AuthError> {
-    if cfg.webhook_token.is_empty() {
+/// What the request presents; header lookups are case-insensitive upstream.
+pub struct Presented<'a> {
+    pub authorization: Option<&'a [u8]>,
+    pub signature: Option<&'a [u8]>,
+    pub timestamp: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    pub now_ms: i64,
+}
+
+fn eq(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
+fn scheme<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let n = name.len();
+    (header.len() > n && header[..n].eq_ignore_ascii_case(name.as_bytes()) && header[n] == b' ')
+        .then(|| header[n + 1..].trim_ascii())
+}
+
+/// Lowercase hex HMAC-SHA256 of `message` under `secret`.
+pub fn hmac_hex(secret: &[u8], message: &[&[u8]]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    for part in message {
+        mac.update(part);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Accept the request when any configured method accepts it.
+pub fn check(cfg: &Config, req: &Presented) -> Result<(), AuthError> {
+    let a = &cfg.auth;
+    let bearer = !a.bearer.is_empty();
+    let basic = !a.basic_user.is_empty();
+    let hmac = !a.hmac_secret.is_empty();
+    if !(bearer || basic || hmac) {
         return if cfg.allow_unauthenticated {
             Ok(())
         } else {
             Err(AuthError::NotConfigured)
         };
     }
-    let header = authorization.ok_or(AuthError::Missing)?;
-    let presented = header
-        .get(..7)
-        .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-        .map(|_| &header[7..])
-        .ok_or(AuthError::Missing)?;
-    if bool::from(presented.ct_eq(cfg.webhook_token.expose().as_bytes())) {
-        Ok(())
-    } else {
-        Err(AuthError::Wrong)
+    let mut presented_something = false;
+    if let Some(header) = req.authorization {
+        presented_something = true;
+        if let (true, Some(token)) = (bearer, scheme(header, "Bearer")) {
+            if eq(token, a.bearer.expose().as_bytes()) {
+                return Ok(());
+            }
+        }
+        if let (true, Some(encoded)) = (basic, scheme(header, "Basic")) {
+            let expected = format!("{}:{}", a.basic_user, a.basic_password.expose());
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap_or_default();
+            if eq(&decoded, expected.as_bytes()) {
+                return Ok(());
+            }
+        }
     }
+    if let (true, Some(signature)) = (hmac, req.signature) {
+        let secret = a.hmac_secret.expose().as_bytes();
+        let expected = if a.hmac_timestamp_header.is_empty() {
+            hmac_hex(secret, &[req.body])
+        } else {
+            let ts = req.timestamp.ok_or_else(|| {
+                AuthError::Stale(format!("header {} is missing", a.hmac_timestamp_header))
+            })?;
+            let secs: i64 = std::str::from_utf8(ts)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| AuthError::Stale("not Unix seconds".into()))?;
+            let age = (req.now_ms / 1000 - secs).abs();
+            if age > a.hmac_window_s {
+                return Err(AuthError::Stale(format!(
+                    "{age}s from now, outside the {}s replay window",
+                    a.hmac_window_s
+                )));
+            }
+            hmac_hex(secret, &[ts, b":", req.body])
+        };
+        if eq(signature.trim_ascii(), expected.as_bytes()) {
+            return Ok(());
+        }
+        return Err(AuthError::Wrong);
+    }
+    Err(if presented_something {
+        AuthError::Wrong
+    } else {
+        AuthError::Missing
+    })
 }

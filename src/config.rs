@@ -31,6 +31,19 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// How webhook senders prove who they are; any configured method suffices.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub bearer: Secret,
+    pub basic_user: String,
+    pub basic_password: Secret,
+    pub hmac_secret: Secret,
+    pub hmac_header: String,
+    /// Empty: Grafana signs the body alone, with no replay protection.
+    pub hmac_timestamp_header: String,
+    pub hmac_window_s: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub unleash_url: String,
@@ -40,7 +53,7 @@ pub struct Config {
     pub scale_url: String,
     pub scale_path: String,
     pub scale_token: Secret,
-    pub webhook_token: Secret,
+    pub auth: AuthConfig,
     pub allow_unauthenticated: bool,
     pub rules_file: String,
     pub dry_run: bool,
@@ -81,7 +94,23 @@ impl Config {
             scale_url: origin("scale_url", &get("scale_url")?)?,
             scale_path,
             scale_token: Secret::new(get("scale_token")?),
-            webhook_token: Secret::new(get("webhook_token")?),
+            auth: AuthConfig {
+                bearer: Secret::new(get("webhook_token")?),
+                basic_user: get("webhook_basic_user")?,
+                basic_password: Secret::new(get("webhook_basic_password")?),
+                hmac_secret: Secret::new(get("webhook_hmac_secret")?),
+                hmac_header: header_name("webhook_hmac_header", &get("webhook_hmac_header")?)?,
+                hmac_timestamp_header: header_name(
+                    "webhook_hmac_timestamp_header",
+                    &get("webhook_hmac_timestamp_header")?,
+                )?,
+                hmac_window_s: get("webhook_hmac_window_s")?
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=86_400).contains(s))
+                    .ok_or("variable webhook_hmac_window_s: must be 1..=86400 seconds")?,
+            },
             allow_unauthenticated: flag("allow_unauthenticated")?,
             rules_file: get("rules_file")?,
             dry_run: flag("dry_run")?,
@@ -94,10 +123,25 @@ impl Config {
     /// Remove every configured secret from text that came from elsewhere (a peer
     /// may echo our request back in an error body).
     pub fn redact(&self, text: &str) -> String {
-        [&self.unleash_token, &self.scale_token, &self.webhook_token]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .fold(text.to_string(), |t, s| t.replace(s.expose(), "<redacted>"))
+        [
+            &self.unleash_token,
+            &self.scale_token,
+            &self.auth.bearer,
+            &self.auth.basic_password,
+            &self.auth.hmac_secret,
+        ]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s.expose(), "<redacted>"))
+    }
+}
+
+fn header_name(var: &str, v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(format!("variable {var}: {v:?} is not an HTTP header name"))
     }
 }
 
@@ -129,6 +173,12 @@ mod tests {
             ("scale_path", "/scale"),
             ("scale_token", ""),
             ("webhook_token", "hook"),
+            ("webhook_basic_user", ""),
+            ("webhook_basic_password", ""),
+            ("webhook_hmac_secret", ""),
+            ("webhook_hmac_header", "X-Grafana-Alerting-Signature"),
+            ("webhook_hmac_timestamp_header", ""),
+            ("webhook_hmac_window_s", "300"),
             ("allow_unauthenticated", "false"),
             ("rules_file", "/remediation.yaml"),
             ("dry_run", "false"),

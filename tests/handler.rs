@@ -395,6 +395,9 @@ fn healthz_reports_rules() {
 #[test]
 fn secrets_never_appear_in_responses_or_logs() {
     let r = Recorder::new();
+    r.set_var("webhook_basic_user", "am");
+    r.set_var("webhook_basic_password", "basic-SECRET-9911");
+    r.set_var("webhook_hmac_secret", "hmac-SECRET-4242");
     let mut seen = String::new();
     // Success, failure echoing the request back, auth failures, health, bad input.
     r.answer(|s| respond(500, &format!("{:?}", s.headers)));
@@ -412,10 +415,29 @@ fn secrets_never_appear_in_responses_or_logs() {
         .to_string();
     seen += &r.request(http::Request::get("/healthz"), b"").1.to_string();
     seen += &r.post("/", b"{").1.to_string();
+    seen += &r.audit("").iter().map(|e| e.to_string()).collect::<String>();
     r.set_var("unleash_url", "not a url");
     seen += &r.post("/", &failure_rate()).1.to_string();
+    seen += &r
+        .audit("")
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<String>();
     seen += &r.logs.borrow().join("\n");
-    for secret in [UNLEASH_TOKEN, SCALE_TOKEN, WEBHOOK_TOKEN] {
+    seen += &r
+        .request(
+            http::Request::post("/").header("x-grafana-alerting-signature", "00"),
+            b"{}",
+        )
+        .1
+        .to_string();
+    for secret in [
+        UNLEASH_TOKEN,
+        SCALE_TOKEN,
+        WEBHOOK_TOKEN,
+        "basic-SECRET-9911",
+        "hmac-SECRET-4242",
+    ] {
         assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
     }
 }
