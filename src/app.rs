@@ -10,7 +10,7 @@ use crate::ingest::{self, Format, IngestError};
 use crate::platform::Platform;
 use crate::remediate::{remediate, Delivery};
 use crate::report::Report;
-use crate::rules::{self, RuleSet};
+use crate::rules_source;
 
 /// Largest webhook body accepted (Alertmanager groups are far smaller).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -33,14 +33,20 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
     match (req.method(), path.as_str(), webhook) {
         (&Method::GET, "/healthz", _) => health(p),
         (&Method::GET, "/audit", _) => audit_handler(p, &req),
-        (&Method::POST, _, Some(format)) => match webhook_handler(p, &req, format) {
+        (&Method::GET, "/rules", _) => rules_handler(p, &req),
+        (&Method::POST, "/simulate", _) => match webhook_handler(p, &req, None, Mode::Simulate) {
+            Ok(report) => json_response(200, &report),
+            Err(e) => error(e.status(), &e.message()),
+        },
+        (&Method::POST, _, Some(format)) => match webhook_handler(p, &req, format, Mode::Act) {
             Ok(report) => {
                 let status = report.status();
                 json_response(status, &report)
             }
             Err(e) => error(e.status(), &e.message()),
         },
-        (_, "/healthz" | "/audit", _) => method_not_allowed("GET"),
+        (_, "/healthz" | "/audit" | "/rules", _) => method_not_allowed("GET"),
+        (_, "/simulate", _) => method_not_allowed("POST"),
         (_, _, Some(_)) => method_not_allowed("POST"),
         _ => error(
             404,
@@ -92,10 +98,18 @@ impl WebhookError {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Act,
+    /// Decide as the component would, from its effective rules and state; change nothing.
+    Simulate,
+}
+
 fn webhook_handler(
     p: &dyn Platform,
     req: &Request<Vec<u8>>,
     route: Option<Format>,
+    mode: Mode,
 ) -> Result<Report, WebhookError> {
     let cfg = Config::load(|n| p.variable(n)).map_err(WebhookError::Config)?;
     auth::check(&cfg, &presented(p, &cfg, req)).map_err(WebhookError::Auth)?;
@@ -111,9 +125,13 @@ fn webhook_handler(
         }
     }
     let mut ingested = ingest::ingest(route, req.body()).map_err(WebhookError::Ingest)?;
-    let (rules, source) = load_rules(p, &cfg).map_err(WebhookError::Rules)?;
-    let dry_run = cfg.dry_run || query_flag(req.uri(), "dry_run");
-    let id = audit::next_delivery(p).map_err(|e| WebhookError::State(e.to_string()))?;
+    let effective = rules_source::effective(p, &cfg).map_err(WebhookError::Rules)?;
+    let rules = &effective.rules;
+    let dry_run = cfg.dry_run || mode == Mode::Simulate || query_flag(req.uri(), "dry_run");
+    let id = match mode {
+        Mode::Act => audit::next_delivery(p).map_err(|e| WebhookError::State(e.to_string()))?,
+        Mode::Simulate => 0,
+    };
     let mut not_processed = ingested.not_processed;
     if ingested.problems.len() > MAX_ALERTS {
         not_processed += (ingested.problems.len() - MAX_ALERTS) as u64;
@@ -122,7 +140,7 @@ fn webhook_handler(
     let mut delivery = Delivery {
         p,
         cfg: &cfg,
-        rules: &rules,
+        rules,
         dry_run,
         id,
         audit: Vec::new(),
@@ -142,15 +160,19 @@ fn webhook_handler(
             r
         })
         .collect();
-    if let Err(e) = audit::append(p, id, &delivery.audit) {
-        p.log(&format!(
-            "remediator: WARNING audit batch {id} not written: {e}"
-        ));
+    if mode == Mode::Act {
+        if let Err(e) = audit::append(p, id, &delivery.audit) {
+            p.log(&format!(
+                "remediator: WARNING audit batch {id} not written: {e}"
+            ));
+        }
     }
     Ok(Report {
         format: ingested.format,
         dry_run,
-        rules_source: source,
+        rules_source: effective.source.clone(),
+        rules_version: effective.version.clone(),
+        rules_warning: effective.warning.clone(),
         rules_format: rules.format,
         problems,
         not_processed,
@@ -170,14 +192,6 @@ fn presented<'a>(p: &dyn Platform, cfg: &Config, req: &'a Request<Vec<u8>>) -> a
         body: req.body(),
         now_ms: p.now_ms(),
     }
-}
-
-fn load_rules(p: &dyn Platform, cfg: &Config) -> Result<(RuleSet, String), String> {
-    let text = p
-        .read_file(&cfg.rules_file)
-        .map_err(|e| format!("cannot read {}: {e}", cfg.rules_file))?;
-    let rules = rules::parse(&text).map_err(|e| format!("{}: {e}", cfg.rules_file))?;
-    Ok((rules, cfg.rules_file.clone()))
 }
 
 fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
@@ -248,6 +262,34 @@ fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
             .unwrap_or_default();
     }
     json_response(200, &json!({ "entries": entries }))
+}
+
+/// `GET /rules`: the effective rules, their source, version and fetch time.
+fn rules_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    let cfg = match Config::load(|n| p.variable(n)) {
+        Ok(c) => c,
+        Err(e) => return error(500, &format!("configuration: {e}")),
+    };
+    if let Err(e) = auth::check(&cfg, &presented(p, &cfg, req)) {
+        let status = if e == auth::AuthError::NotConfigured {
+            500
+        } else {
+            401
+        };
+        return error(status, &e.to_string());
+    }
+    match rules_source::effective(p, &cfg) {
+        Ok(e) => json_response(
+            200,
+            &json!({
+                "source": e.source, "version": e.version, "fetched_at": e.fetched_at,
+                "warning": e.warning, "format": e.rules.format,
+                "rules": e.rules.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+                "text": e.text,
+            }),
+        ),
+        Err(e) => error(500, &format!("rules: {e}")),
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -333,12 +375,15 @@ fn health(p: &dyn Platform) -> Response<Vec<u8>> {
     if cfg.dry_run {
         warnings.push("dry_run=true: no action is sent");
     }
-    match load_rules(p, &cfg) {
-        Ok((rules, source)) => json_response(
+    match rules_source::effective(p, &cfg) {
+        Ok(e) => json_response(
             200,
             &json!({
-                "status": "ok",
-                "rules": {"source": source, "format": rules.format, "count": rules.rules.len()},
+                "status": if e.warning.is_some() { "degraded" } else { "ok" },
+                "rules": {
+                    "source": e.source, "version": e.version, "fetched_at": e.fetched_at,
+                    "format": e.rules.format, "count": e.rules.rules.len(), "warning": e.warning,
+                },
                 "warnings": warnings,
             }),
         ),

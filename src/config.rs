@@ -56,6 +56,11 @@ pub struct Config {
     pub auth: AuthConfig,
     pub allow_unauthenticated: bool,
     pub rules_file: String,
+    /// Origin and path of rules served over HTTP; empty origin: bundled rules only.
+    pub rules_origin: String,
+    pub rules_path: String,
+    pub rules_token: Secret,
+    pub rules_ttl: Duration,
     pub dry_run: bool,
     pub outbound_timeout: Duration,
 }
@@ -113,6 +118,26 @@ impl Config {
             },
             allow_unauthenticated: flag("allow_unauthenticated")?,
             rules_file: get("rules_file")?,
+            rules_origin: match get("rules_origin")?.trim() {
+                "" => String::new(),
+                o => origin("rules_origin", o)?,
+            },
+            rules_path: {
+                let path = get("rules_path")?;
+                if !path.starts_with('/') {
+                    return Err("variable rules_path: must start with /".into());
+                }
+                path
+            },
+            rules_token: Secret::new(get("rules_token")?),
+            rules_ttl: Duration::from_secs(
+                get("rules_ttl_s")?
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=86_400).contains(s))
+                    .ok_or("variable rules_ttl_s: must be 1..=86400 seconds")?,
+            ),
             dry_run: flag("dry_run")?,
             outbound_timeout: Duration::from_millis(timeout_ms),
         })
@@ -120,12 +145,18 @@ impl Config {
 }
 
 impl Config {
+    /// The rules URL, when rules are served over HTTP.
+    pub fn rules_url(&self) -> Option<String> {
+        (!self.rules_origin.is_empty()).then(|| format!("{}{}", self.rules_origin, self.rules_path))
+    }
+
     /// Remove every configured secret from text that came from elsewhere (a peer
     /// may echo our request back in an error body).
     pub fn redact(&self, text: &str) -> String {
         [
             &self.unleash_token,
             &self.scale_token,
+            &self.rules_token,
             &self.auth.bearer,
             &self.auth.basic_password,
             &self.auth.hmac_secret,
@@ -181,6 +212,10 @@ mod tests {
             ("webhook_hmac_window_s", "300"),
             ("allow_unauthenticated", "false"),
             ("rules_file", "/remediation.yaml"),
+            ("rules_origin", ""),
+            ("rules_path", "/remediation.yaml"),
+            ("rules_token", ""),
+            ("rules_ttl_s", "30"),
             ("dry_run", "false"),
             ("outbound_timeout_ms", "3000"),
         ]

@@ -16,6 +16,7 @@ pub mod problem;
 pub mod remediate;
 pub mod report;
 pub mod rules;
+pub mod rules_source;
 pub mod state;
 
 #[cfg(target_arch = "wasm32")]

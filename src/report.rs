@@ -11,6 +11,10 @@ pub struct Report {
     pub format: Format,
     pub dry_run: bool,
     pub rules_source: String,
+    pub rules_version: String,
+    /// Set when the preferred rules source could not be used (see `GET /healthz`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_warning: Option<String>,
     pub rules_format: RulesFormat,
     pub problems: Vec<ProblemReport>,
     /// Alerts the sender truncated (`truncatedAlerts`) or remediator did not process.

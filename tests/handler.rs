@@ -386,10 +386,16 @@ fn healthz_reports_rules() {
     let r = Recorder::new();
     let (status, body) = r.request(http::Request::get("/healthz"), b"");
     assert_eq!(status, 200);
+    let version = format!(
+        "fnv128:{}",
+        &remediator::state::hash(&[TUTORIAL_RULES])[..16]
+    );
     assert_eq!(
         body["rules"],
-        json!({"source": "/remediation.yaml", "format": "keptn-0.6", "count": 3})
+        json!({"source": "bundled /remediation.yaml", "format": "keptn-0.6", "count": 3,
+               "version": version, "fetched_at": null, "warning": null})
     );
+    assert_eq!(body["status"], "ok");
 }
 
 #[test]

@@ -95,3 +95,53 @@ impl RuleSet {
             })
     }
 }
+
+impl Rule {
+    /// A readable JSON view of the rule, for `GET /rules`.
+    pub fn describe(&self) -> serde_json::Value {
+        let titles: Vec<String> = self
+            .titles
+            .iter()
+            .map(|t| match t {
+                TitleMatch::Exact(s) => format!("= {s}"),
+                TitleMatch::Prefix(s) => format!("prefix {s}"),
+                TitleMatch::Regex(r) => format!("=~ {}", r.as_str()),
+            })
+            .collect();
+        let actions: Vec<serde_json::Value> = self
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Flag {
+                    flag,
+                    enabled,
+                    project,
+                    environment,
+                    ..
+                } => serde_json::json!({
+                    "flag": flag, "state": if *enabled { "on" } else { "off" },
+                    "project": project, "environment": environment, "revert": self.reverts(a),
+                }),
+                Action::Scale {
+                    change, on_resolve, ..
+                } => serde_json::json!({
+                    "scale": change.to_string(), "on_resolve": on_resolve.map(|c| c.to_string()),
+                    "revert": self.reverts(a),
+                }),
+            })
+            .collect();
+        let p = &self.policy;
+        let dur = |d: Option<std::time::Duration>| d.map(|d| format!("{}s", d.as_secs()));
+        serde_json::json!({
+            "name": self.name,
+            "catch_all": self.catch_all,
+            "titles": titles,
+            "labels": self.labels.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+            "actions": actions,
+            "cooldown": dur(p.cooldown),
+            "max_actions": p.max_actions.map(|(n, w)| format!("{n} per {}s", w.as_secs())),
+            "escalate_after": dur(p.escalate_after),
+            "dry_run": p.dry_run,
+        })
+    }
+}

@@ -121,6 +121,10 @@ impl Recorder {
             ("webhook_hmac_window_s", "300"),
             ("allow_unauthenticated", "false"),
             ("rules_file", "/remediation.yaml"),
+            ("rules_origin", ""),
+            ("rules_path", "/remediation.yaml"),
+            ("rules_token", ""),
+            ("rules_ttl_s", "30"),
             ("dry_run", "false"),
             ("outbound_timeout_ms", "2500"),
         ]
