@@ -143,6 +143,7 @@ fn webhook_handler(
         rules,
         dry_run,
         id,
+        deadline_ms: p.now_ms() + cfg.outbound_budget.as_millis() as i64,
         audit: Vec::new(),
     };
     let problems = ingested

@@ -63,6 +63,8 @@ pub struct Config {
     pub rules_ttl: Duration,
     pub dry_run: bool,
     pub outbound_timeout: Duration,
+    /// All outbound calls of one delivery, retries included, end within this.
+    pub outbound_budget: Duration,
 }
 
 impl Config {
@@ -140,6 +142,14 @@ impl Config {
             ),
             dry_run: flag("dry_run")?,
             outbound_timeout: Duration::from_millis(timeout_ms),
+            outbound_budget: Duration::from_millis(
+                get("outbound_budget_ms")?
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ms| (1..=300_000).contains(ms))
+                    .ok_or("variable outbound_budget_ms: must be 1..=300000 milliseconds")?,
+            ),
         })
     }
 }
@@ -218,6 +228,7 @@ mod tests {
             ("rules_ttl_s", "30"),
             ("dry_run", "false"),
             ("outbound_timeout_ms", "3000"),
+            ("outbound_budget_ms", "8000"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -78,25 +78,27 @@ impl Step {
 
     /// Send it and read the answer. A flag's current value is read first, so that
     /// a revert restores what was really there.
-    fn execute(
-        &self,
-        p: &dyn Platform,
-        cfg: &Config,
-    ) -> Result<(String, Option<bool>), ActionError> {
+    fn execute(&self, out: &Outbound) -> Result<(String, Option<bool>), ActionError> {
+        let cfg = out.cfg;
         match self {
             Step::Toggle(t) => {
-                let previous = t.read_outcome(p.send(
-                    t.read_request(&cfg.unleash_url, &cfg.unleash_token),
-                    cfg.outbound_timeout,
-                ))?;
-                let req = t.request(&cfg.unleash_url, &cfg.unleash_token);
-                let detail = t.outcome(p.send(req, cfg.outbound_timeout))?;
+                // Both calls are idempotent in Unleash: safe to retry.
+                let previous = out.idempotent(|timeout| {
+                    let req = t.read_request(&cfg.unleash_url, &cfg.unleash_token);
+                    t.read_outcome(out.p.send(req, timeout))
+                })?;
+                let detail = out.idempotent(|timeout| {
+                    let req = t.request(&cfg.unleash_url, &cfg.unleash_token);
+                    t.outcome(out.p.send(req, timeout))
+                })?;
                 Ok((detail, Some(previous)))
             }
-            Step::Scale(s) => {
+            // `+1` twice is +2: never retried here; the sender's retry and the
+            // occurrence record decide.
+            Step::Scale(s) => out.once(|timeout| {
                 let req = s.request(&Self::scale_url(cfg), &cfg.scale_token);
-                Ok((s.outcome(p.send(req, cfg.outbound_timeout))?, None))
-            }
+                s.outcome(out.p.send(req, timeout)).map(|d| (d, None))
+            }),
         }
     }
 
@@ -111,6 +113,65 @@ impl Step {
     }
 }
 
+/// Outbound calls within one delivery's time budget (kept below the sender's own
+/// webhook timeout), with bounded retries and backoff for idempotent calls.
+pub struct Outbound<'a> {
+    pub p: &'a dyn Platform,
+    pub cfg: &'a Config,
+    pub deadline_ms: i64,
+}
+
+const RETRY_BACKOFF_MS: [i64; 2] = [100, 400];
+
+impl Outbound<'_> {
+    fn remaining(&self) -> Option<Duration> {
+        let left = self.deadline_ms - self.p.now_ms();
+        (left > 0).then(|| Duration::from_millis(left as u64).min(self.cfg.outbound_timeout))
+    }
+
+    fn out_of_time() -> ActionError {
+        ActionError {
+            message: "the delivery's outbound time budget (outbound_budget_ms) is spent".into(),
+            retryable: true,
+        }
+    }
+
+    pub fn once<T>(
+        &self,
+        call: impl Fn(Duration) -> Result<T, ActionError>,
+    ) -> Result<T, ActionError> {
+        call(self.remaining().ok_or_else(Self::out_of_time)?)
+    }
+
+    pub fn idempotent<T>(
+        &self,
+        call: impl Fn(Duration) -> Result<T, ActionError>,
+    ) -> Result<T, ActionError> {
+        let mut result = self.once(&call);
+        for backoff in RETRY_BACKOFF_MS {
+            match &result {
+                Err(e) if e.retryable => {}
+                _ => break,
+            }
+            // Only wait if a retry would still have time to run.
+            if self.deadline_ms - self.p.now_ms() <= backoff + 50 {
+                break;
+            }
+            self.p.sleep(Duration::from_millis(backoff as u64));
+            result = self.once(&call);
+        }
+        result
+    }
+}
+
+/// Audit entries stay small whatever the input (Spin values are limited to 1 MB).
+fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Everything one delivery shares across its problems.
 pub struct Delivery<'a> {
     pub p: &'a dyn Platform,
@@ -119,10 +180,20 @@ pub struct Delivery<'a> {
     pub dry_run: bool,
     /// This delivery's audit batch id.
     pub id: i64,
+    /// When outbound calls must stop (now + outbound_budget_ms at arrival).
+    pub deadline_ms: i64,
     pub audit: Vec<audit::Entry>,
 }
 
 impl Delivery<'_> {
+    fn outbound(&self) -> Outbound<'_> {
+        Outbound {
+            p: self.p,
+            cfg: self.cfg,
+            deadline_ms: self.deadline_ms,
+        }
+    }
+
     fn note(
         &mut self,
         report: &ProblemReport,
@@ -137,11 +208,11 @@ impl Delivery<'_> {
             at: audit::rfc3339(at_ms),
             at_ms,
             event,
-            occurrence: report.occurrence.clone(),
-            title: report.title.clone(),
+            occurrence: clip(&report.occurrence, 300),
+            title: clip(&report.title, 200),
             rule: report.rule.clone(),
             action,
-            detail: detail.map(|d| self.cfg.redact(&d)),
+            detail: detail.map(|d| clip(&self.cfg.redact(&d), 1000)),
             dry_run,
         });
     }
@@ -397,7 +468,7 @@ fn act(
     let mut done = false;
     for &i in indices {
         let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
-        let result = step.execute(d.p, d.cfg);
+        let result = step.execute(&d.outbound());
         if let Ok((_, previous_enabled)) = &result {
             rec.applied.push(Applied {
                 index: i,
@@ -482,8 +553,10 @@ fn revert(
             ) => match on_resolve.or_else(|| change.inverse()) {
                 Some(back) => {
                     let s = ScaleRequest::new(&rule.name, back, problem);
-                    let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
-                    let result = s.outcome(d.p.send(req, d.cfg.outbound_timeout));
+                    let result = d.outbound().once(|timeout| {
+                        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
+                        s.outcome(d.p.send(req, timeout))
+                    });
                     (Step::Scale(s).target(), result, Event::Reverted)
                 }
                 None => {
@@ -560,8 +633,12 @@ fn undo_flag(
             Event::RevertSkipped,
         );
     }
-    let read = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-    match set.read_outcome(d.p.send(read, d.cfg.outbound_timeout)) {
+    let out = d.outbound();
+    let current = out.idempotent(|timeout| {
+        let read = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+        set.read_outcome(d.p.send(read, timeout))
+    });
+    match current {
         Err(e) => (Err(e), Event::Failed),
         Ok(now) if now != set.enabled => (
             Ok(format!(
@@ -573,8 +650,11 @@ fn undo_flag(
             Event::RevertSkipped,
         ),
         Ok(_) => {
-            let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-            (undo.outcome(d.p.send(req, d.cfg.outbound_timeout)), Event::Reverted)
+            let result = out.idempotent(|timeout| {
+                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+                undo.outcome(d.p.send(req, timeout))
+            });
+            (result, Event::Reverted)
         }
     }
 }

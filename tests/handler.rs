@@ -446,3 +446,44 @@ fn secrets_never_appear_in_responses_or_logs() {
         assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
     }
 }
+
+#[test]
+fn idempotent_unleash_calls_are_retried_with_backoff_scaling_is_not() {
+    let r = Recorder::new();
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let seen = calls.clone();
+    r.answer(move |s| {
+        seen.set(seen.get() + 1);
+        match (s.method.as_str(), seen.get()) {
+            ("GET", 1) => respond(503, "starting"),
+            ("GET", _) => respond(
+                200,
+                r#"{"environments":[{"name":"production","enabled":true}]}"#,
+            ),
+            _ => respond(200, ""),
+        }
+    });
+    let t0 = r.now.get();
+    let (status, report) = r.post("/", &failure_rate());
+    assert_eq!(status, 200, "{report}");
+    let methods: Vec<_> = r.sent().iter().map(|s| s.method.clone()).collect();
+    assert_eq!(methods, ["GET", "GET", "POST"]);
+    assert_eq!(r.now.get() - t0, 100, "one backoff of 100 ms");
+
+    let r = Recorder::new();
+    r.answer(|_| respond(500, "boom"));
+    let (status, _) = r.post("/", &alertmanager("firing", &[("cpu_usage", None, &[])]));
+    assert_eq!(status, 502);
+    assert_eq!(r.sent().len(), 1, "a +1 is never retried blindly");
+}
+
+#[test]
+fn retries_stop_at_the_delivery_budget() {
+    let r = Recorder::new();
+    r.set_var("outbound_budget_ms", "300");
+    r.answer(|_| respond(503, "down"));
+    let (status, report) = r.post("/", &failure_rate());
+    assert_eq!(status, 502, "{report}");
+    // 300 ms allows the first call and one 100 ms backoff, not the 400 ms one.
+    assert_eq!(r.sent().len(), 2);
+}

@@ -127,6 +127,7 @@ impl Recorder {
             ("rules_ttl_s", "30"),
             ("dry_run", "false"),
             ("outbound_timeout_ms", "2500"),
+            ("outbound_budget_ms", "8000"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
