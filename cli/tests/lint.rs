@@ -1,0 +1,163 @@
+//! `remediator lint` against a REAL Unleash (7.x). Needs:
+//!
+//!   REMEDIATOR_LINT_UNLEASH_URL   e.g. http://127.0.0.1:4242
+//!   REMEDIATOR_LINT_TOKEN         an admin token
+//!
+//! and the flags `EnableItemsCache` and `EnablePromotion` in project `default`.
+//! `cli/tests/lint-against-unleash` sets all of that up over the e2e peers
+//! (`tests/e2e/peers up`). Without the variables every test here is skipped, with
+//! a notice.
+
+use std::io::Write;
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn unleash() -> Option<String> {
+    match (
+        std::env::var("REMEDIATOR_LINT_UNLEASH_URL"),
+        std::env::var("REMEDIATOR_LINT_TOKEN"),
+    ) {
+        (Ok(url), Ok(token)) if !url.is_empty() && !token.is_empty() => Some(url),
+        _ => {
+            // Written to the real stderr (libtest captures only the print macros),
+            // once per run, so that a skip is visible in `cargo test` output.
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: lint against a real Unleash needs REMEDIATOR_LINT_UNLEASH_URL and \
+                     REMEDIATOR_LINT_TOKEN (run cli/tests/lint-against-unleash with the e2e peers up)"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// `remediator lint --rules RULES --unleash-url URL --token-env VAR`, from cli/.
+fn lint(rules: &str, url: &str, token_env: &str, extra_env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remediator"));
+    cmd.args([
+        "lint",
+        "--rules",
+        rules,
+        "--unleash-url",
+        url,
+        "--token-env",
+        token_env,
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the remediator binary runs");
+    let r = Run {
+        code: out.status.code().expect("exited"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    eprintln!(
+        "$ remediator lint --rules {rules} --unleash-url {url} --token-env {token_env}\n--- exit {}\n{}{}",
+        r.code, r.stdout, r.stderr
+    );
+    let token = std::env::var("REMEDIATOR_LINT_TOKEN").unwrap_or_default();
+    assert!(
+        token.is_empty() || !(r.stdout.contains(&token) || r.stderr.contains(&token)),
+        "the token must never be printed"
+    );
+    r
+}
+
+#[test]
+fn tutorial_rules_name_the_unknown_flag_and_suggest_the_real_one() {
+    let Some(url) = unleash() else { return };
+    let r = lint(
+        "tests/fixtures/rules/tutorial.yaml",
+        &url,
+        "REMEDIATOR_LINT_TOKEN",
+        &[],
+    );
+    assert_eq!(r.code, 1, "an unknown flag is an error");
+    assert!(r.stdout.contains(
+        "error: rule \"Response time degradation\": flag \"EnableItemCache\" is unknown in project \"default\"; did you mean \"EnableItemsCache\"?"
+    ));
+    assert!(r.stdout.contains(
+        "warning: rule \"cpu_usage\": scaling action has no service label to act on unless alerts carry one"
+    ));
+    // EnablePromotion exists: no error about it.
+    assert!(!r.stdout.contains("\"EnablePromotion\" is unknown"));
+    assert!(r.stdout.contains("1 error, 1 warning"), "{}", r.stdout);
+}
+
+#[test]
+fn warnings_only_exit_0() {
+    let Some(url) = unleash() else { return };
+    let r = lint(
+        "tests/fixtures/rules/shadowed.yaml",
+        &url,
+        "REMEDIATOR_LINT_TOKEN",
+        &[],
+    );
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains(
+        "warning: rule \"Failure rate increase\": can never match: rule \"Failure rate\" above"
+    ));
+    assert!(r.stdout.contains("0 errors, 1 warning"), "{}", r.stdout);
+}
+
+#[test]
+fn unknown_environments_are_errors() {
+    let Some(url) = unleash() else { return };
+    let r = lint(
+        "tests/fixtures/rules/unleash-environments.yaml",
+        &url,
+        "REMEDIATOR_LINT_TOKEN",
+        &[],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains(
+        "error: rule \"cache-on-staging\": flag \"EnableItemsCache\" in project \"default\" has no environment \"staging\" (it has: development, production)"
+    ), "{}", r.stdout);
+    assert!(r.stdout.contains("has no environment \"developmnet\""));
+    assert!(r.stdout.contains("did you mean \"development\"?"));
+}
+
+#[test]
+fn unknown_project_is_an_error() {
+    let Some(url) = unleash() else { return };
+    let r = lint(
+        "tests/fixtures/rules/own.yaml",
+        &url,
+        "REMEDIATOR_LINT_TOKEN",
+        &[],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains(
+        "rule \"everything-else\": project \"platform\" (for flag \"GlobalSafeMode\") does not exist in Unleash"
+    ));
+}
+
+#[test]
+fn a_refused_token_exits_3() {
+    let Some(url) = unleash() else { return };
+    let wrong = "*:*.not-a-real-token-0000";
+    let r = lint(
+        "tests/fixtures/rules/tutorial.yaml",
+        &url,
+        "REMEDIATOR_LINT_WRONG_TOKEN",
+        &[("REMEDIATOR_LINT_WRONG_TOKEN", wrong)],
+    );
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr
+            .contains("refused the token in $REMEDIATOR_LINT_WRONG_TOKEN (401"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(wrong) && !r.stdout.contains(wrong));
+}
