@@ -44,6 +44,10 @@ pub struct AuthConfig {
     pub hmac_window_s: i64,
 }
 
+/// spin.toml's default for `rules_origin`: a reserved, never-resolving name
+/// (RFC 2606) that keeps the allow-list template non-empty while meaning "unset".
+pub const RULES_ORIGIN_UNSET: &str = "http://rules.invalid";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub unleash_url: String,
@@ -121,7 +125,7 @@ impl Config {
             allow_unauthenticated: flag("allow_unauthenticated")?,
             rules_file: get("rules_file")?,
             rules_origin: match get("rules_origin")?.trim() {
-                "" => String::new(),
+                "" | RULES_ORIGIN_UNSET => String::new(),
                 o => origin("rules_origin", o)?,
             },
             rules_path: {
@@ -222,7 +226,7 @@ mod tests {
             ("webhook_hmac_window_s", "300"),
             ("allow_unauthenticated", "false"),
             ("rules_file", "/remediation.yaml"),
-            ("rules_origin", ""),
+            ("rules_origin", "http://rules.invalid"),
             ("rules_path", "/remediation.yaml"),
             ("rules_token", ""),
             ("rules_ttl_s", "30"),
@@ -261,6 +265,16 @@ mod tests {
             let err = Config::load(vars(&[over])).unwrap_err();
             assert!(err.contains(needle), "{over:?}: {err}");
         }
+    }
+
+    #[test]
+    fn rules_origin_default_means_bundled_rules() {
+        assert_eq!(Config::load(vars(&[])).unwrap().rules_url(), None);
+        let c = Config::load(vars(&[("rules_origin", "https://git.example:8443/")])).unwrap();
+        assert_eq!(
+            c.rules_url().as_deref(),
+            Some("https://git.example:8443/remediation.yaml")
+        );
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl Recorder {
             ("webhook_hmac_window_s", "300"),
             ("allow_unauthenticated", "false"),
             ("rules_file", "/remediation.yaml"),
-            ("rules_origin", ""),
+            ("rules_origin", "http://rules.invalid"),
             ("rules_path", "/remediation.yaml"),
             ("rules_token", ""),
             ("rules_ttl_s", "30"),
