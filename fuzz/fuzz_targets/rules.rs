@@ -1,0 +1,27 @@
+//! The rules parser (all three formats) and matching against a fixed problem.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use remediator::problem::{Problem, Source, Status};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(set) = remediator::rules::parse(text) {
+        let problem = Problem {
+            source: Source::Alertmanager,
+            status: Status::Firing,
+            title: "cpu_usage".into(),
+            summary: Some("Failure rate increase on carts".into()),
+            labels: BTreeMap::from([("service".into(), "carts".into())]),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            fingerprint: "f".into(),
+        };
+        let _ = set.find(&problem);
+        for r in &set.rules {
+            let _ = r.describe();
+        }
+    }
+});
