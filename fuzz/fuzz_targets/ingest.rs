@@ -5,7 +5,12 @@ use libfuzzer_sys::fuzz_target;
 use remediator::ingest::{ingest, Format};
 
 fuzz_target!(|data: &[u8]| {
-    for route in [None, Some(Format::Alertmanager), Some(Format::Grafana), Some(Format::Keptn)] {
+    for route in [
+        None,
+        Some(Format::Alertmanager),
+        Some(Format::Grafana),
+        Some(Format::Keptn),
+    ] {
         if let Ok(got) = ingest(route, data) {
             for p in &got.problems {
                 // Derived values must be computable for anything accepted.

@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use remediator::problem::{Problem, Source, Status};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(set) = remediator::rules::parse(text) {
         let problem = Problem {
             source: Source::Alertmanager,
