@@ -129,12 +129,12 @@ fn cas_fifty_concurrent_racers_exactly_one_wins() {
             let b = barrier.clone();
             std::thread::spawn(move || {
                 b.wait();
-                // Every racer holds 300 ms between `current` and `swap`, so
+                // Every racer holds 1 s between `current` and `swap`, so
                 // most of them swap against the same (absent) snapshot.
                 request(
                     addr,
                     "POST",
-                    &format!("/kv/claim?key=race&value=r{i}&hold_ms=300"),
+                    &format!("/kv/claim?key=race&value=r{i}&hold_ms=1000"),
                     b"",
                 )
             })
@@ -247,6 +247,30 @@ fn outbound_literal_and_wildcard_entries() {
         "err:ErrorCode::HttpRequestDenied"
     );
     assert_eq!((a.hits(), b.hits()), (1, 1));
+}
+
+#[test]
+fn request_option_timeouts_are_honoured() {
+    // An upstream that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (_d, host) = start_probe(
+        |m| m,
+        &[
+            ("SPIN_VARIABLE_UPSTREAM", &url),
+            ("SPIN_VARIABLE_TOKEN", "t"),
+        ],
+        &[],
+    );
+    let start = std::time::Instant::now();
+    let (s, b) = host.get(&format!("/fetch?url={url}/slow&timeout_ms=300"));
+    let took = start.elapsed();
+    assert_eq!(
+        (s, b.as_str()),
+        (502, "err:ErrorCode::ConnectionReadTimeout")
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    drop(silent);
 }
 
 #[test]
@@ -383,6 +407,5 @@ fn each_request_gets_a_fresh_instance() {
     for _ in 0..10 {
         assert_eq!(host.get("/counter"), (200, "1".into()));
     }
-    assert!(host.wait_log("GET /counter -> 200"));
-    assert_eq!(host.log().matches("GET /counter -> 200").count(), 10);
+    assert_eq!(host.wait_log_count("GET /counter -> 200", 10), 10);
 }

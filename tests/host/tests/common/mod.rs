@@ -131,6 +131,18 @@ impl Host {
         false
     }
 
+    /// Wait until `needle` occurs at least `n` times in the host's stderr.
+    pub fn wait_log_count(&self, needle: &str, n: usize) -> usize {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let c = self.log().matches(needle).count();
+            if c >= n || Instant::now() > end {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         request(self.addr, "GET", path, b"")
     }
