@@ -248,7 +248,7 @@ pub fn run(args: &Args) -> u8 {
     let set = match check::load(&args.rules) {
         Ok(set) => set,
         Err(e) => {
-            println!("{e}");
+            println!("{}: {e}", Style::for_stdout().red("error"));
             return 1;
         }
     };

@@ -609,3 +609,24 @@ fn lint_without_token_variable_is_a_usage_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("REMEDIATOR_NO_SUCH_VAR is not set"));
 }
+
+#[test]
+fn lint_invalid_rules_exit_1_like_check() {
+    let r = run(
+        &[
+            "lint",
+            "--rules",
+            AS_PRINTED,
+            "--unleash-url",
+            "http://127.0.0.1:1",
+            "--token-env",
+            "T",
+        ],
+        &[("T", "x")],
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stdout,
+        format!("error: {AS_PRINTED}:5:10: mapping values are not allowed in this context\n")
+    );
+}
