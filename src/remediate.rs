@@ -331,8 +331,11 @@ fn decide_and_claim(
     let dry_run = d.dry_run || rule.policy.dry_run;
     let key = state::occurrence_key(&report.occurrence, &rule.name);
     let started = d.p.now_ms();
+    // This delivery's ticket in the creation election (taken at most once).
+    let mut ticket: Option<i64> = None;
     loop {
         let now = d.p.now_ms();
+        let waited = now - started;
         let seen = state::read::<OccurrenceRecord>(d.p, &key)?;
         let history = state::read::<RuleRecord>(d.p, &state::rule_key(&rule.name))?
             .value
@@ -406,11 +409,37 @@ fn decide_and_claim(
                     Event::DryRun,
                 ));
             }
+            Decision::Act { indices, why } if seen.value.is_none() => {
+                // A new occurrence. Spin's SQLite store turns a compare-and-swap from
+                // "absent" into an upsert that always succeeds, so the record's creator
+                // is elected with an atomic increment instead: ticket 1 creates it.
+                let n = match ticket {
+                    Some(n) => n,
+                    None => *ticket.insert(d.p.kv_increment(&state::claim_key(&key), 1)?),
+                };
+                let wait_over = waited >= WAIT_FOR_CLAIM.as_millis() as i64;
+                let elected = n == 1 || (wait_over && n % state::TAKEOVER_EVERY == 1);
+                if !elected {
+                    if wait_over {
+                        return Ok(d.finish(
+                            report,
+                            ProblemOutcome::InProgress,
+                            "another delivery is creating this occurrence's record; retry later"
+                                .into(),
+                            Event::InProgress,
+                        ));
+                    }
+                    d.p.sleep(POLL);
+                    continue; // The creator writes the record within moments.
+                }
+                let rec = OccurrenceRecord::new(&report.occurrence, &rule.name, now);
+                state::write(d.p, &key, &rec)?;
+                return Ok(act(d, rule, problem, report, rec, &key, &indices, why));
+            }
             Decision::Act { indices, why } => {
-                let mut rec = seen
-                    .value
-                    .clone()
-                    .unwrap_or_else(|| OccurrenceRecord::new(&report.occurrence, &rule.name, now));
+                // The record exists: compare-and-swap on a present value is a
+                // conditional update in every Spin store, so exactly one delivery wins.
+                let mut rec = seen.value.clone().expect("guarded above");
                 rec.phase = Phase::Claimed;
                 rec.since_ms = now;
                 if !state::swap(d.p, &key, &seen, &rec)? {

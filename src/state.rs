@@ -27,6 +27,16 @@ pub fn occurrence_key(occurrence: &str, rule: &str) -> String {
     format!("occ/{}", hash(&[occurrence, rule]))
 }
 
+/// The counter that elects who creates an occurrence's record (see `remediate`).
+pub fn claim_key(occurrence_key: &str) -> String {
+    format!("claim/{}", occurrence_key.trim_start_matches("occ/"))
+}
+
+/// If the elected creator died between winning and writing the record, a later
+/// delivery whose ticket is 1 modulo this (and who has waited out the claim wait)
+/// creates it instead. Tickets are unique, so at most one such delivery per value.
+pub const TAKEOVER_EVERY: i64 = 64;
+
 pub fn rule_key(rule: &str) -> String {
     format!("rule/{}", hash(&[rule]))
 }

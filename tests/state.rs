@@ -65,16 +65,35 @@ fn a_new_occurrence_of_the_same_alert_acts_again() {
     assert_eq!(r.posts().len(), 2);
 }
 
+const OCCURRENCE: &str = "alertmanager/fp0HighFailureRate/2026-11-26T14:02:06.305Z";
+
+fn occ_key() -> String {
+    remediator::state::occurrence_key(OCCURRENCE, "Failure rate increase")
+}
+
+/// Another delivery already took creation ticket number `n`.
+fn tickets_taken(r: &Recorder, n: i64) {
+    let claim = remediator::state::claim_key(&occ_key());
+    r.kv.borrow_mut().insert(claim, n.to_string().into_bytes());
+}
+
+fn record(phase: &str, since_ms: i64) -> Vec<u8> {
+    let done = phase == "done";
+    json!({"occurrence": OCCURRENCE, "rule": "Failure rate increase", "phase": phase, "since_ms": since_ms,
+           "first_handled_ms": done.then_some(since_ms), "first_audit": done.then_some(7),
+           "applied": if done { json!([{"index": 0, "at_ms": since_ms, "previous_enabled": true}]) } else { json!([]) }})
+    .to_string()
+    .into_bytes()
+}
+
 #[test]
 fn racing_duplicate_waits_for_the_winner_and_does_not_act() {
     let r = Recorder::new();
-    // Another delivery claims and finishes first: our compare-and-swap loses.
-    *r.race_next_swap.borrow_mut() = Some(
-        json!({"occurrence": "x", "rule": "Failure rate increase", "phase": "done", "since_ms": r.now.get(),
-               "first_handled_ms": r.now.get(), "first_audit": 7, "applied": [{"index": 0, "at_ms": r.now.get(), "previous_enabled": true}]})
-            .to_string()
-            .into_bytes(),
-    );
+    // A concurrent delivery won the creation election and finishes while we wait.
+    tickets_taken(&r, 1);
+    r.during_first_wait
+        .borrow_mut()
+        .push((occ_key(), record("done", r.now.get())));
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
     assert_eq!(outcome(&report), "already_handled");
@@ -87,15 +106,15 @@ fn a_fresh_claim_held_elsewhere_answers_503_so_the_sender_retries() {
     let r = Recorder::new();
     r.post("/?dry_run=true", &failure_rate("firing")); // learn nothing, record nothing
     assert!(
-        r.kv.borrow().keys().all(|k| !k.starts_with("occ/")),
+        r.kv.borrow()
+            .keys()
+            .all(|k| !k.starts_with("occ/") && !k.starts_with("claim/")),
         "dry run records no state"
     );
-    // Simulate an instance mid-action: a claim made just now.
-    r.race_next_swap.borrow_mut().replace(
-        json!({"occurrence": "x", "rule": "Failure rate increase", "phase": "claimed", "since_ms": r.now.get()})
-            .to_string()
-            .into_bytes(),
-    );
+    // An instance mid-action: its claim was made just now.
+    tickets_taken(&r, 1);
+    r.kv.borrow_mut()
+        .insert(occ_key(), record("claimed", r.now.get()));
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 503, "{report}");
     assert_eq!(outcome(&report), "in_progress");
@@ -109,6 +128,22 @@ fn a_fresh_claim_held_elsewhere_answers_503_so_the_sender_retries() {
         .as_str()
         .unwrap()
         .contains("abandoned"));
+    assert_eq!(r.posts().len(), 1);
+}
+
+#[test]
+fn a_creator_that_died_before_writing_is_replaced_only_by_an_elected_ticket() {
+    let r = Recorder::new();
+    tickets_taken(&r, 1); // won, then died before writing the record
+    let (status, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!(status, 503, "ticket 2 waits and gives up: {report}");
+    assert!(r.sent().is_empty());
+    tickets_taken(&r, remediator::state::TAKEOVER_EVERY);
+    let t0 = r.now.get();
+    let (status, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!(status, 200, "ticket 65 takes over after waiting: {report}");
+    assert_eq!(outcome(&report), "acted");
+    assert!(r.now.get() - t0 >= 5_000, "only after the full wait");
     assert_eq!(r.posts().len(), 1);
 }
 

@@ -41,6 +41,9 @@ pub struct Recorder {
     /// Simulates a concurrent delivery winning the next compare-and-swap: it
     /// writes this value first, so ours fails.
     pub race_next_swap: RefCell<Option<Vec<u8>>>,
+    /// Key-value writes a concurrent delivery makes while this one waits (applied
+    /// at the first `sleep`).
+    pub during_first_wait: RefCell<Vec<(String, Vec<u8>)>>,
     responder: RefCell<Responder>,
 }
 
@@ -153,6 +156,7 @@ impl Recorder {
             logs: RefCell::new(Vec::new()),
             now: Cell::new(1_764_165_726_000),
             race_next_swap: RefCell::new(None),
+            during_first_wait: RefCell::new(Vec::new()),
             responder: RefCell::new(unleash_like(flags.clone())),
             flags,
         }
@@ -315,6 +319,9 @@ impl Platform for Recorder {
     /// Time passes only when the code under test waits.
     fn sleep(&self, duration: Duration) {
         self.now.set(self.now.get() + duration.as_millis() as i64);
+        for (k, v) in self.during_first_wait.borrow_mut().drain(..) {
+            self.kv.borrow_mut().insert(k, v);
+        }
     }
 
     fn now_ms(&self) -> i64 {
