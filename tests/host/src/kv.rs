@@ -145,8 +145,11 @@ impl KvStore {
         })
     }
 
-    /// Replace the value with `new` only if it still equals `expected`
-    /// (`None`: only if the key is still absent). One statement, so atomic.
+    /// Replace the value with `new` only if it still equals `expected`: one
+    /// conditional UPDATE, so atomic. From `None` (the key was absent when the
+    /// CAS handle was made) this is an upsert that always succeeds, exactly as
+    /// Spin's SQLite store does (crates/key-value-spin); callers that need a
+    /// safe first claim must not rely on it (remediator elects with `increment`).
     pub fn compare_and_swap(
         &self,
         store: &str,
@@ -163,7 +166,7 @@ impl KvStore {
             None => c
                 .prepare_cached(
                     "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(store, key) DO NOTHING",
+                     ON CONFLICT(store, key) DO UPDATE SET value=excluded.value",
                 )
                 .and_then(|mut s| s.execute(params![store, key, new])),
         });
@@ -190,20 +193,16 @@ mod tests {
         assert_eq!(kv.keys("default").unwrap(), vec!["a".to_string()]);
 
         assert!(matches!(
-            kv.compare_and_swap("default", "a", None, b"x"),
-            Err(SwapError::CasFailed)
-        ));
-        assert!(matches!(
             kv.compare_and_swap("default", "a", Some(b"0"), b"x"),
             Err(SwapError::CasFailed)
         ));
         kv.compare_and_swap("default", "a", Some(b"1"), b"2")
             .unwrap();
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"2".to_vec()));
+        // From an absent snapshot: an upsert, as in Spin, even over a value.
         kv.compare_and_swap("default", "b", None, b"new").unwrap();
-        assert!(matches!(
-            kv.compare_and_swap("default", "b", None, b"again"),
-            Err(SwapError::CasFailed)
-        ));
+        kv.compare_and_swap("default", "b", None, b"again").unwrap();
+        assert_eq!(kv.get("default", "b").unwrap(), Some(b"again".to_vec()));
 
         assert_eq!(kv.increment("default", "n", 5).unwrap(), 5);
         assert_eq!(kv.increment("default", "n", -2).unwrap(), 3);

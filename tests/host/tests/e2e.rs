@@ -119,28 +119,27 @@ fn kv_store_not_listed_is_access_denied() {
     assert_eq!((s, b.as_str()), (500, "err:Error::AccessDenied"));
 }
 
-#[test]
-fn cas_fifty_concurrent_racers_exactly_one_wins() {
-    let (_d, host) = start_probe(|m| m, &[], &[]);
-    let addr = host.addr;
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
-    let racers: Vec<_> = (0..50)
+fn race(addr: std::net::SocketAddr, n: usize, query: &'static str) -> Vec<(u16, String)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let racers: Vec<_> = (0..n)
         .map(|i| {
             let b = barrier.clone();
             std::thread::spawn(move || {
                 b.wait();
-                // Every racer holds 1 s between `current` and `swap`, so
-                // most of them swap against the same (absent) snapshot.
-                request(
-                    addr,
-                    "POST",
-                    &format!("/kv/claim?key=race&value=r{i}&hold_ms=1000"),
-                    b"",
-                )
+                request(addr, "POST", &format!("/kv/claim?value=r{i}&{query}"), b"")
             })
         })
         .collect();
-    let results: Vec<(u16, String)> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    racers.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn cas_from_a_present_value_fifty_concurrent_racers_exactly_one_wins() {
+    let (_d, host) = start_probe(|m| m, &[], &[]);
+    assert_eq!(host.post("/kv/set?key=race", b"open").0, 200);
+    // Every racer holds 1 s between `current` and `swap`, so most of them swap
+    // against the same snapshot.
+    let results = race(host.addr, 50, "key=race&expect=open&hold_ms=1000");
     let winners: Vec<usize> = results
         .iter()
         .enumerate()
@@ -160,6 +159,16 @@ fn cas_fifty_concurrent_racers_exactly_one_wins() {
         host.get("/kv/get?key=race"),
         (200, format!("r{}", winners[0]))
     );
+}
+
+#[test]
+fn cas_from_absent_is_an_upsert_as_in_spin() {
+    // Spin's SQLite store: a CAS handle made on an absent key swaps with
+    // INSERT .. ON CONFLICT DO UPDATE, so every racer "wins". The host mirrors
+    // that so that the component is tested against Spin's real semantics.
+    let (_d, host) = start_probe(|m| m, &[], &[]);
+    let results = race(host.addr, 5, "key=fresh&hold_ms=500");
+    assert!(results.iter().all(|r| r.1 == "won"), "{results:?}");
 }
 
 #[test]
