@@ -396,11 +396,32 @@ fn decide_and_claim(
             }
             Decision::Revert { applied } if dry_run => {
                 for a in &applied {
-                    let step = Step::resolve(&rule.actions[a.index], rule, problem, d.cfg);
-                    report.actions.push(dry_run_report(
-                        step.target(),
-                        "would undo this action".into(),
-                    ));
+                    let action = &rule.actions[a.index];
+                    let undo = match (action, Step::resolve(action, rule, problem, d.cfg)) {
+                        (_, Step::Toggle(set)) => Some((
+                            Step::Toggle(Toggle {
+                                enabled: !set.enabled,
+                                ..set
+                            }),
+                            " unless the flag was changed by hand or was already so",
+                        )),
+                        (
+                            Action::Scale {
+                                change, on_resolve, ..
+                            },
+                            Step::Scale(_),
+                        ) => on_resolve.or_else(|| change.inverse()).map(|back| {
+                            (
+                                Step::Scale(ScaleRequest::new(&rule.name, back, problem)),
+                                "",
+                            )
+                        }),
+                        _ => None,
+                    };
+                    if let Some((step, caveat)) = undo {
+                        let detail = format!("{}{caveat}", step.describe(d.cfg));
+                        report.actions.push(dry_run_report(step.target(), detail));
+                    }
                 }
                 return Ok(d.finish(
                     report,

@@ -497,3 +497,21 @@ fn audit_is_bounded() {
     );
     assert!(kv.contains_key("audit/7"));
 }
+
+#[test]
+fn dry_run_resolve_says_what_it_would_send() {
+    let r = Recorder::new();
+    r.post("/", &failure_rate("firing"));
+    let (status, report) = r.post("/?dry_run=true", &failure_rate("resolved"));
+    assert_eq!(status, 200);
+    assert_eq!(outcome(&report), "dry_run");
+    let a = &report["problems"][0]["actions"][0];
+    assert_eq!(a["enabled"], true);
+    assert!(
+        a["detail"].as_str().unwrap().starts_with(&format!(
+            "would send POST {FLAG_URL}/environments/production/on"
+        )),
+        "{a}"
+    );
+    assert!(!r.flag("EnablePromotion", "production"), "nothing sent");
+}
