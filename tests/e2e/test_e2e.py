@@ -271,12 +271,11 @@ class Scenarios(unittest.TestCase):
 
     # -------------------------------------------------------------- helpers
     def alert(self, alertname, summary=None, **labels):
-        a = {
+        return {
             "labels": dict({"alertname": alertname, "e2e_case": self.case}, **labels),
             "annotations": {"summary": summary or alertname},
             "startsAt": now_iso(),
         }
-        return a
 
     def fire(self, *alerts):
         self.fired.extend(alerts)
@@ -293,13 +292,13 @@ class Scenarios(unittest.TestCase):
     def first_delivery(self, timeout=20):
         return wait_for("Alertmanager's webhook for %s" % self.case, self.answered, timeout)[0]
 
-    def direct(self, body, token="default", path="/alertmanager"):
+    def direct(self, body, token="default"):
         headers = {}
         if token == "default":
             token = ENV["E2E_WEBHOOK_TOKEN"]
         if token is not None:
             headers["Authorization"] = "Bearer %s" % token
-        return http("POST", ENV["E2E_COMPONENT_URL"] + path, body, headers, timeout=30)
+        return http("POST", ENV["E2E_COMPONENT_URL"] + "/alertmanager", body, headers, timeout=30)
 
     def am_log(self):
         with open(ENV["E2E_AM_LOG"], errors="replace") as f:
@@ -315,14 +314,13 @@ class Scenarios(unittest.TestCase):
         self.assertEqual(len(report.get("problems", [])), 1, report)
         return report["problems"][0]
 
-    def assert_flag_action(self, problem, flag, enabled, outcome="done"):
+    def assert_flag_action(self, problem, flag, enabled):
         self.assertEqual(len(problem["actions"]), 1, problem)
         action = problem["actions"][0]
         self.assertEqual(
             {k: action.get(k) for k in ("action", "flag", "project", "environment", "enabled", "outcome")},
             {"action": "featuretoggle", "flag": flag, "project": "default", "environment": RULE_ENV,
-             "enabled": enabled, "outcome": outcome}, problem)
-        return action
+             "enabled": enabled, "outcome": "done"}, problem)
 
     # -------------------------------------------------------------- 0. smoke
     def test_0_healthz_answers_json(self):
