@@ -526,8 +526,9 @@ class Scenarios(unittest.TestCase):
         first = self.first_delivery()
         self.assertEqual(first["status"], 200, first.get("response"))
         time.sleep(3)  # Alertmanager's backoff would have retried by now; its repeat is 5s away
+        # Counted per group at the tap: Alertmanager's global failure counter also
+        # counts other groups' retries across the component restart above.
         self.assertEqual(len(self.deliveries()), 1, "a non-retryable failure must not be retried")
-        self.assertEqual(self.am.failed_attempts(), self.failed_before)
 
     def test_5d_scale_endpoint_failing_is_retryable(self):
         self.receiver.mode("fail")
