@@ -208,20 +208,27 @@ fn query_flag(uri: &http::Uri, name: &str) -> bool {
     matches!(query_param(uri, name), Some("true" | "1" | "yes"))
 }
 
-/// `GET /audit?rule=&flag=&since=&until=&limit=`: newest first; HTML for browsers.
-/// Guarded by the webhook credential: it shows what remediator did to production.
-fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-    let cfg = match Config::load(|n| p.variable(n)) {
-        Ok(c) => c,
-        Err(e) => return error(500, &format!("configuration: {e}")),
-    };
-    if let Err(e) = auth::check(&cfg, &presented(p, &cfg, req)) {
+/// Configuration for a request to a guarded read route, or the error response
+/// (500 for a broken configuration, 401 for a bad credential).
+fn authorized(p: &dyn Platform, req: &Request<Vec<u8>>) -> Result<Config, Box<Response<Vec<u8>>>> {
+    let cfg = Config::load(|n| p.variable(n))
+        .map_err(|e| Box::new(error(500, &format!("configuration: {e}"))))?;
+    auth::check(&cfg, &presented(p, &cfg, req)).map_err(|e| {
         let status = if e == auth::AuthError::NotConfigured {
             500
         } else {
             401
         };
-        return error(status, &e.to_string());
+        Box::new(error(status, &e.to_string()))
+    })?;
+    Ok(cfg)
+}
+
+/// `GET /audit?rule=&flag=&since=&until=&limit=`: newest first; HTML for browsers.
+/// Guarded by the webhook credential: it shows what remediator did to production.
+fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    if let Err(response) = authorized(p, req) {
+        return *response;
     }
     let uri = req.uri();
     let text = |name: &str| query_param(uri, name).map(percent_decode);
@@ -267,18 +274,10 @@ fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
 
 /// `GET /rules`: the effective rules, their source, version and fetch time.
 fn rules_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-    let cfg = match Config::load(|n| p.variable(n)) {
+    let cfg = match authorized(p, req) {
         Ok(c) => c,
-        Err(e) => return error(500, &format!("configuration: {e}")),
+        Err(response) => return *response,
     };
-    if let Err(e) = auth::check(&cfg, &presented(p, &cfg, req)) {
-        let status = if e == auth::AuthError::NotConfigured {
-            500
-        } else {
-            401
-        };
-        return error(status, &e.to_string());
-    }
     match rules_source::effective(p, &cfg) {
         Ok(e) => json_response(
             200,

@@ -85,14 +85,22 @@ impl Config {
             }
         };
         let name = |v: &str| UnleashName::parse(&get(v)?).map_err(|e| format!("variable {v}: {e}"));
-        let timeout_ms: u64 = get("outbound_timeout_ms")?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|ms| (1..=60_000).contains(ms))
-            .ok_or(
-                "variable outbound_timeout_ms: must be a whole number of milliseconds, 1..=60000",
-            )?;
+        let number =
+            |v: &str, range: std::ops::RangeInclusive<u64>, unit: &str| -> Result<u64, String> {
+                get(v)?
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "variable {v}: must be a whole number of {unit}, {}..={}",
+                            range.start(),
+                            range.end()
+                        )
+                    })
+            };
+        let timeout_ms = number("outbound_timeout_ms", 1..=60_000, "milliseconds")?;
         let scale_path = get("scale_path")?;
         if !scale_path.starts_with('/') {
             return Err("variable scale_path: must start with /".into());
@@ -115,12 +123,7 @@ impl Config {
                     "webhook_hmac_timestamp_header",
                     &get("webhook_hmac_timestamp_header")?,
                 )?,
-                hmac_window_s: get("webhook_hmac_window_s")?
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|s| (1..=86_400).contains(s))
-                    .ok_or("variable webhook_hmac_window_s: must be 1..=86400 seconds")?,
+                hmac_window_s: number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
             },
             allow_unauthenticated: flag("allow_unauthenticated")?,
             rules_file: get("rules_file")?,
@@ -136,24 +139,14 @@ impl Config {
                 path
             },
             rules_token: Secret::new(get("rules_token")?),
-            rules_ttl: Duration::from_secs(
-                get("rules_ttl_s")?
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|s| (1..=86_400).contains(s))
-                    .ok_or("variable rules_ttl_s: must be 1..=86400 seconds")?,
-            ),
+            rules_ttl: Duration::from_secs(number("rules_ttl_s", 1..=86_400, "seconds")?),
             dry_run: flag("dry_run")?,
             outbound_timeout: Duration::from_millis(timeout_ms),
-            outbound_budget: Duration::from_millis(
-                get("outbound_budget_ms")?
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|ms| (1..=300_000).contains(ms))
-                    .ok_or("variable outbound_budget_ms: must be 1..=300000 milliseconds")?,
-            ),
+            outbound_budget: Duration::from_millis(number(
+                "outbound_budget_ms",
+                1..=300_000,
+                "milliseconds",
+            )?),
         })
     }
 }
