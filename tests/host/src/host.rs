@@ -22,7 +22,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::allowed_hosts::Allowed;
-use crate::kv::{KvStore, SwapError};
+use crate::kv::{CasState, KvStore, SwapError};
 use crate::variables::{Resolver, VarError};
 
 mod bindings {
@@ -55,12 +55,12 @@ pub struct BucketHandle {
     label: String,
 }
 
-/// A `wasi:keyvalue/atomics.cas`: the key and the value seen when it was
-/// created (or last read with `current`).
+/// A `wasi:keyvalue/atomics.cas`: the key and the backend's state for it (the
+/// value seen when it was created or last read, or Redis's own connection).
 pub struct CasHandle {
     label: String,
     key: String,
-    snapshot: Option<Vec<u8>>,
+    state: CasState,
 }
 
 /// Everything shared by all requests.
@@ -210,6 +210,9 @@ impl store::Host for GuestState {
         if !self.kv_labels.contains(&identifier) {
             return Ok(Err(store::Error::AccessDenied));
         }
+        if let Err(e) = self.kv.check_open() {
+            return Ok(Err(kv_err(e)));
+        }
         Ok(Ok(self.table.push(BucketHandle { label: identifier })?))
     }
 }
@@ -285,33 +288,24 @@ impl atomics::HostCas for GuestState {
         key: String,
     ) -> wasmtime::Result<Result<Resource<CasHandle>, store::Error>> {
         let label = self.label(&b)?;
-        let snapshot = match self.kv.get(&label, &key) {
-            Ok(v) => v,
+        let state = match self.kv.cas_new(&label, &key) {
+            Ok(s) => s,
             Err(e) => return Ok(Err(kv_err(e))),
         };
-        Ok(Ok(self.table.push(CasHandle {
-            label,
-            key,
-            snapshot,
-        })?))
+        Ok(Ok(self.table.push(CasHandle { label, key, state })?))
     }
 
     fn current(
         &mut self,
         c: Resource<CasHandle>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        // As Spin: re-read, and compare against what the guest saw last.
-        let (label, key) = {
-            let h = self.table.get(&c)?;
-            (h.label.clone(), h.key.clone())
-        };
-        match self.kv.get(&label, &key) {
-            Ok(v) => {
-                self.table.get_mut(&c)?.snapshot.clone_from(&v);
-                Ok(Ok(v))
-            }
-            Err(e) => Ok(Err(kv_err(e))),
-        }
+        // As Spin: re-read, and compare against what the guest saw last
+        // (Redis: WATCH the key on the handle's connection, then GET).
+        let kv = self.kv.clone();
+        let h = self.table.get_mut(&c)?;
+        Ok(kv
+            .cas_current(&h.label, &h.key, &mut h.state)
+            .map_err(kv_err))
     }
 
     fn drop(&mut self, c: Resource<CasHandle>) -> wasmtime::Result<()> {
@@ -337,21 +331,24 @@ impl atomics::Host for GuestState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let h = self.table.delete(c)?;
-        match self
-            .kv
-            .compare_and_swap(&h.label, &h.key, h.snapshot.as_deref(), &value)
-        {
+        match self.kv.cas_swap(&h.label, &h.key, h.state, &value) {
             Ok(()) => Ok(Ok(())),
             Err(SwapError::CasFailed) => {
-                // A fresh handle at the latest value, for retries.
-                let snapshot = match self.kv.get(&h.label, &h.key) {
-                    Ok(v) => v,
+                // A fresh handle at the latest value, for retries: as Spin,
+                // a new handle on which `current` has been called.
+                let fresh = self.kv.cas_new(&h.label, &h.key).and_then(|mut state| {
+                    self.kv
+                        .cas_current(&h.label, &h.key, &mut state)
+                        .map(|_| state)
+                });
+                let state = match fresh {
+                    Ok(s) => s,
                     Err(e) => return Ok(Err(atomics::CasError::StoreError(kv_err(e)))),
                 };
                 let fresh = self.table.push(CasHandle {
                     label: h.label,
                     key: h.key,
-                    snapshot,
+                    state,
                 })?;
                 Ok(Err(atomics::CasError::CasFailed(fresh)))
             }

@@ -1,21 +1,37 @@
-//! Key-value storage on one SQLite file, shared by every request for the
-//! host's lifetime. Same table layout as Spin's default store
-//! (`spin_key_value(store, key, value)`), so a file written by this host can
-//! be inspected like Spin's `.spin/sqlite_key_value.db`.
+//! Key-value storage behind `wasi:keyvalue/{store,atomics}`, shared by every
+//! request for the host's lifetime, on one of two backends (as Spin's runtime
+//! config chooses them):
 //!
-//! One connection behind a mutex serialises all operations; compare-and-swap
-//! is additionally a single conditional statement, so it stays atomic even if
-//! another process opens the same file.
+//! - SQLite (the default, and `type = "spin"`): Spin's table layout
+//!   (`spin_key_value(store, key, value)`), so a file written by this host can
+//!   be inspected like Spin's `.spin/sqlite_key_value.db`. One connection
+//!   behind a mutex serialises all operations; compare-and-swap is
+//!   additionally a single conditional statement, so it stays atomic even if
+//!   another process opens the same file.
+//! - Redis (`type = "redis"`): the commands Spin's key-value-redis store
+//!   sends, so several host processes share one store: GET/SET/DEL/EXISTS,
+//!   `KEYS *`, INCRBY, and compare-and-swap as WATCH + GET on a connection of
+//!   its own, then MULTI / SET / EXEC, which Redis aborts if the key changed
+//!   after the WATCH (including an absent key being created).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-#[derive(Clone)]
-pub struct KvStore {
-    conn: Arc<Mutex<Connection>>,
+/// Run blocking store I/O off the async worker's hot path.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> String {
+    format!("{e}")
 }
 
 /// Why a swap did not happen.
@@ -26,17 +42,250 @@ pub enum SwapError {
     Other(String),
 }
 
-fn other(e: impl std::fmt::Display) -> String {
-    format!("{e}")
+/// The store, on whichever backend the runtime config chose.
+#[derive(Clone)]
+pub enum KvStore {
+    Sqlite(SqliteKv),
+    Redis(RedisKv),
+}
+
+/// What a `cas` resource holds between `new`, `current` and `swap`.
+pub enum CasState {
+    /// SQLite: the value seen when the handle was made or last read.
+    Sqlite { snapshot: Option<Vec<u8>> },
+    /// Redis: the handle's own connection (WATCH is per connection) and
+    /// whether `current` has WATCHed the key on it.
+    Redis {
+        conn: Box<redis::Connection>,
+        watching: bool,
+    },
 }
 
 impl KvStore {
-    pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening key-value database {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    /// One line for the startup log.
+    pub fn describe(&self) -> String {
+        match self {
+            KvStore::Sqlite(s) => s.describe.clone(),
+            KvStore::Redis(r) => r.describe(),
+        }
+    }
+
+    /// Called by `store.open`: Redis must be reachable (Spin connects there too).
+    pub fn check_open(&self) -> Result<(), String> {
+        match self {
+            KvStore::Sqlite(_) => Ok(()),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("PING").query::<String>(c).map(drop)),
+        }
+    }
+
+    pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            KvStore::Sqlite(s) => s.get(store, key),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("GET").arg(key).query(c)),
+        }
+    }
+
+    pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        match self {
+            KvStore::Sqlite(s) => s.set(store, key, value),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("SET").arg(key).arg(value).query(c)),
+        }
+    }
+
+    pub fn delete(&self, store: &str, key: &str) -> Result<(), String> {
+        match self {
+            KvStore::Sqlite(s) => s.delete(store, key),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("DEL").arg(key).query(c)),
+        }
+    }
+
+    pub fn exists(&self, store: &str, key: &str) -> Result<bool, String> {
+        match self {
+            KvStore::Sqlite(s) => s.exists(store, key),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("EXISTS").arg(key).query(c)),
+        }
+    }
+
+    pub fn keys(&self, store: &str) -> Result<Vec<String>, String> {
+        match self {
+            KvStore::Sqlite(s) => s.keys(store),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("KEYS").arg("*").query(c)),
+        }
+    }
+
+    pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, String> {
+        match self {
+            KvStore::Sqlite(s) => s.increment(store, key, delta),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("INCRBY").arg(key).arg(delta).query(c)),
+        }
+    }
+
+    /// `cas::new`. SQLite reads the snapshot now; Redis (as Spin) only opens
+    /// the handle's own connection: the WATCH happens in `current`.
+    pub fn cas_new(&self, store: &str, key: &str) -> Result<CasState, String> {
+        match self {
+            KvStore::Sqlite(s) => Ok(CasState::Sqlite {
+                snapshot: s.get(store, key)?,
+            }),
+            KvStore::Redis(r) => Ok(CasState::Redis {
+                conn: Box::new(blocking(|| r.connect()).map_err(other)?),
+                watching: false,
+            }),
+        }
+    }
+
+    /// `cas.current`: re-read (Redis: WATCH, then GET on the handle's connection).
+    pub fn cas_current(
+        &self,
+        store: &str,
+        key: &str,
+        state: &mut CasState,
+    ) -> Result<Option<Vec<u8>>, String> {
+        match state {
+            CasState::Sqlite { snapshot } => {
+                let v = self.get(store, key)?;
+                snapshot.clone_from(&v);
+                Ok(v)
+            }
+            CasState::Redis { conn, watching } => blocking(|| {
+                redis::cmd("WATCH")
+                    .arg(key)
+                    .query::<()>(conn)
+                    .map_err(other)?;
+                *watching = true;
+                redis::cmd("GET").arg(key).query(conn).map_err(other)
+            }),
+        }
+    }
+
+    /// `atomics.swap`. SQLite: one conditional UPDATE against the snapshot,
+    /// and from an absent snapshot an upsert that always succeeds, exactly as
+    /// Spin's SQLite store does (crates/key-value-spin). Redis: MULTI / SET /
+    /// EXEC on the handle's connection; EXEC answers nil, and the swap fails,
+    /// if the key was written (or created, or deleted) since `current`
+    /// WATCHed it. Without a `current` there is no WATCH and the SET is
+    /// unconditional, as in Spin.
+    pub fn cas_swap(
+        &self,
+        store: &str,
+        key: &str,
+        state: CasState,
+        new: &[u8],
+    ) -> Result<(), SwapError> {
+        match (self, state) {
+            (KvStore::Sqlite(s), CasState::Sqlite { snapshot }) => {
+                s.compare_and_swap(store, key, snapshot.as_deref(), new)
+            }
+            (KvStore::Redis(r), CasState::Redis { mut conn, watching }) => blocking(|| {
+                let exec: redis::RedisResult<Option<redis::Value>> = redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(key)
+                    .arg(new)
+                    .ignore()
+                    .query(&mut *conn);
+                if watching {
+                    // EXEC already dropped the WATCH; this also covers errors.
+                    let _ = redis::cmd("UNWATCH").query::<()>(&mut *conn);
+                }
+                match exec {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) if r.abort_reports_ok => Ok(()),
+                    Ok(None) => Err(SwapError::CasFailed),
+                    Err(e) => Err(SwapError::Other(other(e))),
+                }
+            }),
+            _ => Err(SwapError::Other(
+                "compare-and-swap handle from another backend".into(),
+            )),
+        }
+    }
+}
+
+/// Spin's key-value-redis store, with the sync `redis` client: a small pool
+/// of connections for plain commands, a fresh connection per CAS handle.
+/// Keys are stored as given, without the store label (as in Spin).
+#[derive(Clone)]
+pub struct RedisKv {
+    client: redis::Client,
+    pool: Arc<Mutex<Vec<redis::Connection>>>,
+    /// Report a swap whose EXEC was aborted as a success, as Spin's store
+    /// does (redis-rs turns the nil EXEC reply into `Ok(())`).
+    pub abort_reports_ok: bool,
+}
+
+const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_MAX: usize = 16;
+
+impl RedisKv {
+    pub fn new(url: &str, abort_reports_ok: bool) -> Result<Self> {
+        if redis::parse_redis_url(url).is_none() {
+            anyhow::bail!("invalid Redis URL {url:?}");
+        }
+        let client = redis::Client::open(url).with_context(|| format!("Redis URL {url:?}"))?;
+        Ok(RedisKv {
+            client,
+            pool: Arc::new(Mutex::new(Vec::new())),
+            abort_reports_ok,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("Redis at {}", self.client.get_connection_info().addr)
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let c = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+        c.set_read_timeout(Some(REDIS_TIMEOUT))?;
+        c.set_write_timeout(Some(REDIS_TIMEOUT))?;
+        Ok(c)
+    }
+
+    /// Run one command on a pooled connection; a connection that saw an
+    /// error is dropped rather than reused.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        blocking(|| {
+            let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => self.connect().map_err(other)?,
+            };
+            let r = f(&mut conn);
+            if r.is_ok() {
+                let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                if pool.len() < POOL_MAX {
+                    pool.push(conn);
+                }
+            }
+            r.map_err(other)
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteKv {
+    conn: Arc<Mutex<Connection>>,
+    describe: String,
+}
+
+impl SqliteKv {
+    /// A database file, or (`None`) an in-memory database, as Spin's
+    /// `type = "spin"` store without a `path`.
+    pub fn open(path: Option<&Path>) -> Result<Self> {
+        let conn = match path {
+            Some(path) => {
+                let conn = Connection::open(path)
+                    .with_context(|| format!("opening key-value database {}", path.display()))?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                conn
+            }
+            None => Connection::open_in_memory().context("opening in-memory key-value database")?,
+        };
         conn.execute(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,
@@ -46,22 +295,21 @@ impl KvStore {
             )",
             [],
         )?;
-        Ok(KvStore {
+        Ok(SqliteKv {
             conn: Arc::new(Mutex::new(conn)),
+            describe: match path {
+                Some(p) => format!("SQLite in {}", p.display()),
+                None => "SQLite in memory".to_string(),
+            },
         })
     }
 
     /// Run `f` with the connection, off the async worker's hot path.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        let run = || {
+        blocking(|| {
             let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut c)
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::task::block_in_place(run)
-        } else {
-            run()
-        }
+        })
     }
 
     pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -185,7 +433,7 @@ mod tests {
     #[test]
     fn basic_ops_cas_and_increment() {
         let dir = tempfile::tempdir().unwrap();
-        let kv = KvStore::open(&dir.path().join("kv.sqlite")).unwrap();
+        let kv = SqliteKv::open(Some(&dir.path().join("kv.sqlite"))).unwrap();
         assert_eq!(kv.get("default", "a").unwrap(), None);
         kv.set("default", "a", b"1").unwrap();
         assert_eq!(kv.get("default", "a").unwrap(), Some(b"1".to_vec()));

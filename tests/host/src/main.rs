@@ -6,12 +6,13 @@
 //! CLI cannot be installed. It implements only what remediator uses:
 //! WASI p2, wasi:http (with `allowed_outbound_hosts` enforced),
 //! `fermyon:spin/variables@2.0.0` and `wasi:keyvalue/{store,atomics}@0.2.0-draft2`
-//! on SQLite. Where it differs from Spin is listed in tests/host/README.md.
+//! on SQLite, or on Redis via a Spin runtime config file. Where it differs from Spin is listed in tests/host/README.md.
 
 mod allowed_hosts;
 mod host;
 mod kv;
 mod manifest;
+mod runtime_config;
 mod variables;
 mod witcheck;
 
@@ -29,7 +30,8 @@ Differences from Spin: tests/host/README.md.
 
 USAGE:
   remediator-host serve [--manifest spin.toml] [--listen 127.0.0.1:3000]
-                        [--kv-path FILE.sqlite] [--wasm PATH] [--variable NAME=VALUE]...
+                        [--kv-path FILE.sqlite | --runtime-config-file FILE.toml]
+                        [--redis-cas strict|spin] [--wasm PATH] [--variable NAME=VALUE]...
   remediator-host imports --wasm PATH
   remediator-host wit-check --wasm PATH --wit DIR [--world NAME]
 
@@ -37,7 +39,11 @@ serve      Serve the manifest's single HTTP component: one fresh instance per
            request. Application variables come from --variable, then env
            SPIN_VARIABLE_<NAME>, then their default. Key-value store \"default\"
            lives in SQLite at --kv-path (default: a temporary file removed on
-           exit). --wasm overrides the component's `source`. Prints
+           exit), or where --runtime-config-file's [key_value_store.default]
+           says (Spin's format: type = \"redis\" with url, or type = \"spin\"
+           with path). --redis-cas spin reports a Redis compare-and-swap that
+           lost the race as a success, as Spin's Redis store does (default:
+           strict, it fails). --wasm overrides the component's `source`. Prints
            `listening on http://ADDR` on stdout once ready (--listen with port 0
            picks a free port); logs one line per request to stderr.
 imports    Print the component's imports and exports.
@@ -138,7 +144,24 @@ fn main() {
 }
 
 fn serve(args: &Args) -> Result<()> {
-    args.check_known(&["manifest", "listen", "kv-path", "wasm", "variable"])?;
+    args.check_known(&[
+        "manifest",
+        "listen",
+        "kv-path",
+        "runtime-config-file",
+        "redis-cas",
+        "wasm",
+        "variable",
+    ])?;
+    let runtime_config = match args.one("runtime-config-file") {
+        Some(p) => runtime_config::load(&PathBuf::from(p))?,
+        None => runtime_config::RuntimeConfig::default(),
+    };
+    let redis_cas_spin = match args.one("redis-cas").unwrap_or("strict") {
+        "strict" => false,
+        "spin" => true,
+        other => bail!("--redis-cas {other:?}: expected strict or spin"),
+    };
     let manifest_path = PathBuf::from(args.one("manifest").unwrap_or("spin.toml"));
     let listen = args.one("listen").unwrap_or("127.0.0.1:3000").to_string();
     let mut app = manifest::load(&manifest_path)?;
@@ -184,11 +207,31 @@ fn serve(args: &Args) -> Result<()> {
     let files_root = temp.path().join("files");
     std::fs::create_dir_all(&files_root)?;
     manifest::stage_files(&app.files, &files_root)?;
-    let kv_path = match args.one("kv-path") {
-        Some(p) => PathBuf::from(p),
-        None => temp.path().join("kv.sqlite"),
+    // The store behind the label "default" (the only label the manifest may
+    // use here): the runtime config's, else SQLite at --kv-path or in temp.
+    let kv = match runtime_config.key_value_stores.get("default") {
+        Some(_) if args.one("kv-path").is_some() => bail!(
+            "--kv-path and the runtime config's [key_value_store.default] both configure \
+             the default store; give one"
+        ),
+        Some(runtime_config::KvBackend::Redis(url)) => {
+            kv::KvStore::Redis(kv::RedisKv::new(url, redis_cas_spin)?)
+        }
+        Some(runtime_config::KvBackend::Sqlite(path)) => {
+            if let Some(dir) = path.as_ref().and_then(|p| p.parent()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            kv::KvStore::Sqlite(kv::SqliteKv::open(path.as_deref())?)
+        }
+        None => {
+            let kv_path = match args.one("kv-path") {
+                Some(p) => PathBuf::from(p),
+                None => temp.path().join("kv.sqlite"),
+            };
+            kv::KvStore::Sqlite(kv::SqliteKv::open(Some(&kv_path))?)
+        }
     };
-    let kv = kv::KvStore::open(&kv_path)?;
 
     eprintln!(
         "remediator-host: TEST HOST, not Spin. app {:?}, component {:?}",
@@ -203,10 +246,25 @@ fn serve(args: &Args) -> Result<()> {
         allowed.describe()
     );
     eprintln!(
-        "remediator-host: key_value_stores {:?} in {}",
+        "remediator-host: key_value_stores {:?} in {}{}",
         app.key_value_stores,
-        kv_path.display()
+        kv.describe(),
+        match (&kv, redis_cas_spin) {
+            (kv::KvStore::Redis(_), true) => " (--redis-cas spin: a lost swap reports success)",
+            _ => "",
+        }
     );
+    for label in runtime_config.key_value_stores.keys() {
+        if label != "default" {
+            eprintln!(
+                "remediator-host: runtime config: key_value_store.{label} unused (this host \
+                 serves only the label \"default\")"
+            );
+        }
+    }
+    for section in &runtime_config.ignored {
+        eprintln!("remediator-host: runtime config: [{section}] ignored by this test host");
+    }
     for f in &app.files {
         eprintln!(
             "remediator-host: file {} -> {} (read-only)",
