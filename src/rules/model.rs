@@ -24,7 +24,22 @@ pub enum RulesFormat {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub format: RulesFormat,
+    /// In file order. Read-only after [`RuleSet::new`]: the matching index is built
+    /// from it (`find` falls back to a linear scan if its length has changed).
     pub rules: Vec<Rule>,
+    pub(crate) index: super::Index,
+}
+
+impl RuleSet {
+    /// The rules and their precompiled matching index.
+    pub fn new(format: RulesFormat, rules: Vec<Rule>) -> RuleSet {
+        let index = super::Index::build(&rules);
+        RuleSet {
+            format,
+            rules,
+            index,
+        }
+    }
 }
 
 /// How a rule's title condition compares against a problem's titles.
