@@ -453,17 +453,19 @@ fn decide_and_claim(
                     d.p.sleep(POLL);
                     continue; // The creator writes the record within moments.
                 }
-                let rec = OccurrenceRecord::new(&report.occurrence, &rule.name, now);
+                let mut rec = OccurrenceRecord::new(&report.occurrence, &rule.name, now);
+                rec.claimed_by = Some(d.id);
                 state::write(d.p, &key, &rec)?;
                 return Ok(act(d, rule, problem, report, rec, &key, &indices, why));
             }
             Decision::Act { indices, why } => {
-                // The record exists: compare-and-swap on a present value is a
-                // conditional update in every Spin store, so exactly one delivery wins.
+                // The record exists: compare-and-swap on a present value, then
+                // read it back (see `state::claim`).
                 let mut rec = seen.value.clone().expect("guarded above");
                 rec.phase = Phase::Claimed;
                 rec.since_ms = now;
-                if !state::swap(d.p, &key, &seen, &rec)? {
+                rec.claimed_by = Some(d.id);
+                if !state::claim(d.p, &key, &seen, &rec)? {
                     continue; // Lost the race: see what the winner is doing.
                 }
                 return Ok(act(d, rule, problem, report, rec, &key, &indices, why));
@@ -475,7 +477,8 @@ fn decide_and_claim(
                 let previous_phase = rec.phase;
                 rec.phase = Phase::Reverting;
                 rec.since_ms = now;
-                if !state::swap(d.p, &key, &seen, &rec)? {
+                rec.claimed_by = Some(d.id);
+                if !state::claim(d.p, &key, &seen, &rec)? {
                     continue;
                 }
                 return Ok(revert(

@@ -86,6 +86,9 @@ pub struct OccurrenceRecord {
     pub next_step: usize,
     #[serde(default)]
     pub applied: Vec<Applied>,
+    /// The delivery (audit id, unique per delivery) holding the latest claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<i64>,
 }
 
 impl OccurrenceRecord {
@@ -100,6 +103,7 @@ impl OccurrenceRecord {
             last_step_ms: None,
             next_step: 0,
             applied: vec![],
+            claimed_by: None,
         }
     }
 
@@ -169,6 +173,23 @@ pub fn swap<T: Serialize>(
 ) -> Result<bool, KvError> {
     let bytes = serde_json::to_vec(new).map_err(|e| KvError(e.to_string()))?;
     p.kv_compare_and_swap(key, seen.raw.as_deref(), &bytes)
+}
+
+/// Move an occurrence record from `seen` to `new` (whose `claimed_by` names this
+/// delivery), and confirm by reading it back: Spin's Redis store reports a
+/// compare-and-swap whose transaction was aborted (the key changed) as a success,
+/// so only the value actually stored says who won.
+pub fn claim(
+    p: &dyn Platform,
+    key: &str,
+    seen: &Versioned<OccurrenceRecord>,
+    new: &OccurrenceRecord,
+) -> Result<bool, KvError> {
+    if !swap(p, key, seen, new)? {
+        return Ok(false);
+    }
+    let stored = read::<OccurrenceRecord>(p, key)?;
+    Ok(stored.value.as_ref() == Some(new))
 }
 
 pub fn write<T: Serialize>(p: &dyn Platform, key: &str, value: &T) -> Result<(), KvError> {

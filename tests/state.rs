@@ -132,6 +132,20 @@ fn a_fresh_claim_held_elsewhere_answers_503_so_the_sender_retries() {
 }
 
 #[test]
+fn a_swap_that_claims_success_but_lost_is_caught_by_reading_back() {
+    let r = Recorder::new();
+    r.answer(|_| respond(503, "down"));
+    r.post("/", &failure_rate("firing")); // failed: the next delivery retries
+    r.answer_like_unleash();
+    // Another delivery claims the retry first; our swap "succeeds" without writing.
+    *r.race_next_swap_silently.borrow_mut() = Some(record("claimed", r.now.get()));
+    let (status, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(outcome(&report), "in_progress");
+    assert!(r.posts().is_empty(), "the loser did not act");
+}
+
+#[test]
 fn a_creator_that_died_before_writing_is_replaced_only_by_an_elected_ticket() {
     let r = Recorder::new();
     tickets_taken(&r, 1); // won, then died before writing the record

@@ -41,6 +41,9 @@ pub struct Recorder {
     /// Simulates a concurrent delivery winning the next compare-and-swap: it
     /// writes this value first, so ours fails.
     pub race_next_swap: RefCell<Option<Vec<u8>>>,
+    /// Like `race_next_swap`, but the swap reports success anyway: what Spin's Redis
+    /// store does when the transaction was aborted.
+    pub race_next_swap_silently: RefCell<Option<Vec<u8>>>,
     /// Key-value writes a concurrent delivery makes while this one waits (applied
     /// at the first `sleep`).
     pub during_first_wait: RefCell<Vec<(String, Vec<u8>)>>,
@@ -156,6 +159,7 @@ impl Recorder {
             logs: RefCell::new(Vec::new()),
             now: Cell::new(1_764_165_726_000),
             race_next_swap: RefCell::new(None),
+            race_next_swap_silently: RefCell::new(None),
             during_first_wait: RefCell::new(Vec::new()),
             responder: RefCell::new(unleash_like(flags.clone())),
             flags,
@@ -298,6 +302,10 @@ impl Platform for Recorder {
         if let Some(winner) = self.race_next_swap.borrow_mut().take() {
             kv.insert(key.into(), winner);
             return Ok(false);
+        }
+        if let Some(winner) = self.race_next_swap_silently.borrow_mut().take() {
+            kv.insert(key.into(), winner);
+            return Ok(true);
         }
         if kv.get(key).map(Vec::as_slice) != expected {
             return Ok(false);
