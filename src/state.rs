@@ -204,7 +204,10 @@ pub fn record_rule_action(p: &dyn Platform, rule: &str, now_ms: i64) -> Result<(
         let seen = read::<RuleRecord>(p, &key)?;
         let mut rec = seen.value.clone().unwrap_or_default();
         rec.record(now_ms);
-        if swap(p, &key, &seen, &rec)? {
+        // Read back: neither a swap from "absent" (an upsert in Spin's SQLite store)
+        // nor a swap in Spin's Redis store (aborted reported as done) proves a win.
+        if swap(p, &key, &seen, &rec)? && read::<RuleRecord>(p, &key)?.value.as_ref() == Some(&rec)
+        {
             return Ok(());
         }
     }
