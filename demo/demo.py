@@ -356,7 +356,8 @@ scrape_configs:
             for c in shop["changes"]:
                 if self.note(c["at"], "shop", "sees %s %s: failure rate %s" % (
                         FLAG, "ON" if c["promotion"] else "OFF",
-                        "rises (~30 %)" if c["promotion"] else "falls (~0.5 %)")):
+                        "rises (~30 %)" if c["promotion"] else "falls (~0.5 %)"),
+                        key=("shop", c["at"])):
                     self.mark("shop_sees_flag_on" if c["promotion"] else "shop_sees_flag_off",
                               c["at"])
         # Prometheus: the alert's state.
@@ -600,7 +601,7 @@ scrape_configs:
 
 # ------------------------------------------------------------------------------ picture
 def render_html(series, marks, lines, summary, start):
-    W, H, L, R, T, B = 960, 420, 60, 20, 80, 50
+    W, H, L, R, T, B = 960, 460, 60, 20, 120, 50
     ts = [t for t, _ in series] or [time.time() - 60, time.time()]
     x0, x1 = min(ts), max(ts)
     x1 = x1 if x1 > x0 else x0 + 1
@@ -651,15 +652,18 @@ def render_html(series, marks, lines, summary, start):
         x = X(marks[k])
         text = "%s %s" % (labels[k], datetime.fromtimestamp(marks[k]).strftime("%H:%M:%S.%f")[:-4])
         width = 6.2 * len(text)
-        row = next((i for i, end in enumerate(row_end) if end < x - 2), len(row_end))
+        left = x + width > W - 2  # near the right edge: the label goes left of its line
+        lo = x - width if left else x
+        row = next((i for i, end in enumerate(row_end) if end < lo - 2), len(row_end))
         if row == len(row_end):
             row_end.append(0)
-        row_end[row] = x + width
+        row_end[row] = x if left else x + width
         y = T - 6 - 13 * row
         svg.append('<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%d" stroke="%s" stroke-width="1.5"/>'
                    % (x, x, y + 2, H - B, colors[k]))
-        svg.append('<text x="%.1f" y="%.1f" fill="%s">%s</text>'
-                   % (x + 2, y, colors[k], html.escape(text)))
+        svg.append('<text x="%.1f" y="%.1f" fill="%s" text-anchor="%s">%s</text>'
+                   % (x - 2 if left else x + 2, y, colors[k], "end" if left else "start",
+                      html.escape(text)))
     svg.append('<text x="%d" y="%d" text-anchor="middle">time (local)</text>'
                % ((L + W - R) // 2, H - 12))
     svg.append('<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">'
