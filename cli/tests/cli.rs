@@ -289,7 +289,12 @@ fn simulate_resolve_with_state_would_undo() {
     );
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("HighFailureRate [resolved]"));
-    assert!(r.stdout.contains("would undo this action"), "{}", r.stdout);
+    // The request that would restore the flag, named in full.
+    assert!(
+        r.stdout.contains("would send POST http://127.0.0.1:4242/api/admin/projects/default/features/EnablePromotion/environments/production/on"),
+        "{}",
+        r.stdout
+    );
     // Without the state there is nothing to undo.
     let r = run(
         &["simulate", "--rules", TUTORIAL, "--payload", RESOLVED],
