@@ -86,6 +86,11 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
         .ok()
         .and_then(|v| v.value.clone())
         .unwrap_or_default();
+    // What was fetched from another URL (rules_origin/rules_path changed) is neither
+    // fresh nor last-known-good for this one.
+    if st.last_good.as_ref().is_some_and(|c| c.url != url) {
+        st = SourceState::default();
+    }
     let fresh = st
         .checked_at_ms
         .is_some_and(|t| now - t < cfg.rules_ttl.as_millis() as i64);

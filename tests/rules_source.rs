@@ -228,3 +228,27 @@ fn simulate_decides_like_a_webhook_and_changes_nothing() {
     assert_eq!(report["problems"][0]["outcome"], "already_handled");
     assert_eq!(r.request(http::Request::post("/simulate"), &body).0, 401);
 }
+
+#[test]
+fn a_changed_rules_url_never_uses_rules_fetched_from_the_old_one() {
+    let (r, server) = setup();
+    assert_eq!(fire(&r)["problems"][0]["rule"], "v1-rule");
+    // Reconfigured to another server that is down: not the old server's rules.
+    r.set_var("rules_origin", "http://other.test:8080");
+    *server.body.borrow_mut() = None;
+    let report = fire(&r);
+    assert_eq!(
+        report["rules_source"], "bundled /remediation.yaml",
+        "{report}"
+    );
+    let asked: Vec<_> = r
+        .sent()
+        .into_iter()
+        .filter(|s| s.url.starts_with("http://other.test"))
+        .collect();
+    assert_eq!(
+        asked.len(),
+        1,
+        "the new URL is asked at once, not after the old TTL"
+    );
+}

@@ -304,14 +304,10 @@ class Rules(Case):
         self.assertLessEqual(len(log), int(window // TTL_S) + 1, log)
         self.assertTrue(all(g >= TTL_S - 0.05 for g in gaps), "conditional requests closer than the TTL: %s" % gaps)
 
-    # ------------------------------------------------------------------ a known defect
-    @unittest.expectedFailure
+    # ------------------------------------------------------------------ a changed origin
     def test_5_a_new_rules_origin_is_used_at_once_and_never_mixed_with_the_old_one(self):
-        """KNOWN DEFECT (src/rules_source.rs): the key-value cache (`rules/source`) is not
-        keyed by URL. After rules_origin changes, the old origin's rules are used, labelled
-        "url <new origin>", until the TTL runs out, without asking the new origin; and if the
-        new origin does not answer, the old origin's rules are used as "last-known-good from
-        <new origin>" instead of the bundled file. Remove expectedFailure once fixed."""
+        """After rules_origin changes, the new origin is asked at once; the old origin's
+        rules are never used under the new name, nor as its last-known-good."""
         self.server.serve(RULES_V2)
         self.use_server()
         self.wait_version(RULES_V2)
