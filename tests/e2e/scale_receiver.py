@@ -27,6 +27,14 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+
+class Server(ThreadingHTTPServer):
+    # The default listen backlog (5) overflows under the load test's bursts, and the
+    # component then rightly reports the receiver unreachable (502): a real endpoint
+    # would not refuse connections like that.
+    request_queue_size = 256
+    daemon_threads = True
+
 MODES = ("ok", "fail", "hang")
 # Hop-by-hop headers a proxy must not pass on; Content-Length is recomputed.
 HOP_BY_HOP = {
@@ -188,7 +196,7 @@ def main():
     ap.add_argument("--hang-seconds", type=float, default=60.0)
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
-    server = ThreadingHTTPServer((host, int(port)), make_handler(State(args.hang_seconds), args.forward))
+    server = Server((host, int(port)), make_handler(State(args.hang_seconds), args.forward))
     server.daemon_threads = True
     role = "tap -> %s" % args.forward if args.forward else "scale receiver"
     print("listening on http://%s:%s (%s)" % (host, port, role), flush=True)
