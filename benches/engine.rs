@@ -1,7 +1,7 @@
 //! Engine benchmarks (criterion): rules parsing, webhook ingest, rule matching,
 //! planning, and the whole handler over an in-memory platform in dry-run.
 //!
-//!     cargo bench --bench engine                 # everything (~4 min)
+//!     cargo bench --bench engine                 # everything (~5 min)
 //!     cargo bench --bench engine -- pipeline/    # one group (criterion filter)
 //!     cargo bench --bench engine -- --test       # run each once (smoke)
 //!
@@ -22,7 +22,7 @@ mod workload;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use remediator::ingest::{self, Format};
 use remediator::plan;
 use remediator::problem::Problem;
@@ -252,6 +252,10 @@ fn main() {
     let mut all = all.into_iter().peekable();
     for name in groups {
         let mut g = c.benchmark_group(name);
+        if matches!(name, "parse" | "handler" | "kind") {
+            // Up to a quarter of a second per iteration: fewer, equal-sized samples.
+            g.sample_size(10).sampling_mode(SamplingMode::Flat);
+        }
         while let Some(case) = all.next_if(|c| c.group == name) {
             if case.alerts > 0 {
                 g.throughput(Throughput::Elements(case.alerts as u64));

@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""Summaries for benches/run.
+
+    summarize.py DIR                      DIR/results.md and DIR/results.json from a run's files
+    summarize.py --host-profile FILE N    a host's callgrind_annotate output -> Ir per request by part
+    summarize.py --crates TWIGGY.csv      twiggy `top --format csv` -> bytes per crate
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+from collections import Counter, OrderedDict
+
+RULES = [1, 100, 1000]
+ALERTS = [1, 10, 100]
+ENGINE_BUDGET_NS = 1_000_000
+COMPONENT_BUDGET = 1.3
+SIZE_BUDGET = 1_000_000
+
+
+# ------------------------------------------------------------------ callgrind (host)
+def host_category(fn):
+    obj = re.search(r"\[([^\]]*)\]\s*$", fn)
+    if obj and obj.group(1) == "???":
+        return "guest code (JIT-compiled wasm)"
+    low = fn.lower()
+    if "sqlite" in low:
+        return "SQLite (key-value)"
+    if "libc.so" in fn or "ld-linux" in fn:
+        return "libc (malloc, memcpy, ...)"
+    if "cranelift" in low:
+        return "cranelift"
+    if any(k in fn for k in ("wasmtime_wasi_http", "hyper", "tokio", "mio::", "h2::", "http::")):
+        return "HTTP server/client, tokio"
+    if "wasmtime_wasi" in fn:
+        return "WASI (filesystem, clocks, io)"
+    if "wasmtime" in fn:
+        return "wasmtime runtime (instantiate, calls)"
+    if "remediator_host" in fn:
+        return "test host's own code"
+    return "other"
+
+
+def host_profile(path, n):
+    total, parts = 0, Counter()
+    for line in open(path, errors="replace"):
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", line)
+        if not m:
+            continue
+        ir, rest = int(m.group(1).replace(",", "")), m.group(2)
+        if "PROGRAM TOTALS" in rest:
+            total = ir
+            continue
+        parts[host_category(rest)] += ir
+    print(f"{total / n:,.0f} instructions per request")
+    for k, v in parts.most_common():
+        print(f"  {k:40s} {v / n:12,.0f}  {100 * v / max(total, 1):5.1f}%")
+
+
+def read_host_profile(path):
+    if not os.path.exists(path):
+        return None
+    lines = open(path).read().splitlines()
+    out = {"total": int(lines[0].split()[0].replace(",", "")), "parts": OrderedDict()}
+    for l in lines[1:]:
+        m = re.match(r"\s+(.*?)\s+([\d,]+)\s+([\d.]+)%", l)
+        if m:
+            out["parts"][m.group(1)] = int(m.group(2).replace(",", ""))
+    return out
+
+
+# ------------------------------------------------------------------ twiggy (size)
+PRIMITIVE = r"(?:str|bool|char|[iuf](?:8|16|32|64|128|size)|\[.*?\]|\(.*?\))"
+
+
+def crate_of(name):
+    """The crate a twiggy item belongs to, from its demangled name (crate hashes dropped)."""
+    n = re.sub(r"\[[0-9a-f]{8,}\]", "", name.strip())
+    if n.startswith("data segment"):
+        return "[data segments: " + n.split('"')[1] + "]" if '"' in n else "[data segments]"
+    if n.startswith(("import ", "export ")) or "wit-bindgen" in n or n.startswith(("cabi_", "wasi:", "fermyon:")):
+        return "[component imports/exports glue]"
+    # <u8 as serde::Deserialize>::f -> the trait's crate; <str>::f -> core
+    m = re.match(r"^<\s*(?:&|&mut |\*const |\*mut )?" + PRIMITIVE + r"\s+as\s+([A-Za-z_]\w*)::", n)
+    if m:
+        return m.group(1)
+    if re.match(r"^<\s*(?:&|&mut )?" + PRIMITIVE + r"\s*>::", n):
+        return "core"
+    m = re.match(r"^[<&(\s]*(?:dyn |mut |const )*([A-Za-z_]\w*)::", n)
+    if m:
+        return m.group(1)
+    if n in ("memcpy", "memmove", "memset", "memcmp", "strlen", "bcmp") or n.startswith(("__", "dlmalloc", "abort")):
+        return "[libc/compiler-rt]"
+    if n.startswith(("code[", "elem[", "type[", "table[", "global[", "func[")) or n in ("table", "memory"):
+        return "[unnamed code, tables, types]"
+    return "[other: " + n.split("(")[0][:30] + "]"
+
+
+def crates(csv_path):
+    """Bytes per crate of code and data; custom sections (names, DWARF: stripped from the
+    release build) are left out of the total."""
+    import csv
+    sizes, total, custom = Counter(), 0, 0
+    with open(csv_path, newline="", errors="replace") as f:
+        for row in csv.DictReader(f):
+            name, size = row["Name"], row["ShallowSize"]
+            if not size.isdigit():
+                continue
+            if name.startswith("custom section") or "subsection" in name:
+                custom += int(size)
+                continue
+            sizes[crate_of(name)] += int(size)
+            total += int(size)
+    print(f"code and data {total} bytes (custom sections, stripped in release: {custom})")
+    for k, v in sizes.most_common(40):
+        print(f"{k:40s} {v:9d} {100 * v / total:5.1f}%")
+    yaml = sum(sizes[k] for k in ("serde_saphyr", "granit_parser", "annotate_snippets", "saphyr_parser"))
+    print(f"YAML (serde_saphyr, granit_parser, annotate_snippets): {yaml} bytes, {100 * yaml / total:.1f}%")
+
+
+# ------------------------------------------------------------------ results
+def kv_file(path):
+    out = {}
+    if os.path.exists(path):
+        for line in open(path):
+            if ":" in line and not line.startswith(" "):
+                k, v = line.split(":", 1)
+                out[k.strip()] = v.strip()
+    return out
+
+
+def bench_result(path):
+    if not os.path.exists(path):
+        return None
+    text = open(path).read()
+    m = re.search(r"BENCH_RESULT (\{.*\})", text)
+    if not m:
+        return None
+    r = json.loads(m.group(1))
+    for key in ("load_before", "load_after", "receiver_calls_during_b"):
+        mm = re.search(key + r": (.*)", text)
+        if mm:
+            r[key] = mm.group(1).strip()
+    return r
+
+
+def fmt_ns(ns):
+    if ns is None:
+        return "-"
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.1f} µs"
+    if ns < 10:
+        return f"{ns:.2f} ns"
+    return f"{ns:.0f} ns"
+
+
+def results(out):
+    env = kv_file(os.path.join(out, "env.txt"))
+    env_text = open(os.path.join(out, "env.txt")).read()
+    res = {"env": env}
+    md = [f"# Benchmark results ({env.get('mode', '?')} run, {env.get('date_utc', '?')})", ""]
+    md += ["Machine: " + f"{env.get('cpu')} — {env.get('cores')} cores, {env.get('memory')}, "
+           f"{env.get('os')}, {env.get('rustc')}. Commit {env.get('commit')}.",
+           f"Load average (1/5/15 min) at start {env.get('load_at_start')}, at end {env.get('load_at_end')}.", ""]
+    busy = env_text.split("busiest_processes_at_start:")[1].split("\n") if "busiest" in env_text else []
+    busy = [l.strip() for l in busy if l.startswith("  ")]
+    if busy:
+        md += ["Busiest processes at start (pid, nice, %cpu, elapsed, command):", "", "```"] + busy + ["```", ""]
+    phases = [l.split() for l in open(os.path.join(out, "phases.txt"))] if os.path.exists(os.path.join(out, "phases.txt")) else []
+    if phases:
+        md += ["Load average (1 min) when each phase started: " +
+               ", ".join(f"{p[0]} {p[2]}" for p in phases) + ".", ""]
+
+    # Engine
+    est = {}
+    for f in glob.glob(os.path.join(out, "criterion", "*", "*.json")):
+        group = os.path.basename(os.path.dirname(f))
+        case = os.path.basename(f)[:-5]
+        est[f"{group}/{case}"] = json.load(open(f))["median"]["point_estimate"]
+    cg = {}
+    if os.path.exists(os.path.join(out, "callgrind-engine.txt")):
+        for line in open(os.path.join(out, "callgrind-engine.txt")):
+            k, v = line.split()
+            cg[k] = int(v)
+    res["engine_median_ns"] = est
+    res["engine_instructions"] = cg
+    md += ["## 1. Engine (criterion, native, median time per webhook group)", ""]
+    if est:
+        for group, what in [("pipeline", "ingest + match + plan, every alert matching one rule"),
+                            ("pipeline_miss", "ingest + match + plan, no alert matching any rule"),
+                            ("match", "match only (pre-ingested), hits"),
+                            ("match_miss", "match only, misses"),
+                            ("handler", "whole handler, dry-run, in-memory platform (includes parsing the rules YAML, as every request does)")]:
+            md += [f"**{group}** — {what}. Cell: time per group (time per alert).", "",
+                   "| rules \\ alerts | " + " | ".join(str(a) for a in ALERTS) + " |",
+                   "|---|" + "---|" * len(ALERTS)]
+            for r in RULES:
+                cells = []
+                for a in ALERTS:
+                    ns = est.get(f"{group}/{r}x{a}")
+                    cells.append(f"{fmt_ns(ns)} ({fmt_ns(ns / a)})" if ns else "-")
+                md.append(f"| {r} | " + " | ".join(cells) + " |")
+            md.append("")
+        single = [(k, v) for k, v in est.items() if k.startswith(("ingest/", "parse/"))]
+        md += ["| case | median | per item |", "|---|---|---|"]
+        for k, v in sorted(single, key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[1]))):
+            n = int(k.split("/")[1])
+            unit = "alert" if k.startswith("ingest") else "rule"
+            md.append(f"| {k} | {fmt_ns(v)} | {fmt_ns(v / n)} per {unit} |")
+        md.append("")
+        kinds = sorted((k, v) for k, v in est.items() if k.startswith("kind/"))
+        if kinds:
+            md += ["Per matcher kind: 1,000 rules of one kind, 100 alerts matching none (every rule "
+                   "a candidate unless the index rules it out).", "",
+                   "| kind | 1,000 rules × 100 alerts | per alert | per rule × alert |", "|---|---|---|---|"]
+            for k, v in kinds:
+                md.append(f"| {k[5:]} | {fmt_ns(v)} | {fmt_ns(v / 100)} | {fmt_ns(v / 100_000)} |")
+            md.append("")
+        b = est.get("pipeline/1000x100")
+        if b:
+            met = b <= ENGINE_BUDGET_NS
+            res["engine_budget_met"] = met
+            ing = est.get("ingest/100")
+            line = (f"**Budget** 1,000 rules × 100 alerts, ingest + match (+ plan) ≤ 1 ms: "
+                    f"**{fmt_ns(b)} — {'met' if met else 'NOT met'}**"
+                    + (f" (ingest alone {fmt_ns(ing)}, {100 * ing / b:.0f}%)" if ing else ""))
+            if cg.get("pipeline/1000x100") and cg.get("ingest/100"):
+                line += (f"; {cg['pipeline/1000x100']:,} instructions, of which ingest "
+                         f"{cg['ingest/100']:,} ({100 * cg['ingest/100'] / cg['pipeline/1000x100']:.0f}%)"
+                         f" and matching {cg.get('match/1000x100', 0):,}")
+            md += [line + ".", ""]
+        p1, p1000 = est.get("pipeline/1x100"), est.get("pipeline/1000x100")
+        if p1 and p1000:
+            md += [f"Growth with the number of rules (100 alerts): 1 → 1,000 rules costs "
+                   f"×{p1000 / p1:.2f} (match only: 1 → 1,000 rules ×"
+                   f"{est.get('match/1000x100', 0) / max(est.get('match/1x100', 1), 1):.1f}; "
+                   f"misses ×{est.get('match_miss/1000x100', 0) / max(est.get('match_miss/1x100', 1), 1):.1f}). "
+                   f"With the number of alerts (1,000 rules): 1 → 100 alerts ×"
+                   f"{p1000 / est.get('pipeline/1000x1', p1000):.0f}.", ""]
+    else:
+        md += ["(smoke run: criterion ran each case once, no timings)", ""]
+    if cg:
+        md += ["Instructions per iteration (callgrind, same binary):", "", "| case | instructions |", "|---|---|"]
+        md += [f"| {k} | {v:,} |" for k, v in cg.items()] + [""]
+
+    # Component
+    md += ["## 2. Component vs floor (test host, wrk, TCP_NODELAY shim)", ""]
+    runs = OrderedDict()
+    for name in ["a-hello", "b-act", "b-repeat", "c-nomatch", "receiver", "a-hello-nagle", "c-nomatch-nagle"]:
+        r = bench_result(os.path.join(out, f"wrk-{name}.txt"))
+        if r:
+            runs[name] = r
+    res["component"] = runs
+    if runs:
+        a = runs.get("a-hello")
+        rec = runs.get("receiver")
+        md += ["| run | requests/s | p50 | p99 | cost/request (1/rps) | vs a | load before → after |",
+               "|---|---|---|---|---|---|---|"]
+        for name, r in runs.items():
+            ratio = f"×{a['rps'] / r['rps']:.2f}" if a and r["rps"] else "-"
+            md.append(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
+                      f"{1000 / r['rps']:.3f} ms | {ratio} | {r.get('load_before', '?')} → {r.get('load_after', '?')} |")
+        md.append("")
+        if a and "b-act" in runs and "c-nomatch" in runs:
+            b, c = runs["b-act"], runs["c-nomatch"]
+            ba, ca = a["rps"] / b["rps"], a["rps"] / c["rps"]
+            line = f"**Budget** b/a ≤ {COMPONENT_BUDGET} (per-request cost): b/a = **{ba:.2f}**, c/a = **{ca:.2f}**"
+            if rec:
+                adj = (1 / b["rps"] - 1 / rec["rps"]) / (1 / a["rps"])
+                line += f"; b without the receiver's share ({1000 / rec['rps']:.3f} ms/request) = **{adj:.2f}**"
+                res["component_b_over_a_minus_receiver"] = adj
+            met = ba <= COMPONENT_BUDGET
+            line += f" — **{'met' if met else 'NOT met'}**."
+            res.update(component_b_over_a=ba, component_c_over_a=ca, component_budget_met=met)
+            md += [line, ""]
+            if "receiver_calls_during_b" in b:
+                md += [f"The receiver answered {b['receiver_calls_during_b']} calls during b "
+                       f"({b['requests']} webhooks).", ""]
+    profiles = OrderedDict((n, read_host_profile(os.path.join(out, f"callgrind-{n}.summary")))
+                           for n in ["a-hello", "b-act", "c-nomatch"])
+    profiles = OrderedDict((k, v) for k, v in profiles.items() if v)
+    res["component_instructions"] = profiles
+    if profiles:
+        cats = []
+        for p in profiles.values():
+            cats += [c for c in p["parts"] if c not in cats]
+        md += ["Instructions per request, whole host process (callgrind, sequential requests):", "",
+               "| part | " + " | ".join(profiles) + " |", "|---|" + "---|" * len(profiles)]
+        md.append("| **total** | " + " | ".join(f"**{p['total']:,}**" for p in profiles.values()) + " |")
+        for c in cats:
+            md.append(f"| {c} | " + " | ".join(f"{p['parts'].get(c, 0):,}" for p in profiles.values()) + " |")
+        if "a-hello" in profiles:
+            base = profiles["a-hello"]["total"]
+            md.append("| ratio to a | " + " | ".join(f"×{p['total'] / base:.2f}" for p in profiles.values()) + " |")
+        md.append("")
+
+    # Cold start
+    md += ["## 3. Cold start (host start → first 2xx; then warm requests)", ""]
+    cold = OrderedDict()
+    for f in sorted(glob.glob(os.path.join(out, "coldstart-*.txt"))):
+        m = re.search(r"COLDSTART (\{.*\})", open(f).read())
+        if m:
+            c = json.loads(m.group(1))
+            cold[c["label"]] = c
+    res["coldstart"] = cold
+    if cold:
+        md += ["| component | runs | to listening (compile) | first request | start → first 2xx (min–max) | warm request (fresh instance) |",
+               "|---|---|---|---|---|---|"]
+        for k, c in cold.items():
+            m = c["median"]
+            md.append(f"| {k} | {c['runs']} | {m['listen_ms']:.0f} ms | {m['first_request_ms']:.1f} ms | "
+                      f"{m['first_ok_ms']:.0f} ms ({c['min_first_ok_ms']:.0f}–{c['max_first_ok_ms']:.0f}) | "
+                      f"{m.get('warm_ms', 0):.2f} ms |")
+        md.append("")
+
+    # Size
+    md += ["## 4. Size", ""]
+    sizes = {}
+    if os.path.exists(os.path.join(out, "size.txt")):
+        for line in open(os.path.join(out, "size.txt")):
+            k, v = line.split()
+            sizes[k] = int(v)
+    res["size"] = sizes
+    for k, v in sizes.items():
+        md.append(f"- {k}: {v:,} bytes ({v / 1e6:.2f} MB)")
+    if "remediator.wasm" in sizes:
+        met = sizes["remediator.wasm"] <= SIZE_BUDGET
+        res["size_budget_met"] = met
+        md += ["", f"**Budget** ≤ 1 MB: **{'met' if met else 'NOT met'}**.", ""]
+    if os.path.exists(os.path.join(out, "size-crates.txt")):
+        md += ["Per crate (twiggy, unstripped core module of the same build):", "", "```"]
+        md += open(os.path.join(out, "size-crates.txt")).read().splitlines()[:20] + ["```", ""]
+
+    # Wasm vs native
+    md += ["## 5. Wasm vs native (same workloads, same profile; fastest round's mean)", ""]
+    def parse_engine(path):
+        d = OrderedDict()
+        if os.path.exists(path):
+            for line in open(path):
+                m = re.match(r"(\S+) ns_per_iter=(\d+)", line)
+                if m:
+                    d[m.group(1)] = int(m.group(2))
+        return d
+    nat, wasm = parse_engine(os.path.join(out, "wasm-native.txt")), parse_engine(os.path.join(out, "wasm-wasm.txt"))
+    res["wasm_vs_native"] = {k: {"native_ns": nat[k], "wasm_ns": wasm.get(k)} for k in nat}
+    if nat:
+        md += ["| case | native | wasm (wasmtime 48) | wasm / native |", "|---|---|---|---|"]
+        ratios = []
+        for k, v in nat.items():
+            w = wasm.get(k)
+            if w:
+                ratios.append(w / v)
+            md.append(f"| {k} | {fmt_ns(v)} | {fmt_ns(w)} | {'×%.2f' % (w / v) if w else '-'} |")
+        if ratios:
+            md += ["", f"Geometric mean wasm/native (time): ×{statistics.geometric_mean(ratios):.2f}."]
+            res["wasm_over_native_geomean"] = statistics.geometric_mean(ratios)
+        md.append("")
+    cgw = []
+    if os.path.exists(os.path.join(out, "callgrind-wasm.txt")):
+        cgw = [l.split() for l in open(os.path.join(out, "callgrind-wasm.txt")) if len(l.split()) == 3]
+    if cgw:
+        res["wasm_vs_native_instructions"] = {c: {"native": int(n), "wasm": int(w)} for c, n, w in cgw}
+        md += ["Instructions per iteration (callgrind; wasm: JIT code plus the runtime's host calls, "
+               "compilation excluded):", "", "| case | native | wasm | wasm / native |", "|---|---|---|---|"]
+        rs = []
+        for c, n, w in cgw:
+            rs.append(int(w) / int(n))
+            md.append(f"| {c} | {int(n):,} | {int(w):,} | ×{int(w) / int(n):.2f} |")
+        g = statistics.geometric_mean(rs)
+        res["wasm_over_native_instructions_geomean"] = g
+        md += ["", f"Geometric mean wasm/native (instructions): ×{g:.2f}.", ""]
+
+    open(os.path.join(out, "results.md"), "w").write("\n".join(md) + "\n")
+    json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=1, default=str)
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--host-profile":
+        host_profile(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "--crates":
+        crates(sys.argv[2])
+    else:
+        results(sys.argv[1])
