@@ -26,13 +26,17 @@ fn am(alerts: &str) -> Vec<u8> {
 }
 
 fn yaml_bomb() -> String {
-    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    // 10^10 strings once the aliases are expanded, where Keptn 0.8's untagged `value` takes any data.
+    let mut bomb = String::from(
+        "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n  \
+         - problemType: x\n    actionsOnOpen:\n    - action: featuretoggle\n      \
+         value: [&a [x, x, x, x, x, x, x, x, x, x]",
+    );
     for i in 1..10u8 {
         let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
-        bomb +=
-            &format!("{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n");
+        bomb += &format!(", &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]");
     }
-    bomb + "rules: []\n"
+    bomb + "]\n"
 }
 
 fn cases() -> Vec<Case> {
@@ -220,7 +224,7 @@ fn cases() -> Vec<Case> {
             body: am(ok_alert),
             rules: Some(yaml_bomb()),
             status: 500,
-            needle: "budget",
+            needle: "repetition limit",
         },
         Case {
             name: "unknown key in rules",
@@ -228,7 +232,7 @@ fn cases() -> Vec<Case> {
             body: am(ok_alert),
             rules: Some("rules:\n  - name: r\n    match: {title: x}\n    acts: []\n".into()),
             status: 500,
-            needle: "line 4, column 5: unknown field `acts`",
+            needle: "line 4, column 5: rules[0]: unknown field `acts`",
         },
     ]
 }

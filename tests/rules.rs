@@ -297,13 +297,65 @@ fn type_errors_carry_a_line_number() {
 
 #[test]
 fn yaml_alias_bomb_is_refused() {
-    let mut bomb = String::from("a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n");
-    for i in 1..9 {
-        let prev = (b'a' + i - 1) as char;
-        let cur = (b'a' + i) as char;
-        bomb.push_str(&format!("{cur}: &{cur} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+    // Ten levels of ten aliases (10^10 strings) under Keptn 0.8's `value`, the one place
+    // whose type (an untagged enum) buffers whatever nested data it is given.
+    let mut bomb = String::from(
+        "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n  \
+         - problemType: x\n    actionsOnOpen:\n    - action: featuretoggle\n      \
+         value: [&a [x, x, x, x, x, x, x, x, x, x]",
+    );
+    for i in 1..10u8 {
+        let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
+        bomb += &format!(", &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]");
     }
-    bomb.push_str("rules: [*i]\n");
+    bomb += "]\n";
     let err = rules::parse(&bomb).unwrap_err();
-    assert!(err.contains("budget"), "{err}");
+    assert!(err.contains("repetition limit"), "{err}");
+}
+
+/// `parse` takes a one-pass shortcut on a guessed format; it must give exactly what the
+/// probing reference parse gives, for every file in the repository and for documents
+/// built to mislead the guess.
+#[test]
+fn one_pass_parse_agrees_with_the_probing_parse() {
+    let mut texts: Vec<String> = Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.')
+                    && !["target", "node_modules", "corpus"].contains(&name.as_str())
+                {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                texts.push(std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    assert!(texts.len() >= 5, "found only {} YAML files", texts.len());
+    let flag = "actions: [{flag: F, set: off}]";
+    texts.extend([
+        "remediations: \"x\nrules: y\"\n".into(),
+        "note: \"a\nrules: b\"\n".into(),
+        format!("rules: [{{name: r, match: {{title: t}}, {flag}}}]\nremediations: []\n"),
+        format!(
+            "apiVersion: spec.keptn.sh/0.1.4\nrules: [{{name: r, match: {{title: t}}, {flag}}}]\n"
+        ),
+        format!("apiVersion: remediator/v1\nrules: [{{name: r, match: {{title: t}}, {flag}}}]\n"),
+        format!("{{rules: [{{name: r, match: {{title: t}}, {flag}}}]}}\n"),
+        "remediations:\n- name: cpu\n  actions: [{action: scaling, value: +1}]\n".into(),
+        "# apiVersion: spec.keptn.sh/0.1.4\nremediations: []\n".into(),
+        "rules: []\n".into(),
+        "rules:\n".into(),
+        String::new(),
+    ]);
+    for text in &texts {
+        let fast = rules::parse(text).map(|s| format!("{:?} {:?}", s.format, s.rules));
+        let reference = rules::parse_probed(text).map(|s| format!("{:?} {:?}", s.format, s.rules));
+        assert_eq!(fast, reference, "for {text:?}");
+    }
 }

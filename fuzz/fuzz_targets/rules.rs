@@ -1,4 +1,5 @@
-//! The rules parser (all three formats) and matching against a fixed problem.
+//! The rules parser (all three formats) and matching against a fixed problem; the
+//! one-pass parse must agree with the probing reference parse on every input.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -10,7 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(set) = remediator::rules::parse(text) {
+    let parsed = remediator::rules::parse(text);
+    let reference = remediator::rules::parse_probed(text);
+    assert_eq!(
+        parsed
+            .as_ref()
+            .map(|s| format!("{:?} {:?}", s.format, s.rules)),
+        reference.map(|s| format!("{:?} {:?}", s.format, s.rules)),
+    );
+    if let Ok(set) = parsed {
         let problem = Problem {
             source: Source::Alertmanager,
             status: Status::Firing,

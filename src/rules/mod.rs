@@ -30,19 +30,36 @@ struct Probe {
 
 /// Parse a rules file in any accepted format. Errors name the line (YAML and type
 /// errors) or the rule and field (validation errors).
+///
+/// Every request parses the rules (a Spin instance lives for one request), so a valid
+/// file is parsed once, in the format its top-level keys suggest. The typed formats
+/// deny unknown fields, so that parse succeeding means the probe would have chosen
+/// the same format; anything else takes the probing path for its exact error.
 pub fn parse(text: &str) -> Result<RuleSet, String> {
+    if let Some(format) = guess_format(text) {
+        if let Ok(set) = parse_as(format, text) {
+            return Ok(set);
+        }
+    }
+    parse_probed(text)
+}
+
+/// The reference parse: a first pass reads the top-level keys to choose the format.
+/// `parse` must always agree with it (a test and the rules fuzz target check so).
+#[doc(hidden)]
+pub fn parse_probed(text: &str) -> Result<RuleSet, String> {
     let probe: Probe = yaml(text)?;
-    let (format, rules) = match probe {
+    let format = match probe {
         Probe {
             api_version: Some(v),
             ..
-        } if v.starts_with("spec.keptn.sh/") => (RulesFormat::Keptn08, keptn::from_08(yaml(text)?)?),
+        } if v.starts_with("spec.keptn.sh/") => RulesFormat::Keptn08,
         Probe {
             remediations: Some(_),
             rules: None,
             ..
-        } => (RulesFormat::Keptn06, keptn::from_06(yaml(text)?)?),
-        Probe { rules: Some(_), .. } => (RulesFormat::Own, own::from_own(yaml(text)?)?),
+        } => RulesFormat::Keptn06,
+        Probe { rules: Some(_), .. } => RulesFormat::Own,
         _ => {
             return Err(
                 "unrecognized rules file: expected `remediations:` (Keptn 0.6), `apiVersion: spec.keptn.sh/...` (Keptn 0.8) or `rules:` (remediator/v1)"
@@ -50,23 +67,59 @@ pub fn parse(text: &str) -> Result<RuleSet, String> {
             )
         }
     };
+    parse_as(format, text)
+}
+
+fn parse_as(format: RulesFormat, text: &str) -> Result<RuleSet, String> {
+    let rules = match format {
+        RulesFormat::Keptn08 => keptn::from_08(yaml(text)?)?,
+        RulesFormat::Keptn06 => keptn::from_06(yaml(text)?)?,
+        RulesFormat::Own => own::from_own(yaml(text)?)?,
+    };
     if rules.is_empty() {
         return Err("the rules file defines no rules".into());
     }
     Ok(RuleSet::new(format, rules))
 }
 
-fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    // No snippet: the message names line and column; the rules' text stays out of reports.
-    let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| match e.location() {
-        Some(loc) => {
-            let at = format!("line {}, column {}", loc.line(), loc.column());
-            let msg = e.to_string();
-            let msg = msg.strip_suffix(&format!(" at {at}")).unwrap_or(&msg);
-            format!("{at}: {msg}")
+/// A guess from the block-style top-level keys (lines starting with a letter). Only a
+/// guess: `parse` keeps it only if the typed parse then succeeds.
+fn guess_format(text: &str) -> Option<RulesFormat> {
+    let (mut rules, mut remediations) = (false, false);
+    for line in text.lines() {
+        if !line.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            continue;
         }
-        None => e.to_string(),
+        match line.split_once(':') {
+            Some(("rules", _)) => rules = true,
+            Some(("remediations", _)) => remediations = true,
+            Some(("apiVersion", v)) if v.contains("spec.keptn.sh/") => {
+                return Some(RulesFormat::Keptn08)
+            }
+            _ => {}
+        }
+    }
+    if rules {
+        Some(RulesFormat::Own)
+    } else if remediations {
+        Some(RulesFormat::Keptn06)
+    } else {
+        None
+    }
+}
+
+fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_norway::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        match e.location() {
+            Some(loc) => {
+                let at = format!("line {}, column {}", loc.line(), loc.column());
+                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
+                format!("{at}: {msg}")
+            }
+            None => msg,
+        }
     })
 }
 
