@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
         parsed
             .as_ref()
             .map(|s| format!("{:?} {:?}", s.format, s.rules)),
-        reference.map(|s| format!("{:?} {:?}", s.format, s.rules)),
+        reference
+            .as_ref()
+            .map(|s| format!("{:?} {:?}", s.format, s.rules)),
     );
     if let Ok(set) = parsed {
         let problem = Problem {
