@@ -382,6 +382,13 @@ def results(out):
         res["wasm_over_native_instructions_geomean"] = g
         md += ["", f"Geometric mean wasm/native (instructions): ×{g:.2f}.", ""]
 
+    # End to end (benches/e2e.py wrote its own table; its title becomes section 6)
+    e2e_md = os.path.join(out, "e2e.md")
+    if os.path.exists(e2e_md):
+        lines = open(e2e_md).read().splitlines()
+        md += ["## 6. End to end: Alertmanager → remediator → Unleash (proving ground)"] + lines[1:] + [""]
+        res["e2e"] = json.load(open(os.path.join(out, "e2e.json"))).get("summary")
+
     open(os.path.join(out, "results.md"), "w").write("\n".join(md) + "\n")
     json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=1, default=str)
     print("\n".join(md))

@@ -12,6 +12,7 @@ mod allowed_hosts;
 mod host;
 mod kv;
 mod manifest;
+mod run;
 mod runtime_config;
 mod variables;
 mod witcheck;
@@ -34,6 +35,8 @@ USAGE:
                         [--redis-cas strict|spin] [--wasm PATH] [--variable NAME=VALUE]...
   remediator-host imports --wasm PATH
   remediator-host wit-check --wasm PATH --wit DIR [--world NAME]
+  remediator-host run COMPONENT.wasm|.cwasm [ARGS...]
+  remediator-host precompile COMPONENT.wasm OUT.cwasm
 
 serve      Serve the manifest's single HTTP component: one fresh instance per
            request. Application variables come from --variable, then env
@@ -49,6 +52,11 @@ serve      Serve the manifest's single HTTP component: one fresh instance per
 imports    Print the component's imports and exports.
 wit-check  Compare the component's imports/exports with the world in DIR
            (default: the only world there); exit 1 on any difference.
+run        Run a wasm32-wasip2 command component (WASI p2 only, stdio and
+           environment inherited) on the same wasmtime; exit 1 if it fails.
+           For benches/run's wasm-vs-native comparison.
+precompile Compile a command component ahead of time for `run` (a .cwasm that
+           only this build of the host may load).
 ";
 
 struct Args {
@@ -109,6 +117,21 @@ impl Args {
 
 fn main() {
     let result = (|| -> Result<()> {
+        // Positional commands, before the option parser (the guest's arguments are its own).
+        let raw: Vec<String> = std::env::args().skip(1).collect();
+        match raw.first().map(String::as_str) {
+            Some("run") if raw.len() >= 2 => {
+                if !run::run(&PathBuf::from(&raw[1]), &raw[2..])? {
+                    std::process::exit(1);
+                }
+                return Ok(());
+            }
+            Some("precompile") if raw.len() == 3 => {
+                return run::precompile(&PathBuf::from(&raw[1]), &PathBuf::from(&raw[2]));
+            }
+            Some("run" | "precompile") => bail!("wrong arguments\n\n{HELP}"),
+            _ => {}
+        }
         let args = Args::parse()?;
         if matches!(args.cmd.as_str(), "-h" | "--help" | "help") || args.opts.contains_key("help") {
             print!("{HELP}");
