@@ -256,7 +256,8 @@ def results(out):
     # Component
     md += ["## 2. Component vs floor (test host, wrk, TCP_NODELAY shim)", ""]
     runs = OrderedDict()
-    for name in ["a-hello", "b-act", "b-repeat", "c-nomatch", "receiver", "a-hello-nagle", "c-nomatch-nagle"]:
+    for name in ["a-hello", "b-act", "b-repeat", "c-nomatch", "receiver", "a-hello-pooling", "b-act-pooling",
+                 "c-nomatch-pooling", "a-hello-nagle", "c-nomatch-nagle"]:
         r = bench_result(os.path.join(out, f"wrk-{name}.txt"))
         if r:
             runs[name] = r
@@ -267,7 +268,9 @@ def results(out):
         md += ["| run | requests/s | p50 | p99 | cost/request (1/rps) | vs a | load before → after |",
                "|---|---|---|---|---|---|---|"]
         for name, r in runs.items():
-            ratio = f"×{a['rps'] / r['rps']:.2f}" if a and r["rps"] else "-"
+            # Each variant against its own floor: pooled runs against the pooled hello.
+            base = runs.get("a-hello-pooling") if name.endswith("-pooling") else a
+            ratio = f"×{base['rps'] / r['rps']:.2f}" if base and r["rps"] else "-"
             md.append(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
                       f"{1000 / r['rps']:.3f} ms | {ratio} | {r.get('load_before', '?')} → {r.get('load_after', '?')} |")
         md.append("")
@@ -283,6 +286,12 @@ def results(out):
             line += f" — **{'met' if met else 'NOT met'}**."
             res.update(component_b_over_a=ba, component_c_over_a=ca, component_budget_met=met)
             md += [line, ""]
+            ap, bp, cp = (runs.get(n) for n in ("a-hello-pooling", "b-act-pooling", "c-nomatch-pooling"))
+            if ap and bp and cp:
+                bpa, cpa = ap["rps"] / bp["rps"], ap["rps"] / cp["rps"]
+                res.update(component_pooling_b_over_a=bpa, component_pooling_c_over_a=cpa)
+                md += [f"With the pooling allocator (each against the pooled hello): b/a = **{bpa:.2f}**, "
+                       f"c/a = **{cpa:.2f}**.", ""]
             if "receiver_calls_during_b" in b:
                 md += [f"The receiver answered {b['receiver_calls_during_b']} calls during b "
                        f"({b['requests']} webhooks).", ""]

@@ -365,8 +365,24 @@ pub fn ah<T>(r: wasmtime::Result<T>) -> Result<T> {
 }
 
 pub fn engine() -> Result<Engine> {
+    engine_with(false)
+}
+
+/// `pooling`: instances come from wasmtime's pooling allocator (memories and tables
+/// reserved up front and reused), as Spin configures its engine, instead of being
+/// allocated on demand per request.
+pub fn engine_with(pooling: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        // Room for concurrent requests; a remediator instance needs one memory and table.
+        pool.total_component_instances(256)
+            .total_memories(256)
+            .total_tables(256)
+            .max_memory_size(256 << 20);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
     ah(Engine::new(&config))
 }
 

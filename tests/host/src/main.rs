@@ -33,6 +33,7 @@ USAGE:
   remediator-host serve [--manifest spin.toml] [--listen 127.0.0.1:3000]
                         [--kv-path FILE.sqlite | --runtime-config-file FILE.toml]
                         [--redis-cas strict|spin] [--wasm PATH] [--variable NAME=VALUE]...
+                        [--pooling on|off]
   remediator-host imports --wasm PATH
   remediator-host wit-check --wasm PATH --wit DIR [--world NAME]
   remediator-host run COMPONENT.wasm|.cwasm [ARGS...]
@@ -48,7 +49,9 @@ serve      Serve the manifest's single HTTP component: one fresh instance per
            lost the race as a success, as Spin's Redis store does (default:
            strict, it fails). --wasm overrides the component's `source`. Prints
            `listening on http://ADDR` on stdout once ready (--listen with port 0
-           picks a free port); logs one line per request to stderr.
+           picks a free port); logs one line per request to stderr. --pooling on
+           takes instances from wasmtime's pooling allocator, as Spin does
+           (default off: allocated per request).
 imports    Print the component's imports and exports.
 wit-check  Compare the component's imports/exports with the world in DIR
            (default: the only world there); exit 1 on any difference.
@@ -175,7 +178,13 @@ fn serve(args: &Args) -> Result<()> {
         "redis-cas",
         "wasm",
         "variable",
+        "pooling",
     ])?;
+    let pooling = match args.one("pooling").unwrap_or("off") {
+        "on" => true,
+        "off" => false,
+        other => bail!("--pooling {other:?}: expected on or off"),
+    };
     let runtime_config = match args.one("runtime-config-file") {
         Some(p) => runtime_config::load(&PathBuf::from(p))?,
         None => runtime_config::RuntimeConfig::default(),
@@ -300,7 +309,7 @@ fn serve(args: &Args) -> Result<()> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async move {
-        let engine = host::engine()?;
+        let engine = host::engine_with(pooling)?;
         let started = std::time::Instant::now();
         let component = host::load_component(&engine, &app.wasm)?;
         let pre = host::pre_instantiate(&engine, &component)?;
