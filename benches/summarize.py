@@ -254,10 +254,10 @@ def results(out):
         md += [f"| {k} | {v:,} |" for k, v in cg.items()] + [""]
 
     # Component
-    md += ["## 2. Component vs floor (test host, wrk, TCP_NODELAY shim)", ""]
+    md += ["## 2. Component vs floor (test host, wrk)", ""]
     runs = OrderedDict()
     for name in ["a-hello", "b-act", "b-repeat", "c-nomatch", "receiver", "a-hello-pooling", "b-act-pooling",
-                 "c-nomatch-pooling", "a-hello-nagle", "c-nomatch-nagle"]:
+                 "c-nomatch-pooling"]:
         r = bench_result(os.path.join(out, f"wrk-{name}.txt"))
         if r:
             runs[name] = r
