@@ -359,3 +359,25 @@ fn one_pass_parse_agrees_with_the_probing_parse() {
         assert_eq!(fast, reference, "for {text:?}");
     }
 }
+
+/// A short source with counted repetitions compiles to a big program, and regex-lite
+/// matches in time proportional to it: refused at parse time, naming the matcher (found
+/// by the matcher fuzz target as a slow unit).
+#[test]
+fn regexes_that_compile_too_big_are_refused() {
+    let err = rules::matcher::Matcher::parse(r#"service=~"(x{300}){300}""#).unwrap_err();
+    assert!(
+        err.contains("service=~") && err.contains("size limit"),
+        "{err}"
+    );
+    let err = rules::parse(
+        "rules:\n  - name: big\n    match: {title_regex: '(x{300}){300}'}\n    actions: [{scale: '+1'}]\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("title_regex") && err.contains("size limit"),
+        "{err}"
+    );
+    // Ordinary counted repetitions still compile.
+    assert!(rules::matcher::Matcher::parse(r#"id=~"[0-9a-f]{32}""#).is_ok());
+}

@@ -1,6 +1,6 @@
 //! Alertmanager-syntax label matchers: `name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`.
 
-use regex_lite::Regex;
+use regex_lite::{Regex, RegexBuilder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -42,8 +42,25 @@ impl std::fmt::Display for Matcher {
     }
 }
 
-/// Longest regex source accepted; regex-lite is linear-time, this bounds compile cost.
-const MAX_PATTERN_LEN: usize = 1024;
+/// Longest regex source accepted.
+pub const MAX_PATTERN_LEN: usize = 1024;
+/// Most memory a compiled regex may take. regex-lite matches in time proportional to
+/// the program's size times the input's, and counted repetitions make a short source
+/// compile big (`(x{300}){300}`); regex-lite's own default (10 MiB) let one fuzzed
+/// 120-byte matcher take 20 ms to compile.
+const MAX_COMPILED_BYTES: usize = 256 * 1024;
+
+/// Compile a regex from rules, bounded in source length and compiled size; `pattern`
+/// is what the user wrote (for the length check), `full` what is compiled.
+pub fn compile_bounded(pattern: &str, full: &str) -> Result<Regex, String> {
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(format!("regex longer than {MAX_PATTERN_LEN} characters"));
+    }
+    RegexBuilder::new(full)
+        .size_limit(MAX_COMPILED_BYTES)
+        .build()
+        .map_err(|e| format!("invalid regex: {e}"))
+}
 
 impl Matcher {
     /// Parse one matcher. The value may be double-quoted (with `\"`, `\\`, `\n`
@@ -75,17 +92,10 @@ impl Matcher {
         })?;
         let value = unquote(rest.trim()).map_err(|e| format!("matcher {input:?}: {e}"))?;
         let regex = match op {
-            Op::Regex | Op::NotRegex => {
-                if value.len() > MAX_PATTERN_LEN {
-                    return Err(format!(
-                        "matcher {input:?}: regex longer than {MAX_PATTERN_LEN} characters"
-                    ));
-                }
-                Some(
-                    Regex::new(&format!("^(?:{value})$"))
-                        .map_err(|e| format!("matcher {input:?}: invalid regex: {e}"))?,
-                )
-            }
+            Op::Regex | Op::NotRegex => Some(
+                compile_bounded(&value, &format!("^(?:{value})$"))
+                    .map_err(|e| format!("matcher {input:?}: {e}"))?,
+            ),
             _ => None,
         };
         Ok(Matcher {

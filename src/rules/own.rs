@@ -133,8 +133,8 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
                 titles.push(TitleMatch::Prefix(t));
             }
             if let Some(t) = when.title_regex {
-                let re = regex_lite::Regex::new(&t)
-                    .map_err(|e| format!("{at}.match.title_regex: invalid regex: {e}"))?;
+                let re = super::matcher::compile_bounded(&t, &t)
+                    .map_err(|e| format!("{at}.match.title_regex: {e}"))?;
                 titles.push(TitleMatch::Regex(re));
             }
             let labels = when
