@@ -381,3 +381,37 @@ fn regexes_that_compile_too_big_are_refused() {
     // Ordinary counted repetitions still compile.
     assert!(rules::matcher::Matcher::parse(r#"id=~"[0-9a-f]{32}""#).is_ok());
 }
+
+/// libyaml's scanner slows with every open flow level (`rules: [[[[...` of 64 KB took
+/// 18 s; found by the rules fuzz target), so deep flow nesting is refused by a linear
+/// pre-scan that brackets in quotes, comments and plain scalars cannot fool.
+#[test]
+fn deeply_nested_flow_collections_are_refused_before_parsing() {
+    let deep = "[".repeat(64_000);
+    let cases = [
+        format!("rules: {deep}"),
+        format!(
+            "rules:\n  - name: r\n    match: {{title: x}}\n    actions: {}",
+            "[{".repeat(5_000)
+        ),
+        // A `#` inside a plain scalar is not a comment; a quote inside one is not a quote.
+        format!("rules: [a#{deep}"),
+        format!("x: it's\nrules: {deep} '"),
+    ];
+    for text in &cases {
+        let err = rules::parse(text).unwrap_err();
+        assert!(err.contains("nested deeper than 128"), "{err}");
+        let err = rules::parse_probed(text).unwrap_err();
+        assert!(err.contains("nested deeper than 128"), "{err}");
+    }
+    // Brackets that are not flow collections do not count.
+    let many = "[".repeat(300);
+    let ok = format!(
+        "# {many}\nrules:\n  - name: a[b {many}\n    match: {{title_regex: '{many}x]'}}\n    \
+         actions: [{{scale: '+1'}}]\n  - name: \"{many}\"\n    match: {{title: t}}\n    \
+         actions: [{{scale: '+1'}}]\n"
+    );
+    let err = rules::parse(&ok).map(|s| s.rules.len()).unwrap_err();
+    assert!(!err.contains("nested deeper"), "{err}");
+    assert!(err.contains("title_regex"), "{err}");
+}
