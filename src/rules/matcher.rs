@@ -43,7 +43,7 @@ impl std::fmt::Display for Matcher {
 }
 
 /// Longest regex source accepted.
-pub const MAX_PATTERN_LEN: usize = 1024;
+const MAX_PATTERN_LEN: usize = 1024;
 /// Most memory a compiled regex may take. regex-lite matches in time proportional to
 /// the program's size times the input's, and counted repetitions make a short source
 /// compile big (`(x{300}){300}`); regex-lite's own default (10 MiB) let one fuzzed

@@ -42,7 +42,7 @@ pub fn parse(text: &str) -> Result<RuleSet, String> {
             return Ok(set);
         }
     }
-    parse_probed(text)
+    probe_and_parse(text)
 }
 
 /// The reference parse: a first pass reads the top-level keys to choose the format.
@@ -50,6 +50,11 @@ pub fn parse(text: &str) -> Result<RuleSet, String> {
 #[doc(hidden)]
 pub fn parse_probed(text: &str) -> Result<RuleSet, String> {
     check_flow_depth(text)?;
+    probe_and_parse(text)
+}
+
+/// `parse_probed` once the nesting has been checked.
+fn probe_and_parse(text: &str) -> Result<RuleSet, String> {
     let probe: Probe = yaml(text)?;
     let format = match probe {
         Probe {
