@@ -28,11 +28,10 @@ use remediator::plan;
 use remediator::problem::Problem;
 use remediator::rules::{self, RuleSet};
 use remediator::state::RuleRecord;
-use workload::{body, hits, misses, rules_yaml, Alert, Kind, STARTS_AT};
+use workload::{body, hits, misses, pipeline, rules_yaml, Alert, Kind, STARTS_AT};
 
 const RULES: [usize; 3] = [1, 100, 1000];
 const ALERTS: [usize; 3] = [1, 10, 100];
-const NOW_MS: i64 = 1_764_165_726_000;
 
 /// One benchmark: `run` is timed; `setup` (if any) runs before each `run`, untimed.
 struct Case {
@@ -60,22 +59,6 @@ fn problems(alerts: &[Alert]) -> Vec<Problem> {
     ingest::ingest(Some(Format::Alertmanager), &body(alerts, STARTS_AT))
         .expect("generated body ingests")
         .problems
-}
-
-/// Ingest, match and plan one webhook group: what the engine does before any
-/// state is read or any action is sent. Returns the number of matched alerts.
-fn pipeline(set: &RuleSet, body: &[u8]) -> usize {
-    let ingested = ingest::ingest(Some(Format::Alertmanager), body).expect("ingests");
-    let history = RuleRecord::default();
-    let mut matched = 0;
-    for p in &ingested.problems {
-        if let Some(rule) = set.find(p) {
-            let d = plan::decide(rule, p.status, None, &history, NOW_MS);
-            black_box(&d);
-            matched += 1;
-        }
-    }
-    matched
 }
 
 /// Every case must do what it claims (hits match their target, misses nothing)

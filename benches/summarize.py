@@ -122,8 +122,9 @@ def crates(csv_path):
     print(f"code and data {total} bytes (custom sections, stripped in release: {custom})")
     for k, v in sizes.most_common(40):
         print(f"{k:40s} {v:9d} {100 * v / total:5.1f}%")
-    yaml = sum(sizes[k] for k in ("serde_saphyr", "granit_parser", "annotate_snippets", "saphyr_parser"))
-    print(f"YAML (serde_saphyr, granit_parser, annotate_snippets): {yaml} bytes, {100 * yaml / total:.1f}%")
+    yaml_crates = ("serde_norway", "unsafe_libyaml_norway")
+    yaml = sum(sizes[k] for k in yaml_crates)
+    print(f"YAML ({', '.join(yaml_crates)}): {yaml} bytes, {100 * yaml / total:.1f}%")
 
 
 # ------------------------------------------------------------------ results
@@ -134,6 +135,16 @@ def kv_file(path):
             if ":" in line and not line.startswith(" "):
                 k, v = line.split(":", 1)
                 out[k.strip()] = v.strip()
+    return out
+
+
+def int_pairs(path):
+    """`name value` lines (callgrind-engine.txt, size.txt) as {name: int}; {} if absent."""
+    out = {}
+    if os.path.exists(path):
+        for line in open(path):
+            k, v = line.split()
+            out[k] = int(v)
     return out
 
 
@@ -187,11 +198,7 @@ def results(out):
         group = os.path.basename(os.path.dirname(f))
         case = os.path.basename(f)[:-5]
         est[f"{group}/{case}"] = json.load(open(f))["median"]["point_estimate"]
-    cg = {}
-    if os.path.exists(os.path.join(out, "callgrind-engine.txt")):
-        for line in open(os.path.join(out, "callgrind-engine.txt")):
-            k, v = line.split()
-            cg[k] = int(v)
+    cg = int_pairs(os.path.join(out, "callgrind-engine.txt"))
     res["engine_median_ns"] = est
     res["engine_instructions"] = cg
     md += ["## 1. Engine (criterion, native, median time per webhook group)", ""]
@@ -336,11 +343,7 @@ def results(out):
 
     # Size
     md += ["## 4. Size", ""]
-    sizes = {}
-    if os.path.exists(os.path.join(out, "size.txt")):
-        for line in open(os.path.join(out, "size.txt")):
-            k, v = line.split()
-            sizes[k] = int(v)
+    sizes = int_pairs(os.path.join(out, "size.txt"))
     res["size"] = sizes
     for k, v in sizes.items():
         md.append(f"- {k}: {v:,} bytes ({v / 1e6:.2f} MB)")

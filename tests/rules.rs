@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+mod support;
+
 use remediator::problem::{Problem, Source, Status};
 use remediator::rules::{self, Action, RulesFormat, ScaleChange};
 
@@ -297,18 +299,7 @@ fn type_errors_carry_a_line_number() {
 
 #[test]
 fn yaml_alias_bomb_is_refused() {
-    // Ten levels of ten aliases (10^10 strings) under Keptn 0.8's `value`, the one place
-    // whose type (an untagged enum) buffers whatever nested data it is given.
-    let mut bomb = String::from(
-        "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n  \
-         - problemType: x\n    actionsOnOpen:\n    - action: featuretoggle\n      \
-         value: [&a [x, x, x, x, x, x, x, x, x, x]",
-    );
-    for i in 1..10u8 {
-        let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
-        bomb += &format!(", &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]");
-    }
-    bomb += "]\n";
+    let bomb = support::yaml_alias_bomb();
     let err = rules::parse(&bomb).unwrap_err();
     assert!(err.contains("repetition limit"), "{err}");
 }

@@ -10,6 +10,11 @@
 #![allow(dead_code)]
 
 use std::fmt::Write;
+use std::hint::black_box;
+
+// The including program's own names for the core: `remediator::...` in benches/engine.rs,
+// the `#[path]` modules in benches/wasm-engine.
+use super::{ingest, plan, Format, RuleRecord, RuleSet};
 
 /// What one benchmark's rules exercise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,3 +202,21 @@ pub fn body(alerts: &[Alert], starts_at: &str) -> Vec<u8> {
 }
 
 pub const STARTS_AT: &str = "2026-11-26T14:02:06.305Z";
+
+/// The clock every planned decision sees.
+pub const NOW_MS: i64 = 1_764_165_726_000;
+
+/// Ingest, match and plan one webhook group: what the engine does before any
+/// state is read or any action is sent. Returns the number of matched alerts.
+pub fn pipeline(set: &RuleSet, body: &[u8]) -> usize {
+    let ingested = ingest::ingest(Some(Format::Alertmanager), body).expect("ingests");
+    let history = RuleRecord::default();
+    let mut matched = 0;
+    for p in &ingested.problems {
+        if let Some(rule) = set.find(p) {
+            black_box(plan::decide(rule, p.status, None, &history, NOW_MS));
+            matched += 1;
+        }
+    }
+    matched
+}

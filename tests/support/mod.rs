@@ -375,3 +375,19 @@ pub fn alertmanager(status: &str, alerts: &[TestAlert]) -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// A "billion laughs" rules file: ten levels of ten aliases (10^10 strings once
+/// expanded) under Keptn 0.8's `value`, the one place whose type (an untagged enum)
+/// buffers whatever nested data it is given.
+pub fn yaml_alias_bomb() -> String {
+    let mut bomb = String::from(
+        "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n  \
+         - problemType: x\n    actionsOnOpen:\n    - action: featuretoggle\n      \
+         value: [&a [x, x, x, x, x, x, x, x, x, x]",
+    );
+    for i in 1..10u8 {
+        let (p, c) = ((b'a' + i - 1) as char, (b'a' + i) as char);
+        bomb += &format!(", &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]");
+    }
+    bomb + "]\n"
+}

@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use ingest::Format;
 use rules::RuleSet;
 use state::RuleRecord;
-use workload::{body, hits, misses, rules_yaml, Kind, STARTS_AT};
+use workload::{body, hits, misses, pipeline, rules_yaml, Kind, STARTS_AT};
 
 const CASES: [&str; 6] = [
     "parse/100",
@@ -71,19 +71,6 @@ const CASES: [&str; 6] = [
     "pipeline/1000x100",
     "pipeline/1x1",
 ];
-
-fn pipeline(set: &RuleSet, body: &[u8]) -> usize {
-    let ingested = ingest::ingest(Some(Format::Alertmanager), body).expect("ingests");
-    let history = RuleRecord::default();
-    let mut matched = 0;
-    for p in &ingested.problems {
-        if let Some(rule) = set.find(p) {
-            black_box(plan::decide(rule, p.status, None, &history, 0));
-            matched += 1;
-        }
-    }
-    matched
-}
 
 fn workload(case: &str) -> Box<dyn FnMut()> {
     let parse = |n| rules::parse(&rules_yaml(Kind::Mixed, n)).expect("rules parse");
