@@ -44,6 +44,23 @@ impl std::fmt::Display for KvError {
 pub trait Platform {
     /// Send one request; `timeout` bounds connect and each wait for data.
     fn send(&self, req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError>;
+    /// Like [`Platform::send`], but a response body longer than `max_body_bytes` is an
+    /// error. Shells that stream (Spin) stop reading at the limit; this default, for
+    /// test doubles, checks after the fact.
+    fn send_bounded(
+        &self,
+        req: OutboundRequest,
+        timeout: Duration,
+        max_body_bytes: usize,
+    ) -> Result<OutboundResponse, SendError> {
+        let resp = self.send(req, timeout)?;
+        if resp.body().len() > max_body_bytes {
+            return Err(SendError::Transport(format!(
+                "response body exceeds {max_body_bytes} bytes"
+            )));
+        }
+        Ok(resp)
+    }
     /// A Spin variable; `None` when undefined.
     fn variable(&self, name: &str) -> Option<String>;
     /// Read a bundled file (Spin `files`).
