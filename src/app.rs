@@ -5,16 +5,18 @@ use serde_json::json;
 
 use crate::audit;
 use crate::auth;
+use crate::claim;
 use crate::config::Config;
 use crate::ingest::{self, Format, IngestError};
 use crate::platform::Platform;
-use crate::remediate::{remediate, Delivery};
+use crate::remediate::{remediate, Delivery, WAIT_FOR_CLAIM};
 use crate::report::Report;
 use crate::rules_source;
 
 /// Largest webhook body accepted (Alertmanager groups are far smaller).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Alerts processed per delivery; the rest are reported as `not_processed`.
+/// Problems shown in full in a report; every alert is processed, the rest are
+/// counted in `problems_not_shown` (their audit entries are kept).
 pub const MAX_ALERTS: usize = 200;
 
 const WEBHOOK_ROUTES: [(&str, Option<Format>); 4] = [
@@ -39,8 +41,10 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
             Err(e) => error(e.status(), &e.message()),
         },
         (&Method::POST, _, Some(format)) => match webhook_handler(p, &req, format, Mode::Act) {
-            Ok(report) => {
+            Ok(mut report) => {
+                // The status covers every alert, shown or not.
                 let status = report.status();
+                report.shorten(MAX_ALERTS);
                 json_response(status, &report)
             }
             Err(e) => error(e.status(), &e.message()),
@@ -124,7 +128,7 @@ fn webhook_handler(
             return Err(WebhookError::ContentType(ct));
         }
     }
-    let mut ingested = ingest::ingest(route, req.body()).map_err(WebhookError::Ingest)?;
+    let ingested = ingest::ingest(route, req.body()).map_err(WebhookError::Ingest)?;
     let effective = rules_source::effective(p, &cfg).map_err(WebhookError::Rules)?;
     let rules = &effective.rules;
     let dry_run = cfg.dry_run || mode == Mode::Simulate || query_flag(req.uri(), "dry_run");
@@ -132,19 +136,18 @@ fn webhook_handler(
         Mode::Act => audit::next_delivery(p).map_err(|e| WebhookError::State(e.to_string()))?,
         Mode::Simulate => 0,
     };
-    let mut not_processed = ingested.not_processed;
-    if ingested.problems.len() > MAX_ALERTS {
-        not_processed += (ingested.problems.len() - MAX_ALERTS) as u64;
-        ingested.problems.truncate(MAX_ALERTS);
-    }
+    let not_processed = ingested.not_processed;
+    let now = p.now_ms();
     let mut delivery = Delivery {
         p,
         cfg: &cfg,
         rules,
         dry_run,
         id,
-        deadline_ms: p.now_ms() + cfg.outbound_budget.as_millis() as i64,
+        deadline_ms: now.saturating_add(cfg.outbound_budget.as_millis() as i64),
+        wait_until_ms: now.saturating_add(WAIT_FOR_CLAIM.as_millis() as i64),
         audit: Vec::new(),
+        seq: 0,
     };
     let problems = ingested
         .problems
@@ -167,6 +170,12 @@ fn webhook_handler(
                 "remediator: WARNING audit batch {id} not written: {e}"
             ));
         }
+        if id % claim::sweep::SWEEP_EVERY == 0 {
+            let start = (id / claim::sweep::SWEEP_EVERY) as usize * claim::sweep::PER_SWEEP;
+            if let Err(e) = claim::sweep::sweep(p, p.now_ms(), start) {
+                p.log(&format!("remediator: WARNING expiry sweep failed: {e}"));
+            }
+        }
     }
     Ok(Report {
         format: ingested.format,
@@ -177,6 +186,7 @@ fn webhook_handler(
         rules_format: rules.format,
         problems,
         not_processed,
+        problems_not_shown: 0,
     })
 }
 

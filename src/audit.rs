@@ -9,6 +9,8 @@ use crate::report::ActionTarget;
 /// Batches kept; older ones are deleted as new ones are written.
 pub const MAX_BATCHES: i64 = 2000;
 const HEAD_KEY: &str = "audit/head";
+/// Spin values are limited to 1 MB; keep batches well below.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
 
 fn batch_key(id: i64) -> String {
     format!("audit/{id}")
@@ -67,11 +69,25 @@ pub fn next_delivery(p: &dyn Platform) -> Result<i64, KvError> {
 
 /// Write a delivery's entries and drop the batch that falls out of the window.
 pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), KvError> {
-    if entries.is_empty() {
-        return Ok(());
+    if !entries.is_empty() {
+        let mut bytes = serde_json::to_vec(entries).map_err(|e| KvError(e.to_string()))?;
+        if bytes.len() > MAX_BATCH_BYTES {
+            // A huge delivery: drop the bookkeeping, then keep entries that changed
+            // something first, and of the rest what fits.
+            let mut kept: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| !matches!(e.event, Event::Received | Event::Matched))
+                .collect();
+            kept.sort_by_key(|e| (e.action.is_none(), e.at_ms));
+            bytes = serde_json::to_vec(&kept).map_err(|e| KvError(e.to_string()))?;
+            while bytes.len() > MAX_BATCH_BYTES && !kept.is_empty() {
+                kept.truncate(kept.len() * 3 / 4);
+                bytes = serde_json::to_vec(&kept).map_err(|e| KvError(e.to_string()))?;
+            }
+        }
+        p.kv_set(&batch_key(delivery), &bytes)?;
     }
-    let bytes = serde_json::to_vec(entries).map_err(|e| KvError(e.to_string()))?;
-    p.kv_set(&batch_key(delivery), &bytes)?;
+    // Prune even when this delivery wrote nothing, so the window always moves.
     if delivery > MAX_BATCHES {
         p.kv_delete(&batch_key(delivery - MAX_BATCHES))?;
     }

@@ -69,6 +69,8 @@ pub struct Config {
     pub outbound_timeout: Duration,
     /// All outbound calls of one delivery, retries included, end within this.
     pub outbound_budget: Duration,
+    /// How far replicas' clocks may disagree: a lease is respected this much longer.
+    pub max_clock_skew: Duration,
 }
 
 impl Config {
@@ -145,6 +147,11 @@ impl Config {
             outbound_budget: Duration::from_millis(number(
                 "outbound_budget_ms",
                 1..=300_000,
+                "milliseconds",
+            )?),
+            max_clock_skew: Duration::from_millis(number(
+                "max_clock_skew_ms",
+                0..=600_000,
                 "milliseconds",
             )?),
         })
@@ -226,6 +233,7 @@ mod tests {
             ("dry_run", "false"),
             ("outbound_timeout_ms", "3000"),
             ("outbound_budget_ms", "8000"),
+            ("max_clock_skew_ms", "5000"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

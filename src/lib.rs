@@ -8,6 +8,7 @@ pub mod actions;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod claim;
 pub mod config;
 pub mod ingest;
 pub mod plan;

@@ -1,21 +1,23 @@
 //! Deciding what to do for one problem, given the rule and what is remembered.
 //! Pure: state and time are passed in, decisions come out.
 
+use crate::claim::{Occurrence, Phase, RuleHistory};
 use crate::problem::Status;
 use crate::rules::Rule;
-use crate::state::{Applied, OccurrenceRecord, Phase, RuleRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Run these actions (indices into the rule's actions).
-    Act { indices: Vec<usize>, why: String },
-    /// Undo these applied actions.
-    Revert { applied: Vec<Applied> },
+    /// Claim the occurrence, (re)send what is pending, and run these new steps
+    /// (indices into the rule's actions).
+    Act { steps: Vec<usize>, why: String },
+    /// Claim the occurrence and undo what it did, as stored.
+    Revert,
+    /// A resolve for an occurrence that never acted: remember it, so that a late
+    /// firing (the other Alertmanager of a pair, a delayed retry) does not act.
+    MarkResolved { why: String },
     /// Nothing to do, and that is the right answer.
     AlreadyHandled { why: String },
-    /// Nothing to do for this problem at all (e.g. a resolve for something never acted on).
-    Ignore { why: String },
-    /// Another delivery holds a fresh claim on this occurrence.
+    /// Another delivery holds a fresh lease on this occurrence.
     InProgress,
     /// A policy said no.
     Skip { why: String, circuit_open: bool },
@@ -31,9 +33,9 @@ fn secs(ms: i64) -> String {
 }
 
 /// Cooldown (new occurrences only) and circuit breaker (every action).
-fn policy_gate(
+pub fn policy_gate(
     rule: &Rule,
-    history: &RuleRecord,
+    history: &RuleHistory,
     now_ms: i64,
     new_occurrence: bool,
 ) -> Option<Decision> {
@@ -42,13 +44,13 @@ fn policy_gate(
         rule.policy.cooldown,
         history.last_action_ms(),
     ) {
-        let cooldown_ms = cooldown.as_millis() as i64;
-        if now_ms - last < cooldown_ms {
+        let cooldown_ms = cooldown.as_millis().min(i64::MAX as u128) as i64;
+        if now_ms.saturating_sub(last) < cooldown_ms {
             return Some(Decision::Skip {
                 why: format!(
                     "cooldown: rule {:?} acted {} ago; cooldown is {}",
                     rule.name,
-                    secs(now_ms - last),
+                    secs(now_ms.saturating_sub(last)),
                     secs(cooldown_ms)
                 ),
                 circuit_open: false,
@@ -56,8 +58,8 @@ fn policy_gate(
         }
     }
     if let Some((max, window)) = rule.policy.max_actions {
-        let window_ms = window.as_millis() as i64;
-        let recent = history.actions_since(now_ms - window_ms);
+        let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+        let recent = history.actions_since(now_ms.saturating_sub(window_ms));
         if recent >= max as usize {
             return Some(Decision::Skip {
                 why: format!(
@@ -76,70 +78,75 @@ fn policy_gate(
 pub fn decide(
     rule: &Rule,
     status: Status,
-    record: Option<&OccurrenceRecord>,
-    history: &RuleRecord,
+    record: Option<&Occurrence>,
+    history: &RuleHistory,
     now_ms: i64,
+    skew_ms: i64,
 ) -> Decision {
+    if record.is_some_and(|r| r.busy(now_ms, skew_ms)) {
+        return Decision::InProgress;
+    }
     match status {
         Status::Firing => decide_firing(rule, record, history, now_ms),
-        Status::Resolved => decide_resolved(rule, record, now_ms),
+        Status::Resolved => decide_resolved(record),
+    }
+}
+
+/// What a new occurrence runs first.
+fn first_steps(rule: &Rule) -> (Vec<usize>, String) {
+    if rule.policy.escalate_after.is_some() {
+        (vec![0], "first firing: ladder step 1".into())
+    } else {
+        ((0..rule.actions.len()).collect(), "first firing".into())
     }
 }
 
 fn decide_firing(
     rule: &Rule,
-    record: Option<&OccurrenceRecord>,
-    history: &RuleRecord,
+    record: Option<&Occurrence>,
+    history: &RuleHistory,
     now_ms: i64,
 ) -> Decision {
-    let ladder = rule.policy.escalate_after;
-    let Some(rec) = record else {
+    let rec = match record {
+        None => None,
+        Some(r) if r.phase == Phase::Skipped => None,
+        Some(r) => Some(r),
+    };
+    let Some(rec) = rec else {
         if let Some(gate) = policy_gate(rule, history, now_ms, true) {
             return gate;
         }
-        let indices = if ladder.is_some() {
-            vec![0]
-        } else {
-            (0..rule.actions.len()).collect()
-        };
-        let why = if ladder.is_some() {
-            "first firing: ladder step 1".into()
-        } else {
-            "first firing".into()
-        };
-        return Decision::Act { indices, why };
+        let (steps, why) = first_steps(rule);
+        return Decision::Act { steps, why };
     };
-    if rec.claim_is_fresh(now_ms) {
-        return Decision::InProgress;
+    if rec.rule != rule.name {
+        return Decision::AlreadyHandled {
+            why: format!(
+                "already handled under rule {:?} (the rules changed since); not acting again",
+                rec.rule
+            ),
+        };
     }
-    let remaining = |rec: &OccurrenceRecord| -> Vec<usize> {
-        match ladder {
-            Some(_) => vec![rec.next_step.min(rule.actions.len().saturating_sub(1))],
-            None => (0..rule.actions.len())
-                .filter(|i| !rec.is_applied(*i))
-                .collect(),
-        }
-    };
     match rec.phase {
-        // A stale claim: the instance that held it died before recording the result.
-        Phase::Claimed | Phase::Failed => {
+        // A lease that ran out: its owner died before recording the result.
+        Phase::Acting | Phase::Failed => {
             if let Some(gate) = policy_gate(rule, history, now_ms, false) {
                 return gate;
             }
             let why = if rec.phase == Phase::Failed {
-                "retrying what failed last time".to_string()
+                "retrying what failed last time"
             } else {
-                "taking over a claim abandoned before its result was recorded".to_string()
+                "taking over an attempt abandoned before its result was recorded"
             };
             Decision::Act {
-                indices: remaining(rec),
-                why,
+                steps: vec![],
+                why: why.into(),
             }
         }
-        Phase::Done => match ladder {
+        Phase::Done => match rule.policy.escalate_after {
             Some(after) if rec.next_step < rule.actions.len() => {
-                let since = now_ms - rec.last_step_ms.unwrap_or(rec.since_ms);
-                let after_ms = after.as_millis() as i64;
+                let since = now_ms.saturating_sub(rec.last_step_ms.unwrap_or(now_ms));
+                let after_ms = after.as_millis().min(i64::MAX as u128) as i64;
                 if since < after_ms {
                     return Decision::AlreadyHandled {
                         why: format!(
@@ -155,7 +162,7 @@ fn decide_firing(
                     return gate;
                 }
                 Decision::Act {
-                    indices: vec![rec.next_step],
+                    steps: vec![rec.next_step],
                     why: format!(
                         "still firing {} after step {}: escalating to step {}",
                         secs(since),
@@ -171,36 +178,21 @@ fn decide_firing(
                 why: "already handled".into(),
             },
         },
+        Phase::Skipped => unreachable!("treated as new above"),
         Phase::Reverting | Phase::Resolved => Decision::AlreadyHandled {
             why: "occurrence already resolved".into(),
         },
     }
 }
 
-fn decide_resolved(rule: &Rule, record: Option<&OccurrenceRecord>, now_ms: i64) -> Decision {
-    let Some(rec) = record else {
-        return Decision::Ignore {
+fn decide_resolved(record: Option<&Occurrence>) -> Decision {
+    match record.map(|r| r.phase) {
+        None | Some(Phase::Skipped) => Decision::MarkResolved {
             why: "resolved: no action was taken for this occurrence, nothing to undo".into(),
-        };
-    };
-    if rec.claim_is_fresh(now_ms) {
-        return Decision::InProgress;
-    }
-    if rec.phase == Phase::Resolved {
-        return Decision::AlreadyHandled {
+        },
+        Some(Phase::Resolved) => Decision::AlreadyHandled {
             why: "resolve already handled".into(),
-        };
+        },
+        Some(_) => Decision::Revert,
     }
-    let applied: Vec<Applied> = rec
-        .applied
-        .iter()
-        .filter(|a| !a.reverted)
-        .filter(|a| {
-            rule.actions
-                .get(a.index)
-                .is_some_and(|act| rule.reverts(act))
-        })
-        .cloned()
-        .collect();
-    Decision::Revert { applied }
 }

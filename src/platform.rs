@@ -68,6 +68,8 @@ pub trait Platform {
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn kv_delete(&self, key: &str) -> Result<(), KvError>;
+    /// Every key in the store (for the expiry sweep).
+    fn kv_keys(&self) -> Result<Vec<String>, KvError>;
     /// Atomically replace `key`'s value with `new` if it currently equals `expected`
     /// (`None` = absent). Returns whether this caller won.
     fn kv_compare_and_swap(

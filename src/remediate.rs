@@ -8,19 +8,23 @@ use crate::actions::scale::ScaleRequest;
 use crate::actions::unleash::Toggle;
 use crate::actions::ActionError;
 use crate::audit::{self, Event};
+use crate::claim::cell::{self, CellError, Change};
+use crate::claim::{
+    self, legacy, ActionState, Lease, Occurrence, Phase, Restoring, RuleHistory, StoredAction,
+    Taken, Target,
+};
 use crate::config::{Config, Secret};
 use crate::plan::{self, Decision};
-use crate::platform::{KvError, Platform};
+use crate::platform::Platform;
 use crate::problem::Problem;
 use crate::report::{
     ActionOutcome, ActionReport, ActionTarget, FirstHandled, ProblemOutcome, ProblemReport,
 };
-use crate::rules::{Action, Rule, RuleSet};
-use crate::state::{self, Applied, OccurrenceRecord, Phase, RuleRecord};
+use crate::rules::{Action, Rule, RuleSet, ScaleChange, UnleashName};
 
-/// How long a delivery waits for a concurrent one holding the claim, before
-/// answering "in progress" (503) so that the sender retries.
-const WAIT_FOR_CLAIM: Duration = Duration::from_secs(5);
+/// How long one delivery (all its alerts together) waits for concurrent ones
+/// holding a lease, before answering "in progress" (503) so that the sender retries.
+pub const WAIT_FOR_CLAIM: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
 /// One action, resolved against the configuration and the problem: exactly what
@@ -72,34 +76,8 @@ impl Step {
         }
     }
 
-    fn scale_url(cfg: &Config) -> String {
+    pub fn scale_url(cfg: &Config) -> String {
         format!("{}{}", cfg.scale_url, cfg.scale_path)
-    }
-
-    /// Send it and read the answer. A flag's current value is read first, so that
-    /// a revert restores what was really there.
-    fn execute(&self, out: &Outbound) -> Result<(String, Option<bool>), ActionError> {
-        let cfg = out.cfg;
-        match self {
-            Step::Toggle(t) => {
-                // Both calls are idempotent in Unleash: safe to retry.
-                let previous = out.idempotent(|timeout| {
-                    let req = t.read_request(&cfg.unleash_url, &cfg.unleash_token);
-                    t.read_outcome(out.p.send(req, timeout))
-                })?;
-                let detail = out.idempotent(|timeout| {
-                    let req = t.request(&cfg.unleash_url, &cfg.unleash_token);
-                    t.outcome(out.p.send(req, timeout))
-                })?;
-                Ok((detail, Some(previous)))
-            }
-            // `+1` twice is +2: never retried here; the sender's retry and the
-            // occurrence record decide.
-            Step::Scale(s) => out.once(|timeout| {
-                let req = s.request(&Self::scale_url(cfg), &cfg.scale_token);
-                s.outcome(out.p.send(req, timeout)).map(|d| (d, None))
-            }),
-        }
     }
 
     /// What would be sent, for dry-run reports (no credentials).
@@ -178,12 +156,19 @@ pub struct Delivery<'a> {
     pub cfg: &'a Config,
     pub rules: &'a RuleSet,
     pub dry_run: bool,
-    /// This delivery's audit batch id.
+    /// This delivery's audit batch id, unique per delivery: cell tickets derive from it.
     pub id: i64,
     /// When outbound calls must stop (now + outbound_budget_ms at arrival).
     pub deadline_ms: i64,
+    /// When waiting for other deliveries' leases stops (shared by all alerts).
+    pub wait_until_ms: i64,
     pub audit: Vec<audit::Entry>,
+    /// Cell updates made so far (tickets are `id * TICKETS_PER_DELIVERY + seq`).
+    pub seq: i64,
 }
+
+/// Room for every cell update of one delivery (at most a few per alert).
+pub const TICKETS_PER_DELIVERY: i64 = 4096;
 
 impl Delivery<'_> {
     fn outbound(&self) -> Outbound<'_> {
@@ -192,6 +177,40 @@ impl Delivery<'_> {
             cfg: self.cfg,
             deadline_ms: self.deadline_ms,
         }
+    }
+
+    /// A ticket no one has used on any cell.
+    fn ticket(&mut self) -> i64 {
+        self.seq += 1;
+        self.id
+            .saturating_mul(TICKETS_PER_DELIVERY)
+            .saturating_add(self.seq % TICKETS_PER_DELIVERY)
+    }
+
+    fn skew_ms(&self) -> i64 {
+        self.cfg.max_clock_skew.as_millis().min(i64::MAX as u128) as i64
+    }
+
+    /// A lease covers the whole outbound budget from now, and the writes after it.
+    fn lease(&self, ticket: i64) -> Lease {
+        let budget = self.cfg.outbound_budget.as_millis().min(i64::MAX as u128) as i64;
+        Lease {
+            ticket,
+            until_ms: self
+                .p
+                .now_ms()
+                .saturating_add(budget)
+                .saturating_add(claim::LEASE_MARGIN_MS),
+        }
+    }
+
+    /// Wait a moment for another delivery's lease, if this delivery still may.
+    fn wait(&self) -> bool {
+        if self.p.now_ms() >= self.wait_until_ms {
+            return false;
+        }
+        self.p.sleep(POLL);
+        true
     }
 
     fn note(
@@ -203,6 +222,7 @@ impl Delivery<'_> {
         dry_run: bool,
     ) {
         let at_ms = self.p.now_ms();
+        let cfg = self.cfg;
         self.audit.push(audit::Entry {
             delivery: self.id,
             at: audit::rfc3339(at_ms),
@@ -212,7 +232,8 @@ impl Delivery<'_> {
             title: clip(&report.title, 200),
             rule: report.rule.clone(),
             action,
-            detail: detail.map(|d| clip(&self.cfg.redact(&d), 1000)),
+            // Redact before clipping: a clipped secret could no longer be found.
+            detail: detail.map(|d| clip(&cfg.redact(&d), 1000)),
             dry_run,
         });
     }
@@ -232,7 +253,7 @@ impl Delivery<'_> {
             Some(detail.clone()),
             report.outcome == ProblemOutcome::DryRun,
         );
-        report.detail = Some(detail);
+        report.detail = Some(self.cfg.redact(&detail));
         report
     }
 
@@ -287,8 +308,92 @@ impl Delivery<'_> {
     }
 }
 
-pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
-    let mut report = ProblemReport {
+/// What an action is, as it will be stored and undone.
+pub fn taken(action: &Action, rule: &Rule, problem: &Problem, cfg: &Config) -> Taken {
+    match Step::resolve(action, rule, problem, cfg) {
+        Step::Toggle(t) => Taken::Flag {
+            flag: t.flag.to_string(),
+            project: t.project.to_string(),
+            environment: t.environment.to_string(),
+            enabled: t.enabled,
+        },
+        Step::Scale(s) => {
+            let undo = match action {
+                Action::Scale {
+                    change, on_resolve, ..
+                } => on_resolve.or_else(|| change.inverse()),
+                Action::Flag { .. } => None,
+            };
+            Taken::Scale {
+                value: s.value,
+                undo: undo.map(|u| u.to_string()),
+                service: s.service,
+                namespace: s.namespace,
+            }
+        }
+    }
+}
+
+fn target_of(t: &Taken) -> ActionTarget {
+    match t {
+        Taken::Flag {
+            flag,
+            project,
+            environment,
+            enabled,
+        } => ActionTarget::Flag {
+            flag: flag.clone(),
+            project: project.clone(),
+            environment: environment.clone(),
+            enabled: *enabled,
+        },
+        Taken::Scale {
+            value,
+            service,
+            namespace,
+            ..
+        } => ActionTarget::Scale {
+            value: value.clone(),
+            service: service.clone(),
+            namespace: namespace.clone(),
+        },
+    }
+}
+
+fn toggle_of(t: &Taken, enabled: bool) -> Result<Toggle, ActionError> {
+    let Taken::Flag {
+        flag,
+        project,
+        environment,
+        ..
+    } = t
+    else {
+        unreachable!("only flags toggle")
+    };
+    let name = |s: &str| {
+        UnleashName::parse(s).map_err(|e| ActionError {
+            message: format!("stored action: {e}"),
+            retryable: false,
+        })
+    };
+    Ok(Toggle {
+        project: name(project)?,
+        flag: name(flag)?,
+        environment: name(environment)?,
+        enabled,
+    })
+}
+
+fn word(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn new_report(problem: &Problem) -> ProblemReport {
+    ProblemReport {
         title: problem.title.clone(),
         status: problem.status,
         source: problem.source,
@@ -298,22 +403,34 @@ pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
         detail: None,
         first_handled: None,
         actions: vec![],
-    };
+    }
+}
+
+pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
+    let mut report = new_report(problem);
     d.note(&report, Event::Received, None, None, false);
     let rules = d.rules;
-    let Some(rule) = rules.find(problem) else {
+    let rule = rules.find(problem);
+    if let Some(rule) = rule {
+        report.rule = Some(rule.name.clone());
+        d.note(&report, Event::Matched, None, None, false);
+    } else if problem.status != crate::problem::Status::Resolved {
         return d.finish(
             report,
             ProblemOutcome::NoMatchingRule,
             "no matching rule".into(),
             Event::NoMatchingRule,
         );
-    };
-    report.rule = Some(rule.name.clone());
-    d.note(&report, Event::Matched, None, None, false);
+    }
     match decide_and_claim(d, rule, problem, report.clone()) {
         Ok(report) => report,
-        Err(e) => d.finish(
+        Err(CellError::Unreadable(e)) => d.finish(
+            report,
+            ProblemOutcome::Failed,
+            format!("state record unreadable, nothing done (a retry cannot help): {e}"),
+            Event::Error,
+        ),
+        Err(CellError::Kv(e)) => d.finish(
             report,
             ProblemOutcome::Error,
             format!("state unavailable, nothing done: {e}"),
@@ -324,68 +441,107 @@ pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
 
 fn decide_and_claim(
     d: &mut Delivery,
-    rule: &Rule,
+    rule: Option<&Rule>,
     problem: &Problem,
     mut report: ProblemReport,
-) -> Result<ProblemReport, KvError> {
-    let dry_run = d.dry_run || rule.policy.dry_run;
-    let key = state::occurrence_key(&report.occurrence, &rule.name);
-    let started = d.p.now_ms();
-    // This delivery's ticket in the creation election (taken at most once).
-    let mut ticket: Option<i64> = None;
+) -> Result<ProblemReport, CellError> {
+    let key = claim::occurrence_key(&report.occurrence);
     loop {
         let now = d.p.now_ms();
-        let waited = now - started;
-        let seen = state::read::<OccurrenceRecord>(d.p, &key)?;
-        let history = state::read::<RuleRecord>(d.p, &state::rule_key(&rule.name))?
-            .value
-            .unwrap_or_default();
-        let decision = plan::decide(rule, problem.status, seen.value.as_ref(), &history, now);
-        if let Some(rec) = &seen.value {
+        let seen = cell::read::<Occurrence>(d.p, &key)?;
+        let mut legacy_key = None;
+        let mut record = seen.value.clone();
+        if record.is_none() && seen.lock.is_none() {
+            if let Some(rule) = rule {
+                if let Some((k, old)) = legacy::occurrence(d.p, &report.occurrence, rule, |a| {
+                    taken(a, rule, problem, d.cfg)
+                }) {
+                    legacy_key = Some(k);
+                    record = Some(old);
+                }
+            }
+        }
+        if let Some(rec) = &record {
             report.first_handled = rec.first_handled_ms.map(|at| FirstHandled {
                 at: audit::rfc3339(at),
                 delivery: rec.first_audit,
             });
         }
-        match decision {
-            Decision::InProgress if now - started < WAIT_FOR_CLAIM.as_millis() as i64 => {
-                d.p.sleep(POLL);
-                continue;
-            }
-            Decision::InProgress => {
-                return Ok(d.finish(
+        let Some(rule) = rule else {
+            // A resolve no rule matches any more: undo what is stored, as stored.
+            return match record {
+                Some(rec) if rec.busy(now, d.skew_ms()) => {
+                    if d.wait() {
+                        continue;
+                    }
+                    Ok(in_progress(d, report))
+                }
+                Some(rec) if !matches!(rec.phase, Phase::Resolved | Phase::Skipped) => {
+                    report.rule = Some(rec.rule.clone());
+                    match claim_for(d, &key, &seen, rec, Phase::Reverting)? {
+                        Some((rec, ticket)) => {
+                            Ok(revert(d, problem, report, rec, &key, ticket, legacy_key))
+                        }
+                        None => continue,
+                    }
+                }
+                _ => Ok(d.finish(
                     report,
-                    ProblemOutcome::InProgress,
-                    "another delivery is acting on this occurrence; retry later".into(),
-                    Event::InProgress,
-                ))
-            }
-            Decision::Ignore { why } => {
-                return Ok(d.finish(report, ProblemOutcome::Ignored, why, Event::Skipped))
+                    ProblemOutcome::NoMatchingRule,
+                    "no matching rule".into(),
+                    Event::NoMatchingRule,
+                )),
+            };
+        };
+        let history = if needs_history(rule) {
+            read_history(d.p, &rule.name)?
+        } else {
+            RuleHistory::default()
+        };
+        let dry_run = d.dry_run || rule.policy.dry_run;
+        let decision = plan::decide(
+            rule,
+            problem.status,
+            record.as_ref(),
+            &history,
+            now,
+            d.skew_ms(),
+        );
+        match decision {
+            Decision::InProgress => {
+                if d.wait() {
+                    continue;
+                }
+                return Ok(in_progress(d, report));
             }
             Decision::AlreadyHandled { why } => {
+                if let Some(rec) = record {
+                    refresh(d, &key, &seen, rec, now)?;
+                }
                 return Ok(d.finish(
                     report,
                     ProblemOutcome::AlreadyHandled,
                     why,
                     Event::AlreadyHandled,
-                ))
+                ));
             }
             Decision::Skip { why, circuit_open } => {
-                let (outcome, event) = if circuit_open {
-                    d.p.log(&format!("remediator: WARNING {why}"));
-                    (ProblemOutcome::CircuitOpen, Event::CircuitOpen)
-                } else {
-                    (ProblemOutcome::Skipped, Event::Skipped)
-                };
-                return Ok(d.finish(report, outcome, why, event));
+                return Ok(skipped(d, report, why, circuit_open))
             }
-            Decision::Act { indices, why } if dry_run => {
-                for i in indices {
-                    let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
-                    report
-                        .actions
-                        .push(dry_run_report(step.target(), step.describe(d.cfg)));
+            Decision::Act { steps, why } if dry_run => {
+                let pending = record
+                    .iter()
+                    .flat_map(|r| &r.actions)
+                    .filter(|a| a.state == ActionState::Pending);
+                let mut targets: Vec<Taken> = pending.map(|a| a.taken.clone()).collect();
+                targets.extend(
+                    steps
+                        .iter()
+                        .map(|&i| taken(&rule.actions[i], rule, problem, d.cfg)),
+                );
+                for t in targets {
+                    let detail = describe(&t, None, d.cfg);
+                    report.actions.push(dry_run_report(target_of(&t), detail));
                 }
                 return Ok(d.finish(
                     report,
@@ -394,34 +550,50 @@ fn decide_and_claim(
                     Event::DryRun,
                 ));
             }
-            Decision::Revert { applied } if dry_run => {
-                for a in &applied {
-                    let action = &rule.actions[a.index];
-                    let undo = match (action, Step::resolve(action, rule, problem, d.cfg)) {
-                        (_, Step::Toggle(set)) => Some((
-                            Step::Toggle(Toggle {
-                                enabled: !set.enabled,
-                                ..set
-                            }),
-                            " unless the flag was changed by hand or was already so",
-                        )),
-                        (
-                            Action::Scale {
-                                change, on_resolve, ..
-                            },
-                            Step::Scale(_),
-                        ) => on_resolve.or_else(|| change.inverse()).map(|back| {
-                            (
-                                Step::Scale(ScaleRequest::new(&rule.name, back, problem)),
-                                "",
-                            )
-                        }),
-                        _ => None,
+            Decision::MarkResolved { why } if dry_run => {
+                return Ok(d.finish(report, ProblemOutcome::Ignored, why, Event::Skipped));
+            }
+            Decision::Revert if dry_run => {
+                for a in record
+                    .iter()
+                    .flat_map(|r| &r.actions)
+                    .filter(|a| undoable(a))
+                {
+                    let detail = match &a.taken {
+                        Taken::Flag { enabled, .. } => format!(
+                            "{} unless another occurrence still holds the flag, it was changed by hand, or it was already so",
+                            describe(&a.taken, Some(!enabled), d.cfg)
+                        ),
+                        Taken::Scale { undo: Some(u), .. } => describe(&a.taken, Some(u.starts_with('+')), d.cfg).replace("%UNDO%", u),
+                        Taken::Scale { undo: None, .. } => continue,
                     };
-                    if let Some((step, caveat)) = undo {
-                        let detail = format!("{}{caveat}", step.describe(d.cfg));
-                        report.actions.push(dry_run_report(step.target(), detail));
-                    }
+                    let target = match &a.taken {
+                        Taken::Flag { enabled, .. } => match target_of(&a.taken) {
+                            ActionTarget::Flag {
+                                flag,
+                                project,
+                                environment,
+                                ..
+                            } => ActionTarget::Flag {
+                                flag,
+                                project,
+                                environment,
+                                enabled: !enabled,
+                            },
+                            t => t,
+                        },
+                        Taken::Scale {
+                            undo,
+                            service,
+                            namespace,
+                            ..
+                        } => ActionTarget::Scale {
+                            value: undo.clone().unwrap_or_default(),
+                            service: service.clone(),
+                            namespace: namespace.clone(),
+                        },
+                    };
+                    report.actions.push(dry_run_report(target, detail));
                 }
                 return Ok(d.finish(
                     report,
@@ -430,70 +602,210 @@ fn decide_and_claim(
                     Event::DryRun,
                 ));
             }
-            Decision::Act { indices, why } if seen.value.is_none() => {
-                // A new occurrence. Spin's SQLite store turns a compare-and-swap from
-                // "absent" into an upsert that always succeeds, so the record's creator
-                // is elected with an atomic increment instead: ticket 1 creates it.
-                let n = match ticket {
-                    Some(n) => n,
-                    None => *ticket.insert(d.p.kv_increment(&state::claim_key(&key), 1)?),
-                };
-                let wait_over = waited >= WAIT_FOR_CLAIM.as_millis() as i64;
-                let elected = n == 1 || (wait_over && n % state::TAKEOVER_EVERY == 1);
-                if !elected {
-                    if wait_over {
-                        return Ok(d.finish(
-                            report,
-                            ProblemOutcome::InProgress,
-                            "another delivery is creating this occurrence's record; retry later"
-                                .into(),
-                            Event::InProgress,
-                        ));
-                    }
-                    d.p.sleep(POLL);
-                    continue; // The creator writes the record within moments.
-                }
-                let mut rec = OccurrenceRecord::new(&report.occurrence, &rule.name, now);
-                rec.claimed_by = Some(d.id);
-                state::write(d.p, &key, &rec)?;
-                return Ok(act(d, rule, problem, report, rec, &key, &indices, why));
-            }
-            Decision::Act { indices, why } => {
-                // The record exists: compare-and-swap on a present value, then
-                // read it back (see `state::claim`).
-                let mut rec = seen.value.clone().expect("guarded above");
-                rec.phase = Phase::Claimed;
-                rec.since_ms = now;
-                rec.claimed_by = Some(d.id);
-                if !state::claim(d.p, &key, &seen, &rec)? {
-                    continue; // Lost the race: see what the winner is doing.
-                }
-                return Ok(act(d, rule, problem, report, rec, &key, &indices, why));
-            }
-            Decision::Revert { applied } => {
-                let Some(mut rec) = seen.value.clone() else {
-                    unreachable!("plan only reverts a recorded occurrence")
-                };
-                let previous_phase = rec.phase;
-                rec.phase = Phase::Reverting;
-                rec.since_ms = now;
-                rec.claimed_by = Some(d.id);
-                if !state::claim(d.p, &key, &seen, &rec)? {
+            Decision::MarkResolved { why } => {
+                let ticket = d.ticket();
+                let marker = Occurrence::new(
+                    &report.occurrence,
+                    &rule.name,
+                    Phase::Resolved,
+                    now.saturating_add(claim::RETENTION_MS),
+                );
+                if !cell::swap(d.p, &key, &seen, ticket, &marker)? {
                     continue;
                 }
-                return Ok(revert(
-                    d,
-                    rule,
-                    problem,
-                    report,
-                    rec,
-                    &key,
-                    &applied,
-                    previous_phase,
+                return Ok(d.finish(report, ProblemOutcome::Ignored, why, Event::Skipped));
+            }
+            Decision::Act { steps, why } => {
+                let new_occurrence = record.as_ref().is_none_or(|r| r.phase == Phase::Skipped);
+                let before = record.clone();
+                let mut rec = match record {
+                    Some(r) if r.phase != Phase::Skipped => r,
+                    _ => Occurrence::new(&report.occurrence, &rule.name, Phase::Acting, 0),
+                };
+                for &i in &steps {
+                    let action = &rule.actions[i];
+                    rec.actions.push(StoredAction {
+                        step: i,
+                        taken: taken(action, rule, problem, d.cfg),
+                        state: ActionState::Pending,
+                        revert: rule.reverts(action),
+                        at_ms: now,
+                        prior: None,
+                    });
+                }
+                let Some((rec, ticket)) = claim_for(d, &key, &seen, rec, Phase::Acting)? else {
+                    continue;
+                };
+                if let Some(k) = &legacy_key {
+                    let _ = d.p.kv_delete(k);
+                }
+                if needs_history(rule) {
+                    if let Err(gate) = admit(d, rule, new_occurrence)? {
+                        // Put the record back as it was: nothing was sent.
+                        let back = match before {
+                            Some(b) if b.phase != Phase::Skipped => b,
+                            _ => Occurrence::new(
+                                &report.occurrence,
+                                &rule.name,
+                                Phase::Skipped,
+                                now.saturating_add(claim::RETENTION_MS),
+                            ),
+                        };
+                        cell::write_own(d.p, &key, ticket, &back)?;
+                        let Decision::Skip { why, circuit_open } = gate else {
+                            unreachable!("the gate only skips")
+                        };
+                        return Ok(skipped(d, report, why, circuit_open));
+                    }
+                }
+                return Ok(act(
+                    d, rule, problem, report, rec, &key, ticket, &steps, why,
                 ));
+            }
+            Decision::Revert => {
+                let Some(rec) = record else {
+                    unreachable!("plan only reverts a recorded occurrence")
+                };
+                let Some((rec, ticket)) = claim_for(d, &key, &seen, rec, Phase::Reverting)? else {
+                    continue;
+                };
+                return Ok(revert(d, problem, report, rec, &key, ticket, legacy_key));
             }
         }
     }
+}
+
+fn in_progress(d: &mut Delivery, report: ProblemReport) -> ProblemReport {
+    d.finish(
+        report,
+        ProblemOutcome::InProgress,
+        "another delivery is acting on this occurrence; retry later".into(),
+        Event::InProgress,
+    )
+}
+
+fn skipped(
+    d: &mut Delivery,
+    report: ProblemReport,
+    why: String,
+    circuit_open: bool,
+) -> ProblemReport {
+    let (outcome, event) = if circuit_open {
+        d.p.log(&format!("remediator: WARNING {why}"));
+        (ProblemOutcome::CircuitOpen, Event::CircuitOpen)
+    } else {
+        (ProblemOutcome::Skipped, Event::Skipped)
+    };
+    d.finish(report, outcome, why, event)
+}
+
+fn undoable(a: &StoredAction) -> bool {
+    a.revert && matches!(a.state, ActionState::Applied | ActionState::Pending)
+}
+
+fn describe(t: &Taken, flag_to: Option<bool>, cfg: &Config) -> String {
+    match t {
+        Taken::Flag { enabled, .. } => match toggle_of(t, flag_to.unwrap_or(*enabled)) {
+            Ok(toggle) => Step::Toggle(toggle).describe(cfg),
+            Err(e) => e.message,
+        },
+        Taken::Scale { .. } => format!("would send POST {}", Step::scale_url(cfg)),
+    }
+}
+
+/// Publish `rec` in `phase` under a fresh lease. `None`: another delivery won.
+fn claim_for(
+    d: &mut Delivery,
+    key: &str,
+    seen: &cell::Seen<Occurrence>,
+    mut rec: Occurrence,
+    phase: Phase,
+) -> Result<Option<(Occurrence, i64)>, CellError> {
+    let ticket = d.ticket();
+    rec.phase = phase;
+    rec.lease = Some(d.lease(ticket));
+    rec.expires_ms = d.p.now_ms().saturating_add(claim::RETENTION_MS);
+    Ok(cell::swap(d.p, key, seen, ticket, &rec)?.then_some((rec, ticket)))
+}
+
+/// A still-firing occurrence keeps its record alive (at most one write a day).
+fn refresh(
+    d: &mut Delivery,
+    key: &str,
+    seen: &cell::Seen<Occurrence>,
+    mut rec: Occurrence,
+    now: i64,
+) -> Result<(), CellError> {
+    if rec.expires_ms.saturating_sub(now) >= claim::REFRESH_MS || rec.busy(now, d.skew_ms()) {
+        return Ok(());
+    }
+    rec.expires_ms = now.saturating_add(claim::RETENTION_MS);
+    let ticket = d.ticket();
+    // Losing the race is fine: whoever won wrote a fresher record.
+    cell::swap(d.p, key, seen, ticket, &rec)?;
+    Ok(())
+}
+
+fn needs_history(rule: &Rule) -> bool {
+    rule.policy.cooldown.is_some() || rule.policy.max_actions.is_some()
+}
+
+fn read_history(p: &dyn Platform, rule: &str) -> Result<RuleHistory, CellError> {
+    let seen = cell::read::<RuleHistory>(p, &claim::rule_key(rule))?;
+    Ok(match (seen.value, seen.lock) {
+        (Some(h), _) => h,
+        (None, None) => legacy::rule_history(p, rule).unwrap_or_default(),
+        (None, Some(_)) => RuleHistory::default(),
+    })
+}
+
+/// Count this action against the rule's cooldown and breaker, exactly: the check
+/// and the count are one swap, so concurrent occurrences cannot both pass.
+fn admit(
+    d: &mut Delivery,
+    rule: &Rule,
+    new_occurrence: bool,
+) -> Result<Result<(), Decision>, CellError> {
+    let key = claim::rule_key(&rule.name);
+    let now = d.p.now_ms();
+    let keep_ms = [
+        rule.policy.cooldown,
+        rule.policy.max_actions.map(|(_, w)| w),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|w| w.as_millis().min(i64::MAX as u128) as i64)
+    .max()
+    .unwrap_or(0);
+    let legacy = match cell::read::<RuleHistory>(d.p, &key)?.lock {
+        None => legacy::rule_history(d.p, &rule.name),
+        Some(_) => None,
+    };
+    let base = d.id.saturating_mul(TICKETS_PER_DELIVERY);
+    let mut seq = d.seq;
+    let (answer, _) = cell::update(
+        d.p,
+        &key,
+        || {
+            seq += 1;
+            base.saturating_add(seq % TICKETS_PER_DELIVERY)
+        },
+        |h: Option<&RuleHistory>| {
+            let mut h = h.cloned().or_else(|| legacy.clone()).unwrap_or_default();
+            if let Some(gate) = plan::policy_gate(rule, &h, now, new_occurrence) {
+                return Change::Keep(Err(gate));
+            }
+            h.record(
+                now,
+                keep_ms,
+                now.saturating_add(keep_ms)
+                    .saturating_add(claim::RETENTION_MS),
+            );
+            Change::Write(h, Ok(()))
+        },
+    )?;
+    d.seq = seq;
+    Ok(answer)
 }
 
 fn dry_run_report(target: ActionTarget, detail: String) -> ActionReport {
@@ -506,149 +818,467 @@ fn dry_run_report(target: ActionTarget, detail: String) -> ActionReport {
     }
 }
 
+/// The idempotency key of one step of one occurrence: the same on every retry.
+pub fn idempotency_key(occurrence: &str, rule: &str, step: usize, what: &str) -> String {
+    crate::state::hash(&[occurrence, rule, &step.to_string(), what])
+}
+
 #[allow(clippy::too_many_arguments)]
 fn act(
     d: &mut Delivery,
     rule: &Rule,
     problem: &Problem,
     mut report: ProblemReport,
-    mut rec: OccurrenceRecord,
+    mut rec: Occurrence,
     key: &str,
-    indices: &[usize],
+    ticket: i64,
+    steps: &[usize],
     why: String,
 ) -> ProblemReport {
     let mut failed = false;
-    let mut done = false;
-    for &i in indices {
-        let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
-        let result = step.execute(&d.outbound());
-        if let Ok((_, previous_enabled)) = &result {
-            rec.applied.push(Applied {
-                index: i,
-                at_ms: d.p.now_ms(),
-                previous_enabled: *previous_enabled,
-                reverted: false,
-            });
-            done = true;
-        } else {
-            failed = true;
+    let mut write_error = None;
+    for i in 0..rec.actions.len() {
+        if rec.actions[i].state != ActionState::Pending {
+            continue;
         }
-        d.action(
-            &mut report,
-            step.target(),
-            result.map(|(detail, _)| detail),
-            Event::Acted,
-        );
+        let a = rec.actions[i].clone();
+        let result = match &a.taken {
+            Taken::Flag { enabled, .. } => hold_and_set(d, key, &a.taken, *enabled),
+            Taken::Scale { value, .. } => send_scale(d, &rec, problem, a.step, value, "act"),
+        };
+        match &result {
+            Ok(_) => rec.actions[i].state = ActionState::Applied,
+            Err(e) if !e.retryable => rec.actions[i].state = ActionState::Refused,
+            Err(_) => failed = true,
+        }
+        rec.actions[i].at_ms = d.p.now_ms();
+        d.action(&mut report, target_of(&a.taken), result, Event::Acted);
+        // Record each result at once: a crash after this cannot make it be sent again.
+        if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+            write_error = Some(e);
+        }
     }
     let now = d.p.now_ms();
-    rec.since_ms = now;
+    rec.lease = None;
     if failed {
         rec.phase = Phase::Failed;
     } else {
         rec.phase = Phase::Done;
-        rec.last_step_ms = Some(now);
+        if !steps.is_empty() {
+            rec.last_step_ms = Some(now);
+        }
         rec.first_handled_ms.get_or_insert(now);
         rec.first_audit.get_or_insert(d.id);
         if rule.policy.escalate_after.is_some() {
-            rec.next_step = indices.last().map_or(rec.next_step, |i| i + 1);
+            rec.next_step = steps.iter().max().map_or(rec.next_step, |i| i + 1);
         }
     }
     let mut detail = why;
-    if let Err(e) = state::write(d.p, key, &rec) {
-        // The action happened; only its record is missing. After the claim lease a
-        // repeat may act again: say so rather than hide it.
-        detail = format!("{detail}; WARNING: result not recorded ({e}), a repeat may act again");
+    if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+        write_error = Some(e);
     }
-    if done {
-        if let Err(e) = state::record_rule_action(d.p, &rule.name, now) {
-            detail = format!("{detail}; WARNING: cooldown/breaker history not updated ({e})");
-        }
+    if let Some(e) = write_error {
+        // What was sent is recorded as pending at worst: a retry resends it (flags
+        // are idempotent; scale calls carry their idempotency key).
+        detail = format!(
+            "{detail}; WARNING: result not recorded ({e}); a retry resends what is pending"
+        );
     }
-    let outcome = if failed {
+    let any_failed = report
+        .actions
+        .iter()
+        .any(|a| a.outcome == ActionOutcome::Failed);
+    report.outcome = if any_failed {
         ProblemOutcome::Failed
     } else {
         ProblemOutcome::Acted
     };
-    report.outcome = outcome;
     report.detail = Some(detail);
     report
 }
 
-#[allow(clippy::too_many_arguments)]
+fn send_scale(
+    d: &mut Delivery,
+    rec: &Occurrence,
+    problem: &Problem,
+    step: usize,
+    value: &str,
+    what: &str,
+) -> Result<String, ActionError> {
+    let change = ScaleChange::parse(value).map_err(|e| ActionError {
+        message: format!("stored action: {e}"),
+        retryable: false,
+    })?;
+    let key = idempotency_key(&rec.occurrence, &rec.rule, step, what);
+    let _ = &key;
+    let s = ScaleRequest::new(&rec.rule, change, problem);
+    // `+1` twice is +2: never retried here; the sender's retry and the record decide.
+    d.outbound().once(|timeout| {
+        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
+        s.outcome(d.p.send(req, timeout))
+    })
+}
+
+/// Become a holder of the flag (recording its prior state when first held), then set it.
+fn hold_and_set(
+    d: &mut Delivery,
+    okey: &str,
+    t: &Taken,
+    enabled: bool,
+) -> Result<String, ActionError> {
+    let Taken::Flag {
+        flag,
+        project,
+        environment,
+        ..
+    } = t
+    else {
+        unreachable!("only flags are held")
+    };
+    let tkey = claim::target_key(project, flag, environment);
+    let toggle = toggle_of(t, enabled)?;
+    let state_error = |e: CellError| ActionError {
+        message: format!("flag {flag:?}: {e}"),
+        retryable: matches!(e, CellError::Kv(_)),
+    };
+    let mut prior_read: Option<bool> = None;
+    loop {
+        let now = d.p.now_ms();
+        let seen = cell::read::<Target>(d.p, &tkey).map_err(state_error)?;
+        let held = seen
+            .value
+            .as_ref()
+            .filter(|t| !t.holders.is_empty() || t.restoring.is_some());
+        let new = match held {
+            Some(tg) => {
+                if let Some(r) = &tg.restoring {
+                    if r.by != okey && r.lease.is_fresh(now, d.skew_ms()) {
+                        if d.wait() {
+                            continue;
+                        }
+                        return Err(ActionError {
+                            message: format!("flag {flag:?} is being restored by another occurrence; retry later"),
+                            retryable: true,
+                        });
+                    }
+                }
+                if !tg.holders.is_empty() && tg.desired != enabled {
+                    return Err(ActionError {
+                        message: format!(
+                            "flag {flag:?} in environment {environment:?} is held {} by {} other occurrence(s); not turning it {}",
+                            word(tg.desired), tg.holders.len(), word(enabled)
+                        ),
+                        retryable: false,
+                    });
+                }
+                if tg.holders.iter().any(|h| h == okey) && tg.restoring.is_none() {
+                    None
+                } else {
+                    let mut n = tg.clone();
+                    if !n.holders.iter().any(|h| h == okey) {
+                        n.holders.push(okey.to_string());
+                    }
+                    n.desired = enabled;
+                    n.restoring = None;
+                    n.expires_ms = now.saturating_add(claim::RETENTION_MS);
+                    Some(n)
+                }
+            }
+            None => {
+                let prior = match prior_read {
+                    Some(p) => p,
+                    None => {
+                        let read = d.outbound().idempotent(|timeout| {
+                            let req = toggle.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+                            toggle.read_outcome(d.p.send(req, timeout))
+                        })?;
+                        *prior_read.insert(read)
+                    }
+                };
+                Some(Target {
+                    holders: vec![okey.to_string()],
+                    desired: enabled,
+                    prior,
+                    restoring: None,
+                    expires_ms: now.saturating_add(claim::RETENTION_MS),
+                })
+            }
+        };
+        if let Some(new) = new {
+            let ticket = d.ticket();
+            if !cell::swap(d.p, &tkey, &seen, ticket, &new)
+                .map_err(|e| state_error(CellError::Kv(e)))?
+            {
+                continue;
+            }
+        }
+        break;
+    }
+    // Held, with the prior state stored: now the change itself (idempotent).
+    d.outbound().idempotent(|timeout| {
+        let req = toggle.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+        toggle.outcome(d.p.send(req, timeout))
+    })
+}
+
+/// Leave the flag; the last holder to leave restores its prior state.
+fn release_and_restore(
+    d: &mut Delivery,
+    okey: &str,
+    lease: Lease,
+    a: &StoredAction,
+) -> (Result<String, ActionError>, Event) {
+    let Taken::Flag {
+        flag,
+        project,
+        environment,
+        enabled,
+    } = &a.taken
+    else {
+        unreachable!("only flags are held")
+    };
+    let tkey = claim::target_key(project, flag, environment);
+    let state_error = |e: CellError| ActionError {
+        message: format!("flag {flag:?}: {e}"),
+        retryable: matches!(e, CellError::Kv(_)),
+    };
+    let target = loop {
+        let seen = match cell::read::<Target>(d.p, &tkey) {
+            Ok(s) => s,
+            Err(e) => return (Err(state_error(e)), Event::Failed),
+        };
+        let Some(tg) = seen.value.clone() else {
+            if let Some(prior) = a.prior {
+                // Carried over from the earlier version: it kept the prior per action.
+                break Target {
+                    holders: vec![],
+                    desired: *enabled,
+                    prior,
+                    restoring: None,
+                    expires_ms: 0,
+                };
+            }
+            return (
+                Ok(format!(
+                    "flag {flag:?} is not held by this occurrence; nothing to undo"
+                )),
+                Event::RevertSkipped,
+            );
+        };
+        if tg.restoring.as_ref().is_some_and(|r| r.by == okey) {
+            break tg; // Resuming our own restore.
+        }
+        if !tg.holders.iter().any(|h| h == okey) {
+            return (
+                Ok(format!(
+                    "flag {flag:?} is no longer held by this occurrence; nothing to undo"
+                )),
+                Event::RevertSkipped,
+            );
+        }
+        let mut n = tg.clone();
+        n.holders.retain(|h| h != okey);
+        let last = n.holders.is_empty();
+        if last {
+            n.restoring = Some(Restoring {
+                by: okey.to_string(),
+                lease,
+            });
+        }
+        let ticket = d.ticket();
+        match cell::swap(d.p, &tkey, &seen, ticket, &n) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => return (Err(state_error(CellError::Kv(e))), Event::Failed),
+        }
+        if !last {
+            return (
+                Ok(format!(
+                    "flag {flag:?} stays {}: {} other occurrence(s) still hold it",
+                    word(n.desired),
+                    n.holders.len()
+                )),
+                Event::RevertSkipped,
+            );
+        }
+        break n;
+    };
+    let result = restore(d, &target, &a.taken);
+    if result.0.is_ok() {
+        // Done restoring: the target is free again (unless someone took it over).
+        let base = d.id.saturating_mul(TICKETS_PER_DELIVERY);
+        let mut seq = d.seq;
+        let freed = cell::update(
+            d.p,
+            &tkey,
+            || {
+                seq += 1;
+                base.saturating_add(seq % TICKETS_PER_DELIVERY)
+            },
+            |t: Option<&Target>| match t {
+                Some(t) if t.restoring.as_ref().is_some_and(|r| r.by == okey) => {
+                    let mut n = t.clone();
+                    n.restoring = None;
+                    n.holders.clear();
+                    Change::Write(n, ())
+                }
+                _ => Change::Keep(()),
+            },
+        );
+        d.seq = seq;
+        if let Err(e) = freed {
+            return (Err(state_error(e)), Event::Failed);
+        }
+    }
+    result
+}
+
+fn restore(d: &mut Delivery, target: &Target, t: &Taken) -> (Result<String, ActionError>, Event) {
+    let Taken::Flag { flag, .. } = t else {
+        unreachable!("only flags are restored")
+    };
+    if target.prior == target.desired {
+        return (
+            Ok(format!(
+                "flag {flag:?} was already {} before remediator acted; nothing to undo",
+                word(target.desired)
+            )),
+            Event::RevertSkipped,
+        );
+    }
+    let set = match toggle_of(t, target.desired) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), Event::Failed),
+    };
+    let out = d.outbound();
+    let current = out.idempotent(|timeout| {
+        let req = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+        set.read_outcome(d.p.send(req, timeout))
+    });
+    match current {
+        Err(e) => (Err(e), Event::Failed),
+        Ok(now) if now != target.desired => (
+            Ok(format!(
+                "flag {flag:?} was changed by hand since remediator turned it {} (it is {} now); leaving it",
+                word(target.desired),
+                word(now)
+            )),
+            Event::RevertSkipped,
+        ),
+        Ok(_) => {
+            let undo = Toggle { enabled: target.prior, ..set };
+            let result = out.idempotent(|timeout| {
+                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
+                undo.outcome(d.p.send(req, timeout))
+            });
+            (result, Event::Reverted)
+        }
+    }
+}
+
 fn revert(
     d: &mut Delivery,
-    rule: &Rule,
     problem: &Problem,
     mut report: ProblemReport,
-    mut rec: OccurrenceRecord,
+    mut rec: Occurrence,
     key: &str,
-    applied: &[Applied],
-    previous_phase: Phase,
+    ticket: i64,
+    legacy_key: Option<String>,
 ) -> ProblemReport {
+    if let Some(k) = &legacy_key {
+        let _ = d.p.kv_delete(k);
+    }
+    let lease = rec.lease.unwrap_or(Lease {
+        ticket,
+        until_ms: d.deadline_ms,
+    });
     let mut failed = false;
     let mut undone = 0;
-    for a in applied.iter().rev() {
-        let action = &rule.actions[a.index];
-        let (target, result, event) = match (action, Step::resolve(action, rule, problem, d.cfg)) {
-            (Action::Flag { .. }, Step::Toggle(set)) => {
-                let undo = Toggle {
-                    enabled: !set.enabled,
-                    ..set.clone()
+    let todo: Vec<usize> = (0..rec.actions.len())
+        .rev()
+        .filter(|&i| undoable(&rec.actions[i]))
+        .collect();
+    let mut write_error = None;
+    for i in todo.iter().copied() {
+        let a = rec.actions[i].clone();
+        let (target, result, event) = match &a.taken {
+            Taken::Flag { enabled, .. } => {
+                let (result, event) = release_and_restore(d, key, lease, &a);
+                let target = match target_of(&a.taken) {
+                    ActionTarget::Flag {
+                        flag,
+                        project,
+                        environment,
+                        ..
+                    } => ActionTarget::Flag {
+                        flag,
+                        project,
+                        environment,
+                        enabled: !enabled,
+                    },
+                    t => t,
                 };
-                let (result, event) = undo_flag(d, &set, &undo, a.previous_enabled);
-                (Step::Toggle(undo).target(), result, event)
+                (target, result, event)
             }
-            (
-                Action::Scale {
-                    change, on_resolve, ..
-                },
-                Step::Scale(_),
-            ) => match on_resolve.or_else(|| change.inverse()) {
-                Some(back) => {
-                    let s = ScaleRequest::new(&rule.name, back, problem);
-                    let result = d.outbound().once(|timeout| {
-                        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
-                        s.outcome(d.p.send(req, timeout))
-                    });
-                    (Step::Scale(s).target(), result, Event::Reverted)
-                }
-                None => {
-                    let s = ScaleRequest::new(&rule.name, *change, problem);
-                    (
-                        Step::Scale(s).target(),
-                        Ok("no inverse for =N and no on_resolve".into()),
-                        Event::RevertSkipped,
-                    )
-                }
-            },
-            _ => unreachable!("a step resolves to its action's kind"),
+            Taken::Scale {
+                undo: Some(u),
+                service,
+                namespace,
+                ..
+            } => {
+                let result = send_scale(d, &rec, problem, a.step, u, "revert");
+                (
+                    ActionTarget::Scale {
+                        value: u.clone(),
+                        service: service.clone(),
+                        namespace: namespace.clone(),
+                    },
+                    result,
+                    Event::Reverted,
+                )
+            }
+            Taken::Scale { undo: None, .. } => (
+                target_of(&a.taken),
+                Ok("no inverse for =N and no on_resolve".into()),
+                Event::RevertSkipped,
+            ),
         };
         match &result {
             Ok(_) => {
-                if let Some(rec_a) = rec.applied.iter_mut().find(|x| x.index == a.index) {
-                    rec_a.reverted = true;
-                }
+                rec.actions[i].state = if event == Event::Reverted {
+                    ActionState::Undone
+                } else {
+                    ActionState::Kept
+                };
                 if event == Event::Reverted {
                     undone += 1;
                 }
             }
-            Err(e) => failed |= e.retryable,
+            Err(e) if e.retryable => failed = true,
+            Err(_) => rec.actions[i].state = ActionState::Kept,
         }
         d.action(&mut report, target, result, event);
+        if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+            write_error = Some(e);
+        }
     }
-    rec.since_ms = d.p.now_ms();
+    rec.lease = None;
     // A retryable failure keeps the occurrence open, so the sender's retry undoes the rest.
     rec.phase = if failed {
-        previous_phase
+        Phase::Reverting
     } else {
         Phase::Resolved
     };
-    let mut detail = if applied.is_empty() {
+    rec.expires_ms = d.p.now_ms().saturating_add(claim::RETENTION_MS);
+    let mut detail = if todo.is_empty() {
         "resolved: nothing to undo (revert is off for what was done)".to_string()
     } else {
-        format!("resolved: undid {undone} of {} actions", applied.len())
+        format!("resolved: undid {undone} of {} actions", todo.len())
     };
-    if let Err(e) = state::write(d.p, key, &rec) {
+    if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+        write_error = Some(e);
+    }
+    if let Some(e) = write_error {
         detail = format!("{detail}; WARNING: result not recorded ({e})");
     }
     report.outcome = if report
@@ -662,52 +1292,6 @@ fn revert(
     } else {
         ProblemOutcome::Ignored
     };
-    d.note(&report, Event::Matched, None, Some(detail.clone()), false);
     report.detail = Some(detail);
     report
-}
-
-/// Restore a flag to what it was before remediator acted, unless that is already
-/// so, or someone has changed it since (never fight a human).
-fn undo_flag(
-    d: &Delivery,
-    set: &Toggle,
-    undo: &Toggle,
-    previous: Option<bool>,
-) -> (Result<String, ActionError>, Event) {
-    let word = |b: bool| if b { "on" } else { "off" };
-    if previous == Some(set.enabled) {
-        return (
-            Ok(format!(
-                "flag {:?} was already {} before remediator acted; nothing to undo",
-                set.flag.as_str(),
-                word(set.enabled)
-            )),
-            Event::RevertSkipped,
-        );
-    }
-    let out = d.outbound();
-    let current = out.idempotent(|timeout| {
-        let read = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-        set.read_outcome(d.p.send(read, timeout))
-    });
-    match current {
-        Err(e) => (Err(e), Event::Failed),
-        Ok(now) if now != set.enabled => (
-            Ok(format!(
-                "flag {:?} was changed by hand since remediator turned it {} (it is {} now); leaving it",
-                set.flag.as_str(),
-                word(set.enabled),
-                word(now)
-            )),
-            Event::RevertSkipped,
-        ),
-        Ok(_) => {
-            let result = out.idempotent(|timeout| {
-                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-                undo.outcome(d.p.send(req, timeout))
-            });
-            (result, Event::Reverted)
-        }
-    }
 }

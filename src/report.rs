@@ -17,8 +17,15 @@ pub struct Report {
     pub rules_warning: Option<String>,
     pub rules_format: RulesFormat,
     pub problems: Vec<ProblemReport>,
-    /// Alerts the sender truncated (`truncatedAlerts`) or remediator did not process.
+    /// Alerts the sender truncated (`truncatedAlerts`).
     pub not_processed: u64,
+    /// Processed (and audited) but left out of this report to keep it small.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub problems_not_shown: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +119,14 @@ pub enum ActionOutcome {
 
 impl Report {
     /// Alertmanager's delivery contract: 5xx only when a retry could succeed.
+    /// Keep the first `max` problems; count the rest.
+    pub fn shorten(&mut self, max: usize) {
+        if self.problems.len() > max {
+            self.problems_not_shown += (self.problems.len() - max) as u64;
+            self.problems.truncate(max);
+        }
+    }
+
     pub fn status(&self) -> u16 {
         let retry_helps = self
             .problems

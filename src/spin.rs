@@ -64,6 +64,22 @@ impl Platform for SpinPlatform {
         bucket()?.delete(key).map_err(|e| KvError(format!("{e:?}")))
     }
 
+    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
+        let bucket = bucket()?;
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = bucket
+                .list_keys(cursor.as_deref())
+                .map_err(|e| KvError(format!("{e:?}")))?;
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(c) if !c.is_empty() => cursor = Some(c),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
     fn kv_compare_and_swap(
         &self,
         key: &str,

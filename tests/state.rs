@@ -68,20 +68,34 @@ fn a_new_occurrence_of_the_same_alert_acts_again() {
 const OCCURRENCE: &str = "alertmanager/fp0HighFailureRate/2026-11-26T14:02:06.305Z";
 
 fn occ_key() -> String {
-    remediator::state::occurrence_key(OCCURRENCE, "Failure rate increase")
+    remediator::claim::occurrence_key(OCCURRENCE)
 }
 
-/// Another delivery already took creation ticket number `n`.
-fn tickets_taken(r: &Recorder, n: i64) {
-    let claim = remediator::state::claim_key(&occ_key());
-    r.kv.borrow_mut().insert(claim, n.to_string().into_bytes());
+/// Publish `record` in a cell as another delivery would, under `ticket`.
+fn cell_entries(key: &str, ticket: i64, record: Vec<u8>) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (format!("{key}/{ticket}"), record),
+        (key.to_string(), ticket.to_string().into_bytes()),
+    ]
 }
 
-fn record(phase: &str, since_ms: i64) -> Vec<u8> {
+fn put_cell(r: &Recorder, key: &str, ticket: i64, record: Vec<u8>) {
+    for (k, v) in cell_entries(key, ticket, record) {
+        r.kv.borrow_mut().insert(k, v);
+    }
+}
+
+/// An occurrence record in `phase`; `lease_until` set for acting/reverting.
+fn record(phase: &str, at_ms: i64, lease_until: Option<i64>) -> Vec<u8> {
     let done = phase == "done";
-    json!({"occurrence": OCCURRENCE, "rule": "Failure rate increase", "phase": phase, "since_ms": since_ms,
-           "first_handled_ms": done.then_some(since_ms), "first_audit": done.then_some(7),
-           "applied": if done { json!([{"index": 0, "at_ms": since_ms, "previous_enabled": true}]) } else { json!([]) }})
+    let state = if done { "applied" } else { "pending" };
+    json!({"occurrence": OCCURRENCE, "rule": "Failure rate increase", "phase": phase,
+           "lease": lease_until.map(|u| json!({"ticket": 99, "until_ms": u})),
+           "first_handled_ms": done.then_some(at_ms), "first_audit": done.then_some(7),
+           "expires_ms": at_ms + 86_400_000,
+           "actions": [{"step": 0, "state": state, "revert": true, "at_ms": at_ms,
+               "taken": {"kind": "flag", "flag": "EnablePromotion", "project": "default",
+                         "environment": "production", "enabled": false}}]})
     .to_string()
     .into_bytes()
 }
@@ -89,11 +103,19 @@ fn record(phase: &str, since_ms: i64) -> Vec<u8> {
 #[test]
 fn racing_duplicate_waits_for_the_winner_and_does_not_act() {
     let r = Recorder::new();
-    // A concurrent delivery won the creation election and finishes while we wait.
-    tickets_taken(&r, 1);
-    r.during_first_wait
-        .borrow_mut()
-        .push((occ_key(), record("done", r.now.get())));
+    // A concurrent delivery holds the lease and finishes while we wait.
+    let now = r.now.get();
+    put_cell(
+        &r,
+        &occ_key(),
+        99,
+        record("acting", now, Some(now + 13_000)),
+    );
+    r.during_first_wait.borrow_mut().extend(cell_entries(
+        &occ_key(),
+        100,
+        record("done", now, None),
+    ));
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
     assert_eq!(outcome(&report), "already_handled");
@@ -102,27 +124,34 @@ fn racing_duplicate_waits_for_the_winner_and_does_not_act() {
 }
 
 #[test]
-fn a_fresh_claim_held_elsewhere_answers_503_so_the_sender_retries() {
+fn a_fresh_lease_held_elsewhere_answers_503_so_the_sender_retries() {
     let r = Recorder::new();
     r.post("/?dry_run=true", &failure_rate("firing")); // learn nothing, record nothing
     assert!(
-        r.kv.borrow()
-            .keys()
-            .all(|k| !k.starts_with("occ/") && !k.starts_with("claim/")),
+        r.kv.borrow().keys().all(|k| !k.starts_with("o/")),
         "dry run records no state"
     );
-    // An instance mid-action: its claim was made just now.
-    tickets_taken(&r, 1);
-    r.kv.borrow_mut()
-        .insert(occ_key(), record("claimed", r.now.get()));
+    // An instance mid-action: its lease runs for the outbound budget (8 s) + 5 s.
+    let now = r.now.get();
+    put_cell(
+        &r,
+        &occ_key(),
+        99,
+        record("acting", now, Some(now + 13_000)),
+    );
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 503, "{report}");
     assert_eq!(outcome(&report), "in_progress");
     assert!(r.sent().is_empty());
-    // The claimer died: after the lease, the next delivery takes over and acts.
-    r.advance(31_000);
+    // Still inside the lease plus the allowed clock skew (5 s), even after this
+    // delivery's own 5 s wait: keep out.
+    r.advance(7_000);
+    let (status, _) = r.post("/", &failure_rate("firing"));
+    assert_eq!(status, 503);
+    // The owner died: once the lease and the skew have passed, the next delivery takes over.
+    r.advance(2_000);
     let (status, report) = r.post("/", &failure_rate("firing"));
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{report}");
     assert_eq!(outcome(&report), "acted");
     assert!(report["problems"][0]["detail"]
         .as_str()
@@ -132,13 +161,57 @@ fn a_fresh_claim_held_elsewhere_answers_503_so_the_sender_retries() {
 }
 
 #[test]
+fn the_lease_follows_the_outbound_budget() {
+    let r = Recorder::new();
+    r.set_var("outbound_budget_ms", "120000");
+    r.answer(|s| {
+        if s.method == "POST" {
+            respond(503, "down")
+        } else {
+            respond(
+                200,
+                r#"{"environments":[{"name":"production","enabled":true}]}"#,
+            )
+        }
+    });
+    r.post("/", &failure_rate("firing"));
+    let lease =
+        r.kv.borrow()
+            .iter()
+            .filter(|(k, _)| k.starts_with("o/") && k.matches('/').count() == 2)
+            .map(|(_, v)| serde_json::from_slice::<serde_json::Value>(v).unwrap())
+            .next()
+            .unwrap();
+    // Not leased any more (the attempt ended), and the lease it ran under covered 120 s + 5 s.
+    assert!(lease["lease"].is_null(), "{lease}");
+    let r = Recorder::new();
+    r.set_var("outbound_budget_ms", "120000");
+    let now = r.now.get();
+    put_cell(
+        &r,
+        &occ_key(),
+        99,
+        record("acting", now, Some(now + 125_000)),
+    );
+    r.advance(60_000); // the old fixed 30 s lease would have let this one in
+    let (status, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!((status, outcome(&report)), (503, "in_progress"), "{report}");
+    assert!(r.posts().is_empty());
+}
+
+#[test]
 fn a_swap_that_claims_success_but_lost_is_caught_by_reading_back() {
     let r = Recorder::new();
     r.answer(|_| respond(503, "down"));
     r.post("/", &failure_rate("firing")); // failed: the next delivery retries
     r.answer_like_unleash();
     // Another delivery claims the retry first; our swap "succeeds" without writing.
-    *r.race_next_swap_silently.borrow_mut() = Some(record("claimed", r.now.get()));
+    let now = r.now.get();
+    r.kv.borrow_mut().insert(
+        format!("{}/77", occ_key()),
+        record("acting", now, Some(now + 13_000)),
+    );
+    *r.race_next_swap_silently.borrow_mut() = Some(b"77".to_vec());
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 503, "{report}");
     assert_eq!(outcome(&report), "in_progress");
@@ -146,19 +219,19 @@ fn a_swap_that_claims_success_but_lost_is_caught_by_reading_back() {
 }
 
 #[test]
-fn a_creator_that_died_before_writing_is_replaced_only_by_an_elected_ticket() {
+fn a_creator_that_died_after_creating_the_lock_word_strands_nothing() {
+    // Today a dead ticket-1 holder made 63 later tickets wait 5 s each and answer 503.
     let r = Recorder::new();
-    tickets_taken(&r, 1); // won, then died before writing the record
-    let (status, report) = r.post("/", &failure_rate("firing"));
-    assert_eq!(status, 503, "ticket 2 waits and gives up: {report}");
-    assert!(r.sent().is_empty());
-    tickets_taken(&r, remediator::state::TAKEOVER_EVERY);
+    r.kv.borrow_mut().insert(occ_key(), b"0".to_vec());
     let t0 = r.now.get();
     let (status, report) = r.post("/", &failure_rate("firing"));
-    assert_eq!(status, 200, "ticket 65 takes over after waiting: {report}");
-    assert_eq!(outcome(&report), "acted");
-    assert!(r.now.get() - t0 >= 5_000, "only after the full wait");
-    assert_eq!(r.posts().len(), 1);
+    assert_eq!((status, outcome(&report)), (200, "acted"), "{report}");
+    assert_eq!(r.now.get() - t0, 0, "no waiting");
+    // A lock word whose value is gone (swept) reads as empty, too.
+    let r = Recorder::new();
+    r.kv.borrow_mut().insert(occ_key(), b"5".to_vec());
+    let (status, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!((status, outcome(&report)), (200, "acted"), "{report}");
 }
 
 #[test]
@@ -441,7 +514,6 @@ fn audit_holds_every_decision_newest_first_and_filters() {
     assert_eq!(
         events,
         [
-            "matched",
             "reverted",
             "matched",
             "received", // resolve
@@ -455,7 +527,7 @@ fn audit_holds_every_decision_newest_first_and_filters() {
             "received", // first firing
         ]
     );
-    let acted = &all[9];
+    let acted = &all[8];
     assert_eq!(acted["rule"], "Failure rate increase");
     assert_eq!(acted["action"]["flag"], "EnablePromotion");
     assert_eq!(acted["delivery"], 1);
@@ -472,8 +544,8 @@ fn audit_holds_every_decision_newest_first_and_filters() {
         .iter()
         .all(|e| e["rule"] == "Failure rate increase"));
     let t0 = all[9]["at_ms"].as_i64().unwrap();
-    // The repeat (3 entries) and the resolve (4) came after t0 + 1.5 s.
-    assert_eq!(r.audit(&format!("?since={}", t0 + 1500)).len(), 7);
+    // The repeat (3 entries) and the resolve (3) came after t0 + 1.5 s.
+    assert_eq!(r.audit(&format!("?since={}", t0 + 1500)).len(), 6);
     assert_eq!(r.audit(&format!("?until={t0}&limit=2")).len(), 2);
     // HTML timeline for browsers.
     let req = http::Request::get("/audit")

@@ -174,6 +174,10 @@ impl Platform for Sim {
         Ok(())
     }
 
+    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
+        Ok(self.kv.borrow().keys().cloned().collect())
+    }
+
     fn kv_compare_and_swap(
         &self,
         key: &str,
@@ -395,7 +399,8 @@ pub fn render(report: &Value, s: Style) -> String {
         out.push_str(&format!("  rule:       {rule}\n"));
         if let Some(r) = p.get("rule").and_then(Value::as_str) {
             // Where the component remembers this occurrence (see --state).
-            let key = remediator::state::occurrence_key(text(p, "occurrence"), r);
+            let _ = r;
+            let key = remediator::claim::occurrence_key(text(p, "occurrence"));
             out.push_str(&format!("  state key:  {}\n", s.dim(&key)));
         }
         let outcome = text(p, "outcome");

@@ -134,6 +134,7 @@ impl Recorder {
             ("dry_run", "false"),
             ("outbound_timeout_ms", "2500"),
             ("outbound_budget_ms", "8000"),
+            ("max_clock_skew_ms", "5000"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -290,6 +291,10 @@ impl Platform for Recorder {
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
         self.kv.borrow_mut().remove(key);
         Ok(())
+    }
+
+    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
+        Ok(self.kv.borrow().keys().cloned().collect())
     }
 
     fn kv_compare_and_swap(

@@ -1,0 +1,176 @@
+//! What remediator remembers, per occurrence, per flag it holds, and per rule.
+
+use serde::{Deserialize, Serialize};
+
+/// Who is acting on a record, and until when by the owner's own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The cell ticket the owner won with.
+    pub ticket: i64,
+    pub until_ms: i64,
+}
+
+impl Lease {
+    /// Whether another replica must still keep out: its clock may run up to
+    /// `skew_ms` ahead of the owner's.
+    pub fn is_fresh(&self, now_ms: i64, skew_ms: i64) -> bool {
+        now_ms <= self.until_ms.saturating_add(skew_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A delivery holds the lease and is acting.
+    Acting,
+    Done,
+    /// The last attempt failed; the next delivery retries what is not applied.
+    Failed,
+    /// A policy (cooldown, breaker, conflict) said no: decided afresh next time.
+    Skipped,
+    /// A delivery holds the lease and is undoing.
+    Reverting,
+    /// Resolved (also when the resolve came first: a late firing must not act).
+    Resolved,
+}
+
+/// An action as it was taken, with what is needed to undo it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Taken {
+    Flag {
+        flag: String,
+        project: String,
+        environment: String,
+        enabled: bool,
+    },
+    Scale {
+        value: String,
+        /// What resolve sends (`None`: nothing to undo).
+        undo: Option<String>,
+        service: Option<String>,
+        namespace: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    /// Written before sending: it may or may not have taken effect.
+    Pending,
+    Applied,
+    /// Refused for good (404, conflict): never retried, nothing to undo.
+    Refused,
+    Undone,
+    /// Resolve left it (revert off, no inverse, changed by hand).
+    Kept,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAction {
+    /// The rule's action index (ladder step) it came from.
+    pub step: usize,
+    pub taken: Taken,
+    pub state: ActionState,
+    /// Undo on resolve, as the rule said when it acted.
+    pub revert: bool,
+    pub at_ms: i64,
+    /// Only in records carried over from the earlier version, which kept a flag's
+    /// prior state per action rather than per target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Occurrence {
+    pub occurrence: String,
+    pub rule: String,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    #[serde(default)]
+    pub first_handled_ms: Option<i64>,
+    #[serde(default)]
+    pub first_audit: Option<i64>,
+    /// When the last ladder step took effect.
+    #[serde(default)]
+    pub last_step_ms: Option<i64>,
+    /// Ladder position: the next step to run.
+    #[serde(default)]
+    pub next_step: usize,
+    #[serde(default)]
+    pub actions: Vec<StoredAction>,
+    /// After this, the sweep may remove it.
+    pub expires_ms: i64,
+}
+
+impl Occurrence {
+    pub fn new(occurrence: &str, rule: &str, phase: Phase, expires_ms: i64) -> Occurrence {
+        Occurrence {
+            occurrence: occurrence.to_string(),
+            rule: rule.to_string(),
+            phase,
+            lease: None,
+            first_handled_ms: None,
+            first_audit: None,
+            last_step_ms: None,
+            next_step: 0,
+            actions: vec![],
+            expires_ms,
+        }
+    }
+
+    /// Someone is acting or undoing right now.
+    pub fn busy(&self, now_ms: i64, skew_ms: i64) -> bool {
+        matches!(self.phase, Phase::Acting | Phase::Reverting)
+            && self.lease.is_some_and(|l| l.is_fresh(now_ms, skew_ms))
+    }
+}
+
+/// One flag in one environment while remediator holds it changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Occurrence keys holding it; the last to leave restores `prior`.
+    pub holders: Vec<String>,
+    /// What remediator set it to.
+    pub desired: bool,
+    /// What it was before remediator's first change.
+    pub prior: bool,
+    /// The last holder left: it is restoring (under this lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<Restoring>,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restoring {
+    pub by: String,
+    pub lease: Lease,
+}
+
+/// Per rule: recent actions, for cooldowns and the circuit breaker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleHistory {
+    /// Times of admitted actions, oldest first; kept for the rule's longest window.
+    pub actions_ms: Vec<i64>,
+    #[serde(default)]
+    pub expires_ms: i64,
+}
+
+impl RuleHistory {
+    pub fn last_action_ms(&self) -> Option<i64> {
+        self.actions_ms.last().copied()
+    }
+
+    pub fn actions_since(&self, since_ms: i64) -> usize {
+        self.actions_ms.iter().filter(|&&t| t > since_ms).count()
+    }
+
+    /// Record one admitted action and forget what no window can see any more.
+    pub fn record(&mut self, now_ms: i64, keep_ms: i64, expires_ms: i64) {
+        self.actions_ms.push(now_ms);
+        let horizon = now_ms.saturating_sub(keep_ms);
+        self.actions_ms.retain(|&t| t > horizon);
+        self.expires_ms = expires_ms;
+    }
+}
