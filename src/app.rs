@@ -177,6 +177,7 @@ fn webhook_handler(
         rules_format: rules.format,
         problems,
         not_processed,
+        rejected: ingested.rejected,
     })
 }
 

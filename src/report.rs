@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::Format;
+use crate::ingest::{Format, Rejected};
 use crate::problem::{Source, Status};
 use crate::rules::RulesFormat;
 
@@ -19,6 +19,9 @@ pub struct Report {
     pub problems: Vec<ProblemReport>,
     /// Alerts the sender truncated (`truncatedAlerts`) or remediator did not process.
     pub not_processed: u64,
+    /// Alerts of the group that could not be processed, each with the field at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejected>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +115,9 @@ pub enum ActionOutcome {
 
 impl Report {
     /// Alertmanager's delivery contract: 5xx only when a retry could succeed.
+    /// `rejected` alerts never change it: a retry would send them the same way, and
+    /// Alertmanager drops a whole group on any 4xx. (A group with no valid alert is
+    /// refused as 422 before a report exists.)
     pub fn status(&self) -> u16 {
         let retry_helps = self
             .problems
