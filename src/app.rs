@@ -187,6 +187,7 @@ fn webhook_handler(
         problems,
         not_processed,
         problems_not_shown: 0,
+        rejected: ingested.rejected,
     })
 }
 

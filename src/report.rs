@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::Format;
+use crate::ingest::{Format, Rejected};
 use crate::problem::{Source, Status};
 use crate::rules::RulesFormat;
 
@@ -22,6 +22,9 @@ pub struct Report {
     /// Processed (and audited) but left out of this report to keep it small.
     #[serde(skip_serializing_if = "is_zero")]
     pub problems_not_shown: u64,
+    /// Alerts of the group that could not be processed, each with the field at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejected>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -118,7 +121,6 @@ pub enum ActionOutcome {
 }
 
 impl Report {
-    /// Alertmanager's delivery contract: 5xx only when a retry could succeed.
     /// Keep the first `max` problems; count the rest.
     pub fn shorten(&mut self, max: usize) {
         if self.problems.len() > max {
@@ -127,6 +129,10 @@ impl Report {
         }
     }
 
+    /// Alertmanager's delivery contract: 5xx only when a retry could succeed.
+    /// `rejected` alerts never change it: a retry would send them the same way, and
+    /// Alertmanager drops a whole group on any 4xx. (A group with no valid alert is
+    /// refused as 422 before a report exists.)
     pub fn status(&self) -> u16 {
         let retry_helps = self
             .problems

@@ -487,3 +487,98 @@ fn retries_stop_at_the_delivery_budget() {
     // 300 ms allows the first call and one 100 ms backoff, not the 400 ms one.
     assert_eq!(r.sent().len(), 2);
 }
+
+/// A group of `alerts`, the one at `bad` without its `alertname`.
+fn group_with_malformed(alerts: &[TestAlert], bad: usize) -> Vec<u8> {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&alertmanager("firing", alerts)).unwrap();
+    let labels = body["alerts"][bad]["labels"].as_object_mut().unwrap();
+    labels.remove("alertname");
+    labels.insert("severity".into(), json!("page"));
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[test]
+fn one_malformed_alert_does_not_drop_the_valid_ones_in_its_group() {
+    let r = Recorder::new();
+    let body = group_with_malformed(
+        &[
+            ("cpu_usage", None, &[("service", "carts")]),
+            ("DiskFull", None, &[]),
+            ("HighFailureRate", Some("Failure rate increase"), &[]),
+        ],
+        1,
+    );
+    let (status, report) = r.post("/alertmanager", &body);
+    assert_eq!(status, 200, "{report}");
+    let handled: Vec<_> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["title"].clone(), p["outcome"].clone()))
+        .collect();
+    assert_eq!(
+        handled,
+        [
+            (json!("cpu_usage"), json!("acted")),
+            (json!("HighFailureRate"), json!("acted"))
+        ]
+    );
+    let urls: Vec<_> = r.sent().into_iter().map(|s| s.url).collect();
+    assert_eq!(
+        urls,
+        ["http://scaler.test:9100/scale", PROMOTION, PROMOTION_OFF]
+    );
+    assert_eq!(
+        report["rejected"],
+        json!([{"index": 1, "reason": "alerts[1].labels.alertname: missing"}])
+    );
+    assert_eq!(report["not_processed"], 0);
+
+    let (status, simulated) = r.post("/simulate", &body);
+    assert_eq!(status, 200, "{simulated}");
+    assert_eq!(simulated["rejected"], report["rejected"]);
+    let (_, clean) = r.post("/", &failure_rate());
+    assert!(
+        clean.get("rejected").is_none(),
+        "omitted when empty: {clean}"
+    );
+}
+
+#[test]
+fn a_rejected_alert_does_not_stop_a_retryable_failure_answering_502() {
+    let r = Recorder::new();
+    r.answer(|_| respond(503, "down for maintenance"));
+    let body = group_with_malformed(
+        &[
+            ("DiskFull", None, &[]),
+            ("HighFailureRate", Some("Failure rate increase"), &[]),
+        ],
+        0,
+    );
+    let (status, report) = r.post("/", &body);
+    assert_eq!(status, 502, "{report}");
+    assert_eq!(report["problems"][0]["outcome"], "failed");
+    assert_eq!(report["rejected"][0]["index"], 0);
+}
+
+#[test]
+fn a_group_with_no_valid_alert_answers_422_naming_every_bad_one() {
+    let r = Recorder::new();
+    let mut body: serde_json::Value = serde_json::from_slice(&group_with_malformed(
+        &[("DiskFull", None, &[]), ("HighFailureRate", None, &[])],
+        0,
+    ))
+    .unwrap();
+    body["alerts"][1]["status"] = json!("exploding");
+    let (status, report) = r.post("/", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 422, "{report}");
+    let message = report["error"].as_str().unwrap();
+    for needle in [
+        "alerts[0].labels.alertname: missing",
+        "alerts[1].status: unknown variant `exploding`",
+    ] {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+    assert!(r.sent().is_empty());
+}

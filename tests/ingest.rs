@@ -1,6 +1,6 @@
 //! Every accepted webhook format, normalized into `Problem`s.
 
-use remediator::ingest::{ingest, Format, IngestError};
+use remediator::ingest::{ingest, Format, IngestError, Ingested, MAX_REJECTED};
 use remediator::problem::{Source, Status};
 
 const FIRING: &[u8] = include_bytes!("fixtures/payloads/alertmanager-firing.json");
@@ -146,8 +146,8 @@ fn bad_payloads_name_the_field() {
         ),
         (
             None,
-            r#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"A"}},{"status":"burning","labels":{"alertname":"B"}}]}"#,
-            "alerts[1].status",
+            r#"{"version":"4","alerts":[{"status":"burning","labels":{"alertname":"B"}}]}"#,
+            "alerts[0].status",
         ),
         (
             None,
@@ -158,6 +158,16 @@ fn bad_payloads_name_the_field() {
             None,
             r#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":5}}]}"#,
             "alerts[0].labels.alertname",
+        ),
+        (
+            None,
+            r#"{"version":"4","alerts":{"0":{"status":"firing","labels":{"alertname":"A"}}}}"#,
+            "alerts: invalid type: map",
+        ),
+        (
+            None,
+            r#"{"version":"4","truncatedAlerts":"some","alerts":[{"status":"firing","labels":{"alertname":"A"}}]}"#,
+            "truncatedAlerts: invalid type: string",
         ),
         (None, r#"{"hello":"world"}"#, "unrecognized payload"),
         (None, r#"[1,2]"#, "JSON object"),
@@ -201,4 +211,132 @@ fn deeply_nested_json_is_an_error_not_a_crash() {
         ingest(None, body.as_bytes()),
         Err(IngestError::Malformed(_))
     ));
+}
+
+fn group(alerts: &[&str]) -> Vec<u8> {
+    format!(
+        r#"{{"version":"4","status":"firing","truncatedAlerts":0,"alerts":[{}]}}"#,
+        alerts.join(",")
+    )
+    .into_bytes()
+}
+
+fn rejected(got: &Ingested) -> Vec<(usize, &str)> {
+    got.rejected
+        .iter()
+        .map(|r| (r.index, r.reason.as_str()))
+        .collect()
+}
+
+fn titles(got: &Ingested) -> Vec<&str> {
+    got.problems.iter().map(|p| p.title.as_str()).collect()
+}
+
+#[test]
+fn one_malformed_alert_does_not_drop_the_valid_ones_in_its_group() {
+    let body = group(&[
+        r#"{"status":"firing","labels":{"alertname":"A"},"fingerprint":"1"}"#,
+        r#"{"status":"firing","labels":{"severity":"page"},"fingerprint":"2"}"#,
+        r#"{"status":"resolved","labels":{"alertname":"C"},"fingerprint":"3"}"#,
+    ]);
+    let got = ingest(Some(Format::Alertmanager), &body).unwrap();
+    assert_eq!(titles(&got), ["A", "C"]);
+    assert_eq!(got.problems[1].status, Status::Resolved);
+    assert_eq!(rejected(&got), [(1, "alerts[1].labels.alertname: missing")]);
+    assert_eq!(
+        got.not_processed, 0,
+        "rejected alerts are reported, not counted"
+    );
+}
+
+#[test]
+fn each_malformed_alert_is_rejected_by_its_index_naming_its_field() {
+    let ok = r#"{"status":"firing","labels":{"alertname":"Ok"}}"#;
+    let body = group(&[
+        ok,
+        r#"{"status":"burning","labels":{"alertname":"B"}}"#,
+        r#"{"labels":{"alertname":"B"}}"#,
+        r#"{"status":"firing"}"#,
+        r#"{"status":"firing","labels":{"alertname":""}}"#,
+        r#"{"status":"firing","labels":{"alertname":5}}"#,
+        r#"{"status":"firing","labels":{"alertname":"B","team":null}}"#,
+        r#"{"status":"firing","labels":{"alertname":"B"},"startsAt":1764165726}"#,
+        r#"{"status":"firing","labels":{"alertname":"B"},"annotations":[]}"#,
+        r#""an alert""#,
+        ok,
+    ]);
+    let got = ingest(None, &body).unwrap();
+    assert_eq!(titles(&got), ["Ok", "Ok"]);
+    let got = rejected(&got);
+    let want = [
+        (1, "alerts[1].status: unknown variant `burning`"),
+        (2, "alerts[2]: missing field `status`"),
+        (3, "alerts[3]: missing field `labels`"),
+        (4, "alerts[4].labels.alertname: empty"),
+        (5, "alerts[5].labels.alertname: invalid type: integer `5`"),
+        (6, "alerts[6].labels.team: invalid type: null"),
+        (7, "alerts[7].startsAt: invalid type: integer `1764165726`"),
+        (8, "alerts[8].annotations: invalid type: sequence"),
+        (9, "alerts[9]: invalid type: string \"an alert\""),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for ((index, reason), (want_index, needle)) in got.iter().zip(want) {
+        assert_eq!(*index, want_index, "{reason}");
+        assert!(reason.starts_with(needle), "{reason:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn grafana_groups_reject_malformed_alerts_one_by_one() {
+    let body = br#"{
+      "receiver": "remediator", "status": "firing", "orgId": 1, "version": "1",
+      "alerts": [
+        {"status": "firing", "labels": {"grafana_folder": "shop"}, "values": {"B": 1}},
+        {"status": "firing", "labels": {"alertname": "cpu_usage"}, "values": {"B": 97.5}}
+      ]
+    }"#;
+    for route in [None, Some(Format::Grafana)] {
+        let got = ingest(route, body).unwrap();
+        assert_eq!(got.format, Format::Grafana);
+        assert_eq!(titles(&got), ["cpu_usage"]);
+        assert_eq!(got.problems[0].source, Source::Grafana);
+        assert_eq!(rejected(&got), [(0, "alerts[0].labels.alertname: missing")]);
+    }
+}
+
+#[test]
+fn a_group_with_no_valid_alert_is_refused_naming_every_bad_one() {
+    let body = group(&[
+        r#"{"status":"firing","labels":{}}"#,
+        r#"{"status":"exploding","labels":{"alertname":"B"}}"#,
+    ]);
+    let err = ingest(None, &body).unwrap_err();
+    assert!(matches!(err, IngestError::Invalid(_)), "{err:?}");
+    let message = err.to_string();
+    for needle in [
+        "alerts[0].labels.alertname: missing",
+        "alerts[1].status: unknown variant `exploding`",
+    ] {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn thousands_of_malformed_alerts_are_reported_in_bounded_detail() {
+    let bad = r#"{"status":"firing","labels":{}}"#;
+    let mut alerts = vec![bad; 1000];
+    alerts.push(r#"{"status":"firing","labels":{"alertname":"Ok"}}"#);
+    let got = ingest(None, &group(&alerts)).unwrap();
+    assert_eq!(titles(&got), ["Ok"]);
+    assert_eq!(got.rejected.len(), MAX_REJECTED);
+    assert_eq!(got.rejected[MAX_REJECTED - 1].index, MAX_REJECTED - 1);
+    assert_eq!(got.not_processed, (1000 - MAX_REJECTED) as u64);
+
+    let huge = format!(r#""{}""#, "x".repeat(100_000));
+    let got = ingest(None, &group(&[&huge, alerts[1000]])).unwrap();
+    assert!(got.rejected[0].reason.len() < 300, "a quoted value is cut");
+
+    let err = ingest(None, &group(&[bad; 1000])).unwrap_err();
+    assert!(err.to_string().len() < 2000, "{err}");
+    assert!(err.to_string().contains("alerts[0].labels.alertname"));
 }

@@ -442,6 +442,20 @@ pub fn render(report: &Value, s: Style) -> String {
             }
         }
     }
+    let rejected = report
+        .get("rejected")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !rejected.is_empty() {
+        out.push_str(&format!(
+            "\n{} alert(s) rejected (a retry cannot fix them):\n",
+            rejected.len()
+        ));
+        for r in &rejected {
+            out.push_str(&format!("  {}\n", s.red(text(r, "reason"))));
+        }
+    }
     if let Some(n) = report.get("not_processed").and_then(Value::as_u64) {
         if n > 0 {
             out.push_str(&format!("\n{n} alert(s) not processed\n"));

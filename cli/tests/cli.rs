@@ -49,6 +49,7 @@ const SEMANTIC: &str = "tests/fixtures/rules/semantic-error.yaml";
 const SHADOWED: &str = "tests/fixtures/rules/shadowed.yaml";
 const FIRING: &str = "tests/fixtures/payloads/alertmanager-firing.json";
 const TWO_ALERTS: &str = "tests/fixtures/payloads/alertmanager-two-alerts.json";
+const ONE_MALFORMED: &str = "tests/fixtures/payloads/alertmanager-one-malformed.json";
 const RESOLVED: &str = "tests/fixtures/payloads/failure-rate-resolved.json";
 const KEPTN_CPU: &str = "tests/fixtures/payloads/keptn-cpu-usage.json";
 const HANDLED: &str = "tests/fixtures/state/handled.json";
@@ -190,6 +191,28 @@ fn simulate_shows_what_would_be_sent() {
     assert!(
         !r.stdout.contains('\x1b'),
         "no colour when stdout is not a terminal"
+    );
+}
+
+#[test]
+fn simulate_shows_the_valid_alerts_of_a_group_and_names_the_rejected_one() {
+    let r = run(
+        &["simulate", "--rules", TUTORIAL, "--payload", ONE_MALFORMED],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("HighFailureRate [firing]\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(PROMOTION_OFF), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "\n1 alert(s) rejected (a retry cannot fix them):\n  alerts[0].labels.alertname: missing\n"
+        ),
+        "{}",
+        r.stdout
     );
 }
 

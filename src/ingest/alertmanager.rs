@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{typed, Format, IngestError, Ingested};
+use super::{typed, typed_at, Format, IngestError, Ingested, Rejected, MAX_REJECTED};
 use crate::problem::{fingerprint_labels, Problem, Source, Status};
 
 /// Unknown fields (`notification_reason`, `routeLabels`, Grafana's `orgId`, `values`, ...)
-/// are accepted and ignored.
+/// are accepted and ignored. Alerts are read one by one ([`Alert`]): one that cannot be
+/// read is rejected alone, not with its group.
 #[derive(Debug, Deserialize)]
 struct Webhook {
     version: String,
-    alerts: Vec<Alert>,
+    alerts: Vec<Value>,
     #[serde(default, rename = "truncatedAlerts")]
     truncated_alerts: u64,
 }
@@ -60,42 +61,84 @@ pub fn grafana(value: Value) -> Result<Ingested, IngestError> {
     build(Format::Grafana, Source::Grafana, hook)
 }
 
+/// How many rejections a refusal of a whole group spells out.
+const REFUSAL_NAMES: usize = 10;
+
 fn build(format: Format, source: Source, hook: Webhook) -> Result<Ingested, IngestError> {
-    let problems = hook
-        .alerts
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let title = a
-                .labels
-                .get("alertname")
-                .filter(|n| !n.is_empty())
-                .cloned()
-                .ok_or_else(|| {
-                    IngestError::Invalid(format!("alerts[{i}].labels.alertname: missing or empty"))
-                })?;
-            let fingerprint = a
-                .fingerprint
-                .filter(|f| !f.is_empty())
-                .unwrap_or_else(|| fingerprint_labels(&a.labels));
-            Ok(Problem {
-                source,
-                status: match a.status {
-                    AlertStatus::Firing => Status::Firing,
-                    AlertStatus::Resolved => Status::Resolved,
-                },
-                title,
-                summary: a.annotations.get("summary").cloned(),
-                labels: a.labels,
-                annotations: a.annotations,
-                starts_at: a.starts_at,
-                fingerprint,
-            })
-        })
-        .collect::<Result<Vec<_>, IngestError>>()?;
+    let mut problems = Vec::new();
+    let mut rejected = Vec::new();
+    let mut unreported: u64 = 0;
+    for (index, value) in hook.alerts.into_iter().enumerate() {
+        match problem(source, index, value).map_err(clip) {
+            Ok(p) => problems.push(p),
+            Err(reason) if rejected.len() < MAX_REJECTED => {
+                rejected.push(Rejected { index, reason })
+            }
+            Err(_) => unreported += 1,
+        }
+    }
+    if problems.is_empty() && !rejected.is_empty() {
+        // Nothing to act on: the delivery as a whole is refused (422), as before.
+        return Err(IngestError::Invalid(refusal(&rejected, unreported)));
+    }
     Ok(Ingested {
         format,
         problems,
-        not_processed: hook.truncated_alerts,
+        not_processed: hook.truncated_alerts.saturating_add(unreported),
+        rejected,
     })
+}
+
+/// One alert of a group, or why it is rejected (naming the field at fault).
+fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
+    let a: Alert = typed_at(&format!("alerts[{i}]"), value)?;
+    let title = match a.labels.get("alertname") {
+        None => return Err(format!("alerts[{i}].labels.alertname: missing")),
+        Some(n) if n.is_empty() => return Err(format!("alerts[{i}].labels.alertname: empty")),
+        Some(n) => n.clone(),
+    };
+    let fingerprint = a
+        .fingerprint
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| fingerprint_labels(&a.labels));
+    Ok(Problem {
+        source,
+        status: match a.status {
+            AlertStatus::Firing => Status::Firing,
+            AlertStatus::Resolved => Status::Resolved,
+        },
+        title,
+        summary: a.annotations.get("summary").cloned(),
+        labels: a.labels,
+        annotations: a.annotations,
+        starts_at: a.starts_at,
+        fingerprint,
+    })
+}
+
+/// Reasons quote the offending value: a huge one is cut (the body may be 1 MiB).
+const MAX_REASON_CHARS: usize = 200;
+
+fn clip(reason: String) -> String {
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason,
+    }
+}
+
+fn refusal(rejected: &[Rejected], unreported: u64) -> String {
+    let more = (rejected.len().saturating_sub(REFUSAL_NAMES) as u64).saturating_add(unreported);
+    let named: Vec<&str> = rejected
+        .iter()
+        .take(REFUSAL_NAMES)
+        .map(|r| r.reason.as_str())
+        .collect();
+    match (named.as_slice(), more) {
+        ([one], 0) => one.to_string(),
+        (named, 0) => format!("no alert could be processed: {}", named.join("; ")),
+        (named, more) => format!(
+            "no alert could be processed: {}; and {more} more",
+            named.join("; ")
+        ),
+    }
 }

@@ -120,5 +120,6 @@ pub fn keptn(value: Value) -> Result<Ingested, IngestError> {
             fingerprint: id,
         }],
         not_processed: 0,
+        rejected: Vec::new(),
     })
 }

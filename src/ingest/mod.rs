@@ -17,12 +17,27 @@ pub enum Format {
     Keptn,
 }
 
+/// Rejected alerts reported one by one; those beyond count in `not_processed`.
+pub const MAX_REJECTED: usize = 100;
+
 #[derive(Debug)]
 pub struct Ingested {
     pub format: Format,
     pub problems: Vec<Problem>,
     /// Alerts the sender left out (`truncatedAlerts`) or we refused to process.
     pub not_processed: u64,
+    /// Alerts of a well-formed group that could not be turned into a [`Problem`].
+    pub rejected: Vec<Rejected>,
+}
+
+/// One alert of a group that could not be turned into a [`Problem`]. Permanent: the
+/// sender would send it the same way again, so a retry cannot fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// Its position in the payload's `alerts`.
+    pub index: usize,
+    /// Names the field: `alerts[3].labels.alertname: missing`.
+    pub reason: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,12 +94,20 @@ fn detect(v: &Value) -> Result<Format, IngestError> {
 
 /// Deserialize with the failing field's path in the message (`alerts[2].labels`).
 pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, IngestError> {
+    typed_at("", value).map_err(IngestError::Invalid)
+}
+
+/// [`typed`] for a value found at `at` (`alerts[2]`): the message names its full path.
+pub(crate) fn typed_at<T: DeserializeOwned>(at: &str, value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        IngestError::Invalid(if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("{path}: {}", e.inner())
-        })
+        let path = match (at, path.as_str()) {
+            ("", ".") => return e.inner().to_string(),
+            (at, ".") => at.to_string(),
+            ("", p) => p.to_string(),
+            (at, p) if p.starts_with('[') => format!("{at}{p}"),
+            (at, p) => format!("{at}.{p}"),
+        };
+        format!("{path}: {}", e.inner())
     })
 }
