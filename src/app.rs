@@ -116,10 +116,10 @@ fn webhook_handler(
     mode: Mode,
 ) -> Result<Report, WebhookError> {
     let cfg = Config::load(|n| p.variable(n)).map_err(WebhookError::Config)?;
-    auth::check(&cfg, &presented(p, &cfg, req)).map_err(WebhookError::Auth)?;
     if req.body().len() > MAX_BODY_BYTES {
         return Err(WebhookError::TooLarge(req.body().len()));
     }
+    auth::check(&cfg, &presented(p, &cfg, req)).map_err(WebhookError::Auth)?;
     if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
         let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();

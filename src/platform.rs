@@ -18,6 +18,8 @@ pub enum SendError {
     Timeout(String),
     /// Connection refused, DNS failure, reset, and similar transport failures.
     Transport(String),
+    /// The response body was longer than the limit given to [`Platform::send_bounded`].
+    TooLarge(usize),
 }
 
 impl std::fmt::Display for SendError {
@@ -26,6 +28,7 @@ impl std::fmt::Display for SendError {
             SendError::Denied(m) => write!(f, "outbound request denied by the host: {m}"),
             SendError::Timeout(m) => write!(f, "timed out: {m}"),
             SendError::Transport(m) => write!(f, "transport error: {m}"),
+            SendError::TooLarge(max) => write!(f, "response body exceeds {max} bytes"),
         }
     }
 }
@@ -45,8 +48,9 @@ pub trait Platform {
     /// Send one request; `timeout` bounds connect and each wait for data.
     fn send(&self, req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError>;
     /// Like [`Platform::send`], but a response body longer than `max_body_bytes` is an
-    /// error. Shells that stream (Spin) stop reading at the limit; this default, for
-    /// test doubles, checks after the fact.
+    /// error ([`SendError::TooLarge`]), and `timeout` also bounds the whole exchange.
+    /// Shells that stream (Spin) stop reading at the limit and at the deadline; this
+    /// default, for test doubles, checks the size after the fact.
     fn send_bounded(
         &self,
         req: OutboundRequest,
@@ -55,9 +59,7 @@ pub trait Platform {
     ) -> Result<OutboundResponse, SendError> {
         let resp = self.send(req, timeout)?;
         if resp.body().len() > max_body_bytes {
-            return Err(SendError::Transport(format!(
-                "response body exceeds {max_body_bytes} bytes"
-            )));
+            return Err(SendError::TooLarge(max_body_bytes));
         }
         Ok(resp)
     }

@@ -1,6 +1,12 @@
 //! Where the effective rules come from: fetched over HTTP (cached in key-value
 //! with a TTL and revalidated with ETag / Last-Modified), else the last set that
 //! was fetched and valid, else the bundled file. Invalid rules are never used.
+//!
+//! A fetch is bounded in size ([`MAX_RULES_BYTES`]) and time ([`MAX_FETCH_TIME`]),
+//! and only one delivery at a time fetches (a lease in key-value): a slow or huge
+//! rules server costs one bounded request per TTL, not every webhook.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +17,106 @@ use crate::rules::{self, RuleSet};
 use crate::state;
 
 const STATE_KEY: &str = "rules/source";
+/// Set (to the start time, Unix ms) while one delivery fetches the rules URL.
+const FETCHING_KEY: &str = "rules/fetching";
+
+/// Largest rules file fetched; a larger response is a fetch error.
+pub const MAX_RULES_BYTES: usize = 1024 * 1024;
+/// The longest a rules fetch may take, whatever `outbound_timeout_ms` says: every
+/// webhook that finds the cache stale waits for it.
+pub const MAX_FETCH_TIME: Duration = Duration::from_secs(5);
+
+fn fetch_timeout(cfg: &Config) -> Duration {
+    cfg.outbound_timeout.min(MAX_FETCH_TIME)
+}
+
+/// How long a fetching marker holds off other fetches: twice the fetch deadline, by
+/// which time the fetch has ended one way or another (a marker left by a delivery
+/// that died mid-fetch blocks nothing for longer).
+fn fetch_lease_ms(cfg: &Config) -> i64 {
+    2 * fetch_timeout(cfg).as_millis() as i64
+}
+
+/// `url` as it may be shown (reports, warnings, `/healthz`, `/rules`): without
+/// userinfo, query or fragment, which is where URLs carry tokens.
+pub fn display_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("{host}{path}"),
+    }
+}
+
+/// `text` (built from a fetch of `url`, possibly quoting a peer) without the URL's
+/// userinfo, query or fragment, whole or in parts.
+fn scrub(text: &str, url: &str) -> String {
+    let mut t = text.replace(url, &display_url(url));
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = authority.rsplit_once('@').map(|(userinfo, _)| userinfo);
+    let after_path = rest.find(['?', '#']).map(|i| &rest[i..]);
+    let mut secrets: Vec<&str> = Vec::new();
+    if let Some(tail) = after_path {
+        secrets.push(tail);
+        secrets.push(&tail[1..]);
+        secrets.extend(tail[1..].split(['&', '#', ';']).flat_map(|kv| {
+            let value = kv.split_once('=').map_or(kv, |(_, v)| v);
+            [kv, value]
+        }));
+    }
+    if let Some(userinfo) = userinfo {
+        secrets.push(userinfo);
+        secrets.extend(userinfo.split(':'));
+    }
+    // Longest first, so a whole query goes before its parts; parts shorter than 4
+    // characters are left alone (they would garble the text and protect nothing).
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in secrets {
+        t = t.replace(secret, "<redacted>");
+    }
+    t
+}
+
+/// Whether this delivery should fetch: no other delivery's marker is fresh, and
+/// ours went in first. A key-value failure fetches anyway (the marker only saves
+/// requests; without key-value nothing is cached either).
+fn claim_fetch(p: &dyn Platform, cfg: &Config, now: i64) -> bool {
+    let current = match p.kv_get(FETCHING_KEY) {
+        Ok(current) => current,
+        Err(e) => {
+            p.log(&format!(
+                "remediator: WARNING rules fetch marker unreadable: {e}"
+            ));
+            return true;
+        }
+    };
+    let started = current
+        .as_deref()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    if started.is_some_and(|t| (now - t).abs() < fetch_lease_ms(cfg)) {
+        return false;
+    }
+    match p.kv_compare_and_swap(FETCHING_KEY, current.as_deref(), now.to_string().as_bytes()) {
+        Ok(won) => won,
+        Err(e) => {
+            p.log(&format!(
+                "remediator: WARNING rules fetch marker not set: {e}"
+            ));
+            true
+        }
+    }
+}
 
 /// The effective rules and where they came from.
 #[derive(Debug)]
@@ -65,7 +171,8 @@ fn bundled(p: &dyn Platform, cfg: &Config, warning: Option<String>) -> Result<Ef
 
 fn from_cache(c: &Cached, source: String, warning: Option<String>) -> Result<Effective, String> {
     Ok(Effective {
-        rules: rules::parse(&c.text).map_err(|e| format!("cached rules from {}: {e}", c.url))?,
+        rules: rules::parse(&c.text)
+            .map_err(|e| scrub(&format!("cached rules from {}: {e}", c.url), &c.url))?,
         version: c.etag.clone().unwrap_or_else(|| content_version(&c.text)),
         text: c.text.clone(),
         source,
@@ -94,7 +201,13 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
     let fresh = st
         .checked_at_ms
         .is_some_and(|t| now - t < cfg.rules_ttl.as_millis() as i64);
-    if !fresh {
+    let shown = display_url(&url);
+    let mut busy = None;
+    if !fresh && !claim_fetch(p, cfg, now) {
+        busy = Some(format!(
+            "rules URL {shown} is being fetched by another request"
+        ));
+    } else if !fresh {
         st.checked_at_ms = Some(now);
         match fetch(p, cfg, &url, st.last_good.as_ref()) {
             Ok(Fetched::NotModified) => st.last_error = None,
@@ -102,19 +215,24 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
                 st.last_good = Some(c);
                 st.last_error = None;
             }
-            Err(e) => st.last_error = Some(cfg.redact(&e)),
+            Err(e) => st.last_error = Some(scrub(&cfg.redact(&e), &url)),
         }
         // Losing this write only costs an extra conditional request later.
         if let Err(e) = state::write(p, STATE_KEY, &st) {
             p.log(&format!("remediator: WARNING rules cache not written: {e}"));
         }
+        if let Err(e) = p.kv_delete(FETCHING_KEY) {
+            p.log(&format!(
+                "remediator: WARNING rules fetch marker not removed (it expires): {e}"
+            ));
+        }
     }
-    let warning = st.last_error.clone();
+    let warning = st.last_error.as_deref().map(|w| scrub(w, &url));
     match &st.last_good {
-        Some(c) if warning.is_none() => from_cache(c, format!("url {url}"), None),
+        Some(c) if warning.is_none() => from_cache(c, format!("url {shown}"), None),
         Some(c) => from_cache(
             c,
-            format!("last-known-good from {url}"),
+            format!("last-known-good from {shown}"),
             warning.map(|w| {
                 format!(
                     "{w}; using the last good rules fetched at {}",
@@ -127,7 +245,9 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
             cfg,
             Some(format!(
                 "{}; no good rules were ever fetched, using the bundled file",
-                warning.unwrap_or_else(|| "rules URL not fetched".into())
+                warning
+                    .or(busy)
+                    .unwrap_or_else(|| "rules URL not fetched".into())
             )),
         ),
     }
@@ -161,18 +281,29 @@ fn fetch(
             req = req.header(http::header::IF_MODIFIED_SINCE, lm.as_str());
         }
     }
+    let shown = display_url(url);
     let req = req
         .body(Vec::new())
-        .map_err(|e| format!("rules URL {url}: {e}"))?;
+        .map_err(|e| format!("rules URL {shown}: {e}"))?;
+    let timeout = fetch_timeout(cfg);
     let resp = p
-        .send(req, cfg.outbound_timeout)
-        .map_err(|e: SendError| format!("rules URL {url} unreachable: {e}"))?;
+        .send_bounded(req, timeout, MAX_RULES_BYTES)
+        .map_err(|e| match e {
+            SendError::TooLarge(max) => {
+                format!("rules from {shown} exceed the {max}-byte limit and were not used")
+            }
+            SendError::Timeout(m) => format!(
+                "rules URL {shown} did not answer within {} ms: {m}",
+                timeout.as_millis()
+            ),
+            e => format!("rules URL {shown} unreachable: {e}"),
+        })?;
     let status = resp.status().as_u16();
     if status == 304 && cached.is_some() {
         return Ok(Fetched::NotModified);
     }
     if !(200..300).contains(&status) {
-        return Err(format!("rules URL {url} answered {status}"));
+        return Err(format!("rules URL {shown} answered {status}"));
     }
     let header = |name: http::header::HeaderName| {
         resp.headers()
@@ -181,9 +312,9 @@ fn fetch(
             .map(str::to_string)
     };
     let text = String::from_utf8(resp.body().clone())
-        .map_err(|_| format!("rules from {url} are not UTF-8"))?;
+        .map_err(|_| format!("rules from {shown} are not UTF-8"))?;
     rules::parse(&text)
-        .map_err(|e| format!("rules from {url} are invalid and were not used: {e}"))?;
+        .map_err(|e| format!("rules from {shown} are invalid and were not used: {e}"))?;
     Ok(Fetched::New(Cached {
         url: url.to_string(),
         etag: header(http::header::ETAG),

@@ -3,22 +3,18 @@
 
 use std::time::Duration;
 
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types as wasi_http};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use wasi::clocks::monotonic_clock;
+use wasi::io::streams::{InputStream, StreamError};
 
 use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    let mut builder = http::Request::builder()
-        .method(req.method().to_string().as_str())
-        .uri(req.path_and_query().unwrap_or("/"));
-    for (name, value) in req.headers() {
-        builder = builder.header(name, value.as_bytes());
-    }
-    let response = match builder.body(req.into_body()) {
+fn handle(req: IncomingRequest) -> Response {
+    let response = match incoming(&req) {
         Ok(request) => crate::app::handle(&SpinPlatform, request),
         Err(e) => crate::app::bad_request(&format!("unreadable request: {e}")),
     };
@@ -31,6 +27,67 @@ fn handle(req: Request) -> Response {
     out.body(body).build()
 }
 
+/// The incoming request as the core takes it. The body is read from its stream, and
+/// reading stops at `MAX_BODY_BYTES + 1` bytes: enough for the core to answer 413,
+/// without ever holding (or authenticating) a larger body.
+fn incoming(req: &IncomingRequest) -> Result<http::Request<Vec<u8>>, String> {
+    let mut builder = http::Request::builder()
+        .method(req.method().to_string().as_str())
+        .uri(req.path_with_query().unwrap_or_else(|| "/".into()));
+    for (name, value) in req.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let body = req
+        .consume()
+        .map_err(|()| "request body already taken".to_string())?;
+    let bytes = {
+        let stream = body
+            .stream()
+            .map_err(|()| "request body stream unavailable".to_string())?;
+        read_at_most(&stream, crate::app::MAX_BODY_BYTES + 1, None).map_err(|e| match e {
+            ReadError::Stream(m) => format!("reading body: {m}"),
+            ReadError::Deadline => "reading body: timed out".to_string(),
+        })?
+    };
+    drop(body);
+    builder.body(bytes).map_err(|e| e.to_string())
+}
+
+enum ReadError {
+    Stream(String),
+    Deadline,
+}
+
+/// Read `stream` to its end, but never more than `limit` bytes (the rest is left
+/// unread), and, with a `deadline` (monotonic-clock instant), only until then.
+fn read_at_most(
+    stream: &InputStream,
+    limit: usize,
+    deadline: Option<monotonic_clock::Instant>,
+) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    let ready = stream.subscribe();
+    let timer = deadline.map(monotonic_clock::subscribe_instant);
+    while bytes.len() < limit {
+        let want = (limit - bytes.len()).min(64 * 1024) as u64;
+        let read = match &timer {
+            None => stream.blocking_read(want),
+            Some(timer) => {
+                if !wasi::io::poll::poll(&[&ready, timer]).contains(&0) {
+                    return Err(ReadError::Deadline);
+                }
+                stream.read(want)
+            }
+        };
+        match read {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(e) => return Err(ReadError::Stream(format!("{e:?}"))),
+        }
+    }
+    Ok(bytes)
+}
+
 struct SpinPlatform;
 
 fn bucket() -> Result<store::Bucket, KvError> {
@@ -39,7 +96,19 @@ fn bucket() -> Result<store::Bucket, KvError> {
 
 impl Platform for SpinPlatform {
     fn send(&self, req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError> {
-        send_blocking(req, timeout)
+        send_blocking(req, timeout, None)
+    }
+
+    /// Reads at most `max_body_bytes + 1` bytes of the response (a longer one is an
+    /// error, and the rest is never read), and the whole exchange, head and body, must
+    /// end within `timeout`: a server that drips bytes cannot hold the request longer.
+    fn send_bounded(
+        &self,
+        req: OutboundRequest,
+        timeout: Duration,
+        max_body_bytes: usize,
+    ) -> Result<OutboundResponse, SendError> {
+        send_blocking(req, timeout, Some(max_body_bytes))
     }
 
     fn variable(&self, name: &str) -> Option<String> {
@@ -121,7 +190,21 @@ impl Platform for SpinPlatform {
 
 /// Outbound HTTP over `wasi:http/outgoing-handler`, synchronously, with
 /// connect / first-byte / between-bytes timeouts set on the request options.
-fn send_blocking(req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError> {
+/// With `max_body`: a response body over it is an error (reading stops one byte
+/// past it), and everything must arrive within `timeout` of the start.
+fn send_blocking(
+    req: OutboundRequest,
+    timeout: Duration,
+    max_body: Option<usize>,
+) -> Result<OutboundResponse, SendError> {
+    let nanos = timeout.as_nanos().min(u64::MAX as u128) as u64;
+    let deadline = max_body.map(|_| monotonic_clock::now().saturating_add(nanos));
+    let late = || {
+        SendError::Timeout(format!(
+            "response not complete within {} ms",
+            timeout.as_millis()
+        ))
+    };
     let (parts, body) = req.into_parts();
     let headers: Vec<(String, Vec<u8>)> = parts
         .headers
@@ -161,7 +244,6 @@ fn send_blocking(req: OutboundRequest, timeout: Duration) -> Result<OutboundResp
         .map_err(|_| bad("path"))?;
 
     let options = wasi_http::RequestOptions::new();
-    let nanos = timeout.as_nanos().min(u64::MAX as u128) as u64;
     // Hosts may not support every timeout; an unsupported one is not fatal.
     let _ = options.set_connect_timeout(Some(nanos));
     let _ = options.set_first_byte_timeout(Some(nanos));
@@ -179,30 +261,54 @@ fn send_blocking(req: OutboundRequest, timeout: Duration) -> Result<OutboundResp
     }
     wasi_http::OutgoingBody::finish(outgoing_body, None).map_err(map_error)?;
 
-    future.subscribe().block();
+    {
+        let head = future.subscribe();
+        match deadline {
+            None => head.block(),
+            Some(at) => {
+                let timer = monotonic_clock::subscribe_instant(at);
+                if !wasi::io::poll::poll(&[&head, &timer]).contains(&0) {
+                    return Err(late());
+                }
+            }
+        }
+    }
     let incoming = match future.get() {
         Some(Ok(Ok(resp))) => resp,
         Some(Ok(Err(code))) => return Err(map_error(code)),
         _ => return Err(SendError::Transport("response future failed".into())),
     };
     let mut response = http::Response::builder().status(incoming.status());
+    let mut declared: Option<u64> = None;
     for (name, value) in incoming.headers().entries() {
+        if name.eq_ignore_ascii_case("content-length") {
+            declared = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
+        }
         response = response.header(name, value);
+    }
+    if let Some(max) = max_body {
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(SendError::TooLarge(max));
+        }
     }
     let incoming_body = incoming
         .consume()
         .map_err(|_| SendError::Transport("response body taken".into()))?;
-    let mut bytes = Vec::new();
-    {
+    let bytes = {
         let stream = incoming_body
             .stream()
             .map_err(|_| SendError::Transport("response body stream".into()))?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => bytes.extend_from_slice(&chunk),
-                Err(wasi::io::streams::StreamError::Closed) => break,
-                Err(e) => return Err(SendError::Transport(format!("reading body: {e:?}"))),
-            }
+        let limit = max_body.map_or(usize::MAX, |m| m.saturating_add(1));
+        read_at_most(&stream, limit, deadline).map_err(|e| match e {
+            ReadError::Stream(m) => SendError::Transport(format!("reading body: {m}")),
+            ReadError::Deadline => late(),
+        })?
+    };
+    if let Some(max) = max_body {
+        if bytes.len() > max {
+            return Err(SendError::TooLarge(max));
         }
     }
     response

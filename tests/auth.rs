@@ -133,3 +133,25 @@ fn any_configured_method_suffices() {
     assert_eq!(r.request(signed, &b).0, 200);
     assert_eq!(r.request(http::Request::post("/"), &b).0, 401);
 }
+
+#[test]
+fn an_oversized_body_is_refused_before_its_signature_is_checked() {
+    // The size check runs first, so no HMAC is ever computed over a body past the
+    // limit: a wrong signature on one gets 413, not 401. (The Spin shell reads at
+    // most MAX_BODY_BYTES + 1 bytes, which is what the core sees here.)
+    let r = Recorder::new();
+    r.set_var("webhook_token", "");
+    r.set_var("webhook_hmac_secret", "hmac-SECRET-k");
+    let big = vec![b' '; remediator::app::MAX_BODY_BYTES + 1];
+    let bad_sig = http::Request::post("/grafana")
+        .header("content-type", "application/json")
+        .header("X-Grafana-Alerting-Signature", "0".repeat(64));
+    let (status, json) = r.request(bad_sig, &big);
+    assert_eq!(status, 413, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("limit"), "{json}");
+    // At the limit, the signature is what decides.
+    let at_limit = vec![b' '; remediator::app::MAX_BODY_BYTES];
+    let bad_sig =
+        http::Request::post("/grafana").header("X-Grafana-Alerting-Signature", "0".repeat(64));
+    assert_eq!(r.request(bad_sig, &at_limit).0, 401);
+}
