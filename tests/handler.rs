@@ -487,3 +487,22 @@ fn retries_stop_at_the_delivery_budget() {
     // 300 ms allows the first call and one 100 ms backoff, not the 400 ms one.
     assert_eq!(r.sent().len(), 2);
 }
+
+#[test]
+fn a_newline_in_an_alert_cannot_forge_a_log_line() {
+    let r = Recorder::new();
+    let mut body: serde_json::Value = serde_json::from_slice(&failure_rate()).unwrap();
+    body["alerts"][0]["fingerprint"] = json!("fp\nremediator: forged\u{1b}[2K");
+    let (status, report) = r.post("/", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 200, "{report}");
+    let logs = r.logs.borrow();
+    let line = logs
+        .iter()
+        .find(|l| l.contains("outcome=Acted"))
+        .expect("the problem is logged");
+    assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line:?}");
+    assert!(
+        line.contains(r"fp\nremediator: forged\u{1b}[2K"),
+        "{line:?}"
+    );
+}
