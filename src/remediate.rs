@@ -32,7 +32,13 @@ pub enum Step {
 }
 
 impl Step {
-    pub fn resolve(action: &Action, rule: &Rule, problem: &Problem, cfg: &Config) -> Step {
+    pub fn resolve(
+        action: &Action,
+        rule: &Rule,
+        problem: &Problem,
+        cfg: &Config,
+        index: usize,
+    ) -> Step {
         match action {
             Action::Flag {
                 flag,
@@ -50,9 +56,12 @@ impl Step {
                     .unwrap_or_else(|| cfg.unleash_environment.clone()),
                 enabled: *enabled,
             }),
-            Action::Scale { change, .. } => {
-                Step::Scale(ScaleRequest::new(&rule.name, *change, problem))
-            }
+            Action::Scale { change, .. } => Step::Scale(ScaleRequest::new(
+                &rule.name,
+                *change,
+                problem,
+                &state::hash(&[&problem.occurrence(), &rule.name, &index.to_string()]),
+            )),
         }
     }
 
@@ -84,20 +93,20 @@ impl Step {
             Step::Toggle(t) => {
                 // Both calls are idempotent in Unleash: safe to retry.
                 let previous = out.idempotent(|timeout| {
-                    let req = t.read_request(&cfg.unleash_url, &cfg.unleash_token);
-                    t.read_outcome(out.p.send(req, timeout))
+                    let req = t.read_request(&cfg.unleash_url, &cfg.unleash_token)?;
+                    t.read_outcome(out.p.send(req, timeout), cfg)
                 })?;
                 let detail = out.idempotent(|timeout| {
-                    let req = t.request(&cfg.unleash_url, &cfg.unleash_token);
-                    t.outcome(out.p.send(req, timeout))
+                    let req = t.request(&cfg.unleash_url, &cfg.unleash_token)?;
+                    t.outcome(out.p.send(req, timeout), cfg)
                 })?;
                 Ok((detail, Some(previous)))
             }
             // `+1` twice is +2: never retried here; the sender's retry and the
             // occurrence record decide.
             Step::Scale(s) => out.once(|timeout| {
-                let req = s.request(&Self::scale_url(cfg), &cfg.scale_token);
-                s.outcome(out.p.send(req, timeout)).map(|d| (d, None))
+                let req = s.request(&Self::scale_url(cfg), &cfg.scale_token)?;
+                s.outcome(out.p.send(req, timeout), cfg).map(|d| (d, None))
             }),
         }
     }
@@ -109,7 +118,10 @@ impl Step {
             Step::Toggle(t) => t.request(&cfg.unleash_url, &none),
             Step::Scale(s) => s.request(&Self::scale_url(cfg), &none),
         };
-        format!("would send {} {}", req.method(), req.uri())
+        match req {
+            Ok(req) => format!("would send {} {}", req.method(), req.uri()),
+            Err(e) => format!("would fail: {}", e.message),
+        }
     }
 }
 
@@ -382,7 +394,7 @@ fn decide_and_claim(
             }
             Decision::Act { indices, why } if dry_run => {
                 for i in indices {
-                    let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
+                    let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg, i);
                     report
                         .actions
                         .push(dry_run_report(step.target(), step.describe(d.cfg)));
@@ -397,7 +409,8 @@ fn decide_and_claim(
             Decision::Revert { applied } if dry_run => {
                 for a in &applied {
                     let action = &rule.actions[a.index];
-                    let undo = match (action, Step::resolve(action, rule, problem, d.cfg)) {
+                    let step = Step::resolve(action, rule, problem, d.cfg, a.index);
+                    let undo = match (action, step) {
                         (_, Step::Toggle(set)) => Some((
                             Step::Toggle(Toggle {
                                 enabled: !set.enabled,
@@ -412,7 +425,17 @@ fn decide_and_claim(
                             Step::Scale(_),
                         ) => on_resolve.or_else(|| change.inverse()).map(|back| {
                             (
-                                Step::Scale(ScaleRequest::new(&rule.name, back, problem)),
+                                Step::Scale(ScaleRequest::new(
+                                    &rule.name,
+                                    back,
+                                    problem,
+                                    &state::hash(&[
+                                        &problem.occurrence(),
+                                        &rule.name,
+                                        &a.index.to_string(),
+                                        "revert",
+                                    ]),
+                                )),
                                 "",
                             )
                         }),
@@ -520,7 +543,7 @@ fn act(
     let mut failed = false;
     let mut done = false;
     for &i in indices {
-        let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg);
+        let step = Step::resolve(&rule.actions[i], rule, problem, d.cfg, i);
         let result = step.execute(&d.outbound());
         if let Ok((_, previous_enabled)) = &result {
             rec.applied.push(Applied {
@@ -589,7 +612,14 @@ fn revert(
     let mut undone = 0;
     for a in applied.iter().rev() {
         let action = &rule.actions[a.index];
-        let (target, result, event) = match (action, Step::resolve(action, rule, problem, d.cfg)) {
+        let revert_key = state::hash(&[
+            &problem.occurrence(),
+            &rule.name,
+            &a.index.to_string(),
+            "revert",
+        ]);
+        let step = Step::resolve(action, rule, problem, d.cfg, a.index);
+        let (target, result, event) = match (action, step) {
             (Action::Flag { .. }, Step::Toggle(set)) => {
                 let undo = Toggle {
                     enabled: !set.enabled,
@@ -605,15 +635,15 @@ fn revert(
                 Step::Scale(_),
             ) => match on_resolve.or_else(|| change.inverse()) {
                 Some(back) => {
-                    let s = ScaleRequest::new(&rule.name, back, problem);
+                    let s = ScaleRequest::new(&rule.name, back, problem, &revert_key);
                     let result = d.outbound().once(|timeout| {
-                        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
-                        s.outcome(d.p.send(req, timeout))
+                        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token)?;
+                        s.outcome(d.p.send(req, timeout), d.cfg)
                     });
                     (Step::Scale(s).target(), result, Event::Reverted)
                 }
                 None => {
-                    let s = ScaleRequest::new(&rule.name, *change, problem);
+                    let s = ScaleRequest::new(&rule.name, *change, problem, &revert_key);
                     (
                         Step::Scale(s).target(),
                         Ok("no inverse for =N and no on_resolve".into()),
@@ -688,8 +718,8 @@ fn undo_flag(
     }
     let out = d.outbound();
     let current = out.idempotent(|timeout| {
-        let read = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-        set.read_outcome(d.p.send(read, timeout))
+        let read = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
+        set.read_outcome(d.p.send(read, timeout), d.cfg)
     });
     match current {
         Err(e) => (Err(e), Event::Failed),
@@ -704,8 +734,8 @@ fn undo_flag(
         ),
         Ok(_) => {
             let result = out.idempotent(|timeout| {
-                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-                undo.outcome(d.p.send(req, timeout))
+                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
+                undo.outcome(d.p.send(req, timeout), d.cfg)
             });
             (result, Event::Reverted)
         }
