@@ -156,9 +156,9 @@ fn webhook_handler(
             let r = remediate(&mut delivery, problem);
             p.log(&format!(
                 "remediator: {} {:?} rule={} outcome={:?}",
-                r.occurrence,
+                crate::report::log_safe(&r.occurrence),
                 r.title,
-                r.rule.as_deref().unwrap_or("-"),
+                crate::report::log_safe(r.rule.as_deref().unwrap_or("-")),
                 r.outcome
             ));
             r

@@ -70,7 +70,8 @@ pub fn hmac_hex(secret: &[u8], message: &[&[u8]]) -> String {
 pub fn check(cfg: &Config, req: &Presented) -> Result<(), AuthError> {
     let a = &cfg.auth;
     let bearer = !a.bearer.is_empty();
-    let basic = !a.basic_user.is_empty();
+    // Both halves, never a user with an empty password.
+    let basic = a.basic_configured();
     let hmac = !a.hmac_secret.is_empty();
     if !(bearer || basic || hmac) {
         return if cfg.allow_unauthenticated {
@@ -109,8 +110,9 @@ pub fn check(cfg: &Config, req: &Presented) -> Result<(), AuthError> {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or_else(|| AuthError::Stale("not Unix seconds".into()))?;
-            let age = (req.now_ms / 1000 - secs).abs();
-            if age > a.hmac_window_s {
+            // Any i64 can arrive: no arithmetic here may overflow.
+            let age = (req.now_ms / 1000).abs_diff(secs);
+            if age > a.hmac_window_s.unsigned_abs() {
                 return Err(AuthError::Stale(format!(
                     "{age}s from now, outside the {}s replay window",
                     a.hmac_window_s
@@ -128,4 +130,38 @@ pub fn check(cfg: &Config, req: &Presented) -> Result<(), AuthError> {
     } else {
         AuthError::Missing
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{tests::config, Secret};
+
+    fn basic(cfg: &Config, header: &str) -> Result<(), AuthError> {
+        check(
+            cfg,
+            &Presented {
+                authorization: Some(header.as_bytes()),
+                signature: None,
+                timestamp: None,
+                body: b"{}",
+                now_ms: 1_764_165_726_000,
+            },
+        )
+    }
+
+    #[test]
+    fn basic_with_an_empty_password_accepts_nobody_even_when_built_by_hand() {
+        let mut cfg = config(&[
+            ("webhook_token", ""),
+            ("webhook_basic_user", "am"),
+            ("webhook_basic_password", "pw"),
+        ]);
+        // base64("am:pw")
+        assert_eq!(basic(&cfg, "Basic YW06cHc="), Ok(()));
+        // Config::load refuses this; a Config made another way must not open up.
+        cfg.auth.basic_password = Secret::default();
+        // base64("am:")
+        assert_eq!(basic(&cfg, "Basic YW06"), Err(AuthError::NotConfigured));
+    }
 }

@@ -44,6 +44,13 @@ pub struct AuthConfig {
     pub hmac_window_s: i64,
 }
 
+impl AuthConfig {
+    /// Basic needs both halves; [`Config::load`] refuses one without the other.
+    pub fn basic_configured(&self) -> bool {
+        !self.basic_user.is_empty() && !self.basic_password.is_empty()
+    }
+}
+
 /// spin.toml's default for `rules_origin`: a reserved, never-resolving name
 /// (RFC 2606) that keeps the allow-list template non-empty while meaning "unset".
 pub const RULES_ORIGIN_UNSET: &str = "http://rules.invalid";
@@ -74,13 +81,24 @@ pub struct Config {
 }
 
 impl Config {
-    /// Build from a variable lookup; every error names the variable.
+    /// Build from a variable lookup; every error names the variable. Values are
+    /// trimmed (a Kubernetes Secret file ends in a newline), and everything that
+    /// goes into an outbound request is validated here, so that building one
+    /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |name: &str| -> Result<String, String> {
-            var(name).ok_or_else(|| format!("variable {name} is not provided"))
+            var(name)
+                .map(|v| v.trim().to_string())
+                .ok_or_else(|| format!("variable {name} is not provided"))
+        };
+        // A credential sent (or expected) in an HTTP header.
+        let token = |name: &str| -> Result<Secret, String> {
+            let v = get(name)?;
+            header_value(name, &v)?;
+            Ok(Secret::new(v))
         };
         let flag = |name: &str| -> Result<bool, String> {
-            match get(name)?.trim() {
+            match get(name)?.as_str() {
                 "true" | "1" | "yes" => Ok(true),
                 "false" | "0" | "no" | "" => Ok(false),
                 other => Err(format!("variable {name}: {other:?} is not true or false")),
@@ -90,7 +108,6 @@ impl Config {
         let number =
             |v: &str, range: std::ops::RangeInclusive<u64>, unit: &str| -> Result<u64, String> {
                 get(v)?
-                    .trim()
                     .parse()
                     .ok()
                     .filter(|n| range.contains(n))
@@ -103,22 +120,44 @@ impl Config {
                     })
             };
         let timeout_ms = number("outbound_timeout_ms", 1..=60_000, "milliseconds")?;
-        let scale_path = get("scale_path")?;
-        if !scale_path.starts_with('/') {
-            return Err("variable scale_path: must start with /".into());
+        let scale_url = origin("scale_url", &get("scale_url")?)?;
+        let scale_path = uri_path("scale_path", &scale_url, &get("scale_path")?)?;
+        let basic_user = get("webhook_basic_user")?;
+        let basic_password = Secret::new(get("webhook_basic_password")?);
+        match (basic_user.is_empty(), basic_password.is_empty()) {
+            (false, true) => {
+                return Err("variable webhook_basic_password: is empty, but webhook_basic_user is set (Basic authentication needs both)".into())
+            }
+            (true, false) => {
+                return Err("variable webhook_basic_user: is empty, but webhook_basic_password is set (Basic authentication needs both)".into())
+            }
+            _ => {}
         }
+        let rules_origin = match get("rules_origin")?.as_str() {
+            "" | RULES_ORIGIN_UNSET => String::new(),
+            o => origin("rules_origin", o)?,
+        };
+        let rules_path = uri_path(
+            "rules_path",
+            if rules_origin.is_empty() {
+                RULES_ORIGIN_UNSET
+            } else {
+                &rules_origin
+            },
+            &get("rules_path")?,
+        )?;
         Ok(Config {
             unleash_url: origin("unleash_url", &get("unleash_url")?)?,
-            unleash_token: Secret::new(get("unleash_token")?),
+            unleash_token: token("unleash_token")?,
             unleash_project: name("unleash_project")?,
             unleash_environment: name("unleash_environment")?,
-            scale_url: origin("scale_url", &get("scale_url")?)?,
+            scale_url,
             scale_path,
-            scale_token: Secret::new(get("scale_token")?),
+            scale_token: token("scale_token")?,
             auth: AuthConfig {
-                bearer: Secret::new(get("webhook_token")?),
-                basic_user: get("webhook_basic_user")?,
-                basic_password: Secret::new(get("webhook_basic_password")?),
+                bearer: token("webhook_token")?,
+                basic_user,
+                basic_password,
                 hmac_secret: Secret::new(get("webhook_hmac_secret")?),
                 hmac_header: header_name("webhook_hmac_header", &get("webhook_hmac_header")?)?,
                 hmac_timestamp_header: header_name(
@@ -129,18 +168,9 @@ impl Config {
             },
             allow_unauthenticated: flag("allow_unauthenticated")?,
             rules_file: get("rules_file")?,
-            rules_origin: match get("rules_origin")?.trim() {
-                "" | RULES_ORIGIN_UNSET => String::new(),
-                o => origin("rules_origin", o)?,
-            },
-            rules_path: {
-                let path = get("rules_path")?;
-                if !path.starts_with('/') {
-                    return Err("variable rules_path: must start with /".into());
-                }
-                path
-            },
-            rules_token: Secret::new(get("rules_token")?),
+            rules_origin,
+            rules_path,
+            rules_token: token("rules_token")?,
             rules_ttl: Duration::from_secs(number("rules_ttl_s", 1..=86_400, "seconds")?),
             dry_run: flag("dry_run")?,
             outbound_timeout: Duration::from_millis(timeout_ms),
@@ -165,9 +195,11 @@ impl Config {
     }
 
     /// Remove every configured secret from text that came from elsewhere (a peer
-    /// may echo our request back in an error body).
+    /// may echo our request back in an error body): each secret as configured, the
+    /// Basic credential as it travels (`base64(user:password)`), and so the
+    /// `Bearer <token>` and `Basic <credential>` forms of headers.
     pub fn redact(&self, text: &str) -> String {
-        [
+        let mut patterns: Vec<String> = [
             &self.unleash_token,
             &self.scale_token,
             &self.rules_token,
@@ -177,8 +209,98 @@ impl Config {
         ]
         .iter()
         .filter(|s| !s.is_empty())
-        .fold(text.to_string(), |t, s| t.replace(s.expose(), "<redacted>"))
+        .map(|s| s.expose().to_string())
+        .collect();
+        if !self.auth.basic_password.is_empty() {
+            use base64::Engine;
+            let pair = format!(
+                "{}:{}",
+                self.auth.basic_user,
+                self.auth.basic_password.expose()
+            );
+            for engine in [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+                base64::engine::general_purpose::URL_SAFE,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ] {
+                patterns.push(engine.encode(&pair));
+            }
+        }
+        // Longest first: a secret that contains another is removed whole.
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        patterns
+            .iter()
+            .fold(text.to_string(), |t, p| t.replace(p.as_str(), "<redacted>"))
     }
+
+    /// [`Config::redact`], then at most `max_chars` characters (cut on a character
+    /// boundary, '…' appended when cut). In this order, a secret that straddles the
+    /// cut is removed whole rather than leaving a prefix that no longer matches.
+    pub fn redact_and_clip(&self, text: &str, max_chars: usize) -> String {
+        clip(&self.redact(text), max_chars)
+    }
+}
+
+/// At most `max_chars` characters of `s`, '…' appended when cut.
+pub fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// A credential must fit in an HTTP header as it is: visible ASCII, spaces and tabs
+/// inside, nothing else. The value itself is never part of the error.
+fn header_value(var: &str, v: &str) -> Result<(), String> {
+    match v
+        .chars()
+        .position(|c| !(c == ' ' || c == '\t' || c.is_ascii_graphic()))
+    {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "variable {var}: character {} is a control or non-ASCII character, which cannot go in an HTTP header",
+            at + 1
+        )),
+    }
+}
+
+/// A path (with an optional query; no fragment) exactly as it is to be sent: RFC 3986
+/// characters and well-formed percent-escapes only; nothing is encoded for the user.
+fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
+    if !v.starts_with('/') {
+        return Err(format!("variable {var}: must start with /"));
+    }
+    let bytes = v.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let ok = match b {
+            b'%' => {
+                let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return Err(format!(
+                        "variable {var}: {v:?} has a '%' not followed by two hex digits"
+                    ));
+                }
+                i += 2;
+                true
+            }
+            // '?' starts the query, whose characters are the path's and '?'.
+            _ => b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b),
+        };
+        if !ok {
+            let c = v[i..].chars().next().unwrap_or('?');
+            return Err(format!(
+                "variable {var}: {v:?} contains {c:?}, which is not allowed in a URL path (percent-encode it)"
+            ));
+        }
+        i += 1;
+    }
+    format!("{origin}{v}")
+        .parse::<http::Uri>()
+        .map_err(|e| format!("variable {var}: {v:?} does not form a URL: {e}"))?;
+    Ok(v.to_string())
 }
 
 fn header_name(var: &str, v: &str) -> Result<String, String> {
@@ -205,8 +327,13 @@ fn origin(var: &str, value: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A valid configuration, with some variables overridden.
+    pub(crate) fn config(over: &[(&str, &str)]) -> Config {
+        Config::load(vars(over)).unwrap()
+    }
 
     fn vars(over: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let mut all: std::collections::HashMap<String, String> = [
@@ -282,5 +409,157 @@ mod tests {
     fn secret_debug_is_redacted() {
         let c = Config::load(vars(&[("unleash_token", "s3cr3t-value")])).unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn values_are_trimmed_so_secret_files_with_a_trailing_newline_work() {
+        let c = config(&[
+            ("unleash_token", "tok\n"),
+            ("scale_token", " scale\r\n"),
+            ("webhook_token", "hook\n"),
+            ("rules_token", "\trules\n"),
+            ("webhook_hmac_secret", "hmac\n"),
+            ("scale_path", "/scale\n"),
+            ("rules_path", " /r.yaml\n"),
+            ("unleash_project", "default\n"),
+        ]);
+        assert_eq!(c.unleash_token.expose(), "tok");
+        assert_eq!(c.scale_token.expose(), "scale");
+        assert_eq!(c.auth.bearer.expose(), "hook");
+        assert_eq!(c.rules_token.expose(), "rules");
+        assert_eq!(c.auth.hmac_secret.expose(), "hmac");
+        assert_eq!(c.scale_path, "/scale");
+        assert_eq!(c.rules_path, "/r.yaml");
+        assert_eq!(c.unleash_project.as_str(), "default");
+    }
+
+    #[test]
+    fn tokens_that_cannot_be_header_values_are_errors_naming_the_variable() {
+        for var in [
+            "unleash_token",
+            "scale_token",
+            "rules_token",
+            "webhook_token",
+        ] {
+            for bad in [
+                "tok\nen-SECRET",
+                "tok\u{0}SECRET",
+                "tök-SECRET",
+                "a\u{7f}SECRET",
+            ] {
+                let err = Config::load(vars(&[(var, bad)])).unwrap_err();
+                assert!(
+                    err.contains(&format!("variable {var}")),
+                    "{var}={bad:?}: {err}"
+                );
+                assert!(!err.contains("SECRET"), "the value is not echoed: {err}");
+            }
+        }
+        // Spaces and tabs inside are allowed in a header value.
+        assert_eq!(
+            config(&[("scale_token", "a b\tc")]).scale_token.expose(),
+            "a b\tc"
+        );
+    }
+
+    #[test]
+    fn paths_that_are_not_uri_paths_are_errors_naming_the_variable() {
+        for var in ["scale_path", "rules_path"] {
+            for bad in [
+                "/scale hook",
+                "/a\nb",
+                "/a#frag",
+                "/a%zz",
+                "/a%2",
+                "/größe",
+                "/a\"b",
+                "/a{b}",
+                "/a\\b",
+                "scale",
+            ] {
+                let err = Config::load(vars(&[(var, bad)])).unwrap_err();
+                assert!(
+                    err.starts_with(&format!("variable {var}")),
+                    "{var}={bad:?}: {err}"
+                );
+            }
+            for good in [
+                "/",
+                "/v1/scale",
+                "/a%20b",
+                "/hooks/scale?team=a&x=1",
+                "/~u/a:b@c",
+            ] {
+                let c = config(&[(var, good)]);
+                assert_eq!(
+                    if var == "scale_path" {
+                        &c.scale_path
+                    } else {
+                        &c.rules_path
+                    },
+                    good
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn basic_credentials_need_both_halves_and_the_error_names_the_missing_one() {
+        let err = Config::load(vars(&[("webhook_basic_user", "am")])).unwrap_err();
+        assert!(err.starts_with("variable webhook_basic_password"), "{err}");
+        let err = Config::load(vars(&[("webhook_basic_password", "pw")])).unwrap_err();
+        assert!(err.starts_with("variable webhook_basic_user"), "{err}");
+        let c = config(&[
+            ("webhook_basic_user", "am"),
+            ("webhook_basic_password", "pw"),
+        ]);
+        assert!(c.auth.basic_configured());
+        assert!(!config(&[]).auth.basic_configured());
+    }
+
+    #[test]
+    fn redact_and_clip_never_leaves_a_prefix_of_a_token_straddling_the_cut() {
+        let token = "s3cr3t-Token-Value-0042";
+        let c = config(&[("unleash_token", token)]);
+        for before in 200 - token.len()..=200 {
+            for filler in ["x", "é"] {
+                let text = format!("{}{token} and more", filler.repeat(before));
+                let out = c.redact_and_clip(&text, 200);
+                assert!(out.chars().count() <= 201, "{out}");
+                for n in 4..=token.len() {
+                    assert!(!out.contains(&token[..n]), "{before}: {out}");
+                }
+            }
+        }
+        assert_eq!(c.redact_and_clip("short", 200), "short");
+        assert_eq!(c.redact_and_clip("ééé", 2), "éé…");
+    }
+
+    #[test]
+    fn redact_removes_basic_credentials_as_sent_and_bearer_forms() {
+        let c = config(&[
+            ("webhook_basic_user", "alertmanager"),
+            ("webhook_basic_password", "basic-SECRET-pw"),
+            ("scale_token", "scale-SECRET"),
+        ]);
+        // base64("alertmanager:basic-SECRET-pw")
+        let b64 = "YWxlcnRtYW5hZ2VyOmJhc2ljLVNFQ1JFVC1wdw==";
+        let echoed = format!(
+            "headers: {{authorization: \"Basic {b64}\", x: \"Basic {}\", y: \"Bearer scale-SECRET\", z: \"bearer hook\"}}",
+            b64.trim_end_matches('=')
+        );
+        let out = c.redact(&echoed);
+        for leaked in [
+            b64.trim_end_matches('='),
+            "YWxlcnRtYW5h",
+            "scale-SECRET",
+            "hook",
+        ] {
+            assert!(!out.contains(leaked), "{leaked}: {out}");
+        }
+        assert!(
+            out.contains("Basic <redacted>") && out.contains("Bearer <redacted>"),
+            "{out}"
+        );
     }
 }

@@ -55,7 +55,7 @@ impl Step {
                 enabled: *enabled,
             }),
             Action::Scale { change, .. } => {
-                Step::Scale(ScaleRequest::new(&rule.name, *change, problem))
+                Step::Scale(ScaleRequest::new(&rule.name, *change, problem, ""))
             }
         }
     }
@@ -87,7 +87,10 @@ impl Step {
             Step::Toggle(t) => t.request(&cfg.unleash_url, &none),
             Step::Scale(s) => s.request(&Self::scale_url(cfg), &none),
         };
-        format!("would send {} {}", req.method(), req.uri())
+        match req {
+            Ok(req) => format!("would send {} {}", req.method(), req.uri()),
+            Err(e) => format!("would fail: {}", e.message),
+        }
     }
 }
 
@@ -820,7 +823,11 @@ fn dry_run_report(target: ActionTarget, detail: String) -> ActionReport {
 
 /// The idempotency key of one step of one occurrence: the same on every retry.
 pub fn idempotency_key(occurrence: &str, rule: &str, step: usize, what: &str) -> String {
-    crate::state::hash(&[occurrence, rule, &step.to_string(), what])
+    let step = step.to_string();
+    match what {
+        "act" => crate::state::hash(&[occurrence, rule, &step]),
+        _ => crate::state::hash(&[occurrence, rule, &step, what]),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -910,12 +917,11 @@ fn send_scale(
         retryable: false,
     })?;
     let key = idempotency_key(&rec.occurrence, &rec.rule, step, what);
-    let _ = &key;
-    let s = ScaleRequest::new(&rec.rule, change, problem);
+    let s = ScaleRequest::new(&rec.rule, change, problem, &key);
     // `+1` twice is +2: never retried here; the sender's retry and the record decide.
     d.outbound().once(|timeout| {
-        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token);
-        s.outcome(d.p.send(req, timeout))
+        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token)?;
+        s.outcome(d.p.send(req, timeout), d.cfg)
     })
 }
 
@@ -989,8 +995,9 @@ fn hold_and_set(
                     Some(p) => p,
                     None => {
                         let read = d.outbound().idempotent(|timeout| {
-                            let req = toggle.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-                            toggle.read_outcome(d.p.send(req, timeout))
+                            let req =
+                                toggle.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
+                            toggle.read_outcome(d.p.send(req, timeout), d.cfg)
                         })?;
                         *prior_read.insert(read)
                     }
@@ -1016,8 +1023,8 @@ fn hold_and_set(
     }
     // Held, with the prior state stored: now the change itself (idempotent).
     d.outbound().idempotent(|timeout| {
-        let req = toggle.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-        toggle.outcome(d.p.send(req, timeout))
+        let req = toggle.request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
+        toggle.outcome(d.p.send(req, timeout), d.cfg)
     })
 }
 
@@ -1152,8 +1159,8 @@ fn restore(d: &mut Delivery, target: &Target, t: &Taken) -> (Result<String, Acti
     };
     let out = d.outbound();
     let current = out.idempotent(|timeout| {
-        let req = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-        set.read_outcome(d.p.send(req, timeout))
+        let req = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
+        set.read_outcome(d.p.send(req, timeout), d.cfg)
     });
     match current {
         Err(e) => (Err(e), Event::Failed),
@@ -1168,8 +1175,8 @@ fn restore(d: &mut Delivery, target: &Target, t: &Taken) -> (Result<String, Acti
         Ok(_) => {
             let undo = Toggle { enabled: target.prior, ..set };
             let result = out.idempotent(|timeout| {
-                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token);
-                undo.outcome(d.p.send(req, timeout))
+                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
+                undo.outcome(d.p.send(req, timeout), d.cfg)
             });
             (result, Event::Reverted)
         }

@@ -120,6 +120,27 @@ pub enum ActionOutcome {
     DryRun,
 }
 
+/// Text from a webhook (fingerprints, labels, titles) made safe for one log line:
+/// control characters are escaped (`\n`, `\r`, `\t`, `\\`, else `\u{..}`), so that an
+/// alert cannot forge or split log lines.
+pub fn log_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // C0, DEL, C1, and the Unicode line and paragraph separators.
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Report {
     /// Keep the first `max` problems; count the rest.
     pub fn shorten(&mut self, max: usize) {
@@ -152,5 +173,22 @@ impl Report {
         } else {
             200
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_safe;
+
+    #[test]
+    fn log_safe_escapes_line_breaks_and_control_characters() {
+        assert_eq!(log_safe("fp1/2026"), "fp1/2026");
+        assert_eq!(
+            log_safe("fp\nremediator: forged\r\t\u{1b}[31m\u{7f}\u{85}\u{2028}"),
+            "fp\\nremediator: forged\\r\\t\\u{1b}[31m\\u{7f}\\u{85}\\u{2028}"
+        );
+        // The escape character itself is escaped, so an escape cannot be faked.
+        assert_eq!(log_safe("a\\nb"), "a\\\\nb");
+        assert_eq!(log_safe("Grüße ✓"), "Grüße ✓");
     }
 }

@@ -155,3 +155,57 @@ fn an_oversized_body_is_refused_before_its_signature_is_checked() {
         http::Request::post("/grafana").header("X-Grafana-Alerting-Signature", "0".repeat(64));
     assert_eq!(r.request(bad_sig, &at_limit).0, 401);
 }
+
+#[test]
+fn webhook_token_from_a_secret_file_with_a_trailing_newline_matches() {
+    let r = Recorder::new();
+    r.set_var("webhook_token", &format!("  {WEBHOOK_TOKEN}\r\n"));
+    let (status, json) = r.post("/", &body());
+    assert_eq!(status, 200, "{json}");
+}
+
+#[test]
+fn basic_user_without_password_is_a_configuration_error_not_an_empty_password() {
+    for (set, missing) in [
+        ("webhook_basic_user", "webhook_basic_password"),
+        ("webhook_basic_password", "webhook_basic_user"),
+    ] {
+        let r = Recorder::new();
+        r.set_var("webhook_token", "");
+        r.set_var(set, "alertmanager");
+        // base64("alertmanager:") and base64(":alertmanager")
+        for header in ["Basic YWxlcnRtYW5hZ2VyOg==", "Basic OmFsZXJ0bWFuYWdlcg=="] {
+            let (status, json) = r.request(
+                http::Request::post("/").header("authorization", header),
+                &body(),
+            );
+            assert_eq!(status, 500, "{set}: {json}");
+            let error = json["error"].as_str().unwrap();
+            assert!(error.contains(&format!("variable {missing}")), "{error}");
+        }
+    }
+}
+
+#[test]
+fn hmac_timestamps_at_the_ends_of_i64_answer_401_not_a_panic() {
+    let r = Recorder::new();
+    r.set_var("webhook_token", "");
+    r.set_var("webhook_hmac_secret", "hmac-SECRET-k");
+    r.set_var(
+        "webhook_hmac_timestamp_header",
+        "X-Grafana-Alerting-Timestamp",
+    );
+    let b = body();
+    for ts in ["9223372036854775807", "-9223372036854775808"] {
+        let sig = hmac_hex(b"hmac-SECRET-k", &[ts.as_bytes(), b":", &b]);
+        let req = http::Request::post("/")
+            .header("X-Grafana-Alerting-Signature", sig)
+            .header("X-Grafana-Alerting-Timestamp", ts);
+        let (status, json) = r.request(req, &b);
+        assert_eq!(status, 401, "{ts}: {json}");
+        assert!(
+            json["error"].as_str().unwrap().contains("replay window"),
+            "{json}"
+        );
+    }
+}

@@ -582,3 +582,108 @@ fn a_group_with_no_valid_alert_answers_422_naming_every_bad_one() {
     }
     assert!(r.sent().is_empty());
 }
+
+#[test]
+fn unleash_token_with_a_trailing_newline_is_sent_trimmed_not_a_crash() {
+    // A Kubernetes Secret file ends in a newline.
+    let r = Recorder::new();
+    r.set_var("unleash_token", &format!("{UNLEASH_TOKEN}\n"));
+    let (status, report) = r.post("/alertmanager", &failure_rate());
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(r.sent().len(), 2);
+    for s in r.sent() {
+        assert_eq!(s.headers["authorization"], UNLEASH_TOKEN);
+    }
+}
+
+#[test]
+fn tokens_and_paths_that_cannot_go_in_a_request_are_configuration_errors_not_a_crash() {
+    let cpu = alertmanager("firing", &[("cpu_usage", None, &[])]);
+    for (var, value) in [
+        ("scale_path", "/scale hook"),
+        ("scale_path", "/scale\n/x"),
+        ("unleash_token", "unleash\nSECRET"),
+        ("scale_token", "scale\u{7f}SECRET"),
+        ("rules_path", "/rules file.yaml"),
+    ] {
+        let r = Recorder::new();
+        r.set_var(var, value);
+        for body in [failure_rate(), cpu.clone()] {
+            let (status, report) = r.post("/", &body);
+            assert_eq!(status, 500, "{var}={value:?}: {report}");
+            let error = report["error"].as_str().unwrap();
+            assert!(error.contains(&format!("variable {var}")), "{error}");
+            assert!(!error.contains("SECRET"), "{error}");
+        }
+        assert!(r.sent().is_empty(), "{var}: nothing is sent");
+    }
+}
+
+#[test]
+fn scale_calls_carry_an_idempotency_key_per_step_and_another_for_the_revert() {
+    let r = Recorder::new();
+    r.set_rules(
+        "rules:\n  - name: up\n    match: {title: cpu_usage}\n    actions: [{scale: '+2', revert: true}]\n",
+    );
+    let (status, report) = r.post("/", &alertmanager("firing", &[("cpu_usage", None, &[])]));
+    assert_eq!(status, 200, "{report}");
+    let occurrence = report["problems"][0]["occurrence"].as_str().unwrap();
+    let (status, report) = r.post("/", &alertmanager("resolved", &[("cpu_usage", None, &[])]));
+    assert_eq!(status, 200, "{report}");
+    let posts = r.posts();
+    assert_eq!(posts.len(), 2);
+    let act = remediator::state::hash(&[occurrence, "up", "0"]);
+    let revert = remediator::state::hash(&[occurrence, "up", "0", "revert"]);
+    for (sent, key) in posts.iter().zip([&act, &revert]) {
+        assert_eq!(&sent.headers["idempotency-key"], key);
+        assert_eq!(sent.json()["idempotency_key"], key.as_str());
+    }
+    assert_ne!(act, revert);
+}
+
+#[test]
+fn a_token_echoed_across_the_excerpt_cut_leaves_no_prefix_in_reports_or_audit() {
+    for before in 170..=200 {
+        let r = Recorder::new();
+        r.answer(move |_| {
+            respond(
+                400,
+                &format!("{}{UNLEASH_TOKEN} is wrong", "x".repeat(before)),
+            )
+        });
+        let (_, report) = r.post("/", &failure_rate());
+        let mut seen = report.to_string();
+        seen += &r
+            .audit("")
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<String>();
+        assert!(seen.contains("Unleash rejected"), "{seen}");
+        for n in 4..=UNLEASH_TOKEN.len() {
+            assert!(
+                !seen.contains(&UNLEASH_TOKEN[..n]),
+                "{before}: {:?} leaked:\n{seen}",
+                &UNLEASH_TOKEN[..n]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_newline_in_an_alert_cannot_forge_a_log_line() {
+    let r = Recorder::new();
+    let mut body: serde_json::Value = serde_json::from_slice(&failure_rate()).unwrap();
+    body["alerts"][0]["fingerprint"] = json!("fp\nremediator: forged\u{1b}[2K");
+    let (status, report) = r.post("/", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 200, "{report}");
+    let logs = r.logs.borrow();
+    let line = logs
+        .iter()
+        .find(|l| l.contains("outcome=Acted"))
+        .expect("the problem is logged");
+    assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line:?}");
+    assert!(
+        line.contains(r"fp\nremediator: forged\u{1b}[2K"),
+        "{line:?}"
+    );
+}

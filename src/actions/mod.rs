@@ -3,7 +3,8 @@
 pub mod scale;
 pub mod unleash;
 
-use crate::platform::{OutboundResponse, SendError};
+use crate::config::Config;
+use crate::platform::{OutboundRequest, OutboundResponse, SendError};
 
 /// Why an action did not take effect, and whether the sender retrying could help.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +26,14 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
+/// How many characters of a peer's answer an error message quotes.
+pub const EXCERPT_CHARS: usize = 200;
+
 /// A short, single-line excerpt of a response body for error messages; prefers
-/// a JSON `message`/`details` field (Unleash puts its explanation there).
-pub fn body_excerpt(resp: &OutboundResponse) -> String {
+/// a JSON `message`/`details` field (Unleash puts its explanation there). Secrets
+/// are redacted before it is clipped, so one straddling the cut cannot leave a
+/// prefix behind.
+pub fn body_excerpt(resp: &OutboundResponse, cfg: &Config) -> String {
     let text = serde_json::from_slice::<serde_json::Value>(resp.body())
         .ok()
         .and_then(|v| {
@@ -37,10 +43,22 @@ pub fn body_excerpt(resp: &OutboundResponse) -> String {
         })
         .unwrap_or_else(|| String::from_utf8_lossy(resp.body()).into_owned());
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
+    cfg.redact_and_clip(&one_line, EXCERPT_CHARS)
+}
+
+/// A request that could not be built is a configuration problem no retry fixes
+/// (`Config::load` validates what goes into requests, so this should not happen).
+pub fn built(
+    peer: &str,
+    variables: &str,
+    request: http::Result<OutboundRequest>,
+) -> Result<OutboundRequest, ActionError> {
+    request.map_err(|e| ActionError {
+        message: format!(
+            "could not build the request to {peer} ({e}); check variables {variables}"
+        ),
+        retryable: false,
+    })
 }
 
 /// The shared reading of a transport failure: always worth a retry.
@@ -64,15 +82,31 @@ mod tests {
 
     #[test]
     fn excerpt_prefers_json_message_and_truncates() {
+        let cfg = crate::config::tests::config(&[]);
         let r = http::Response::builder()
             .status(404)
             .body(br#"{"name":"NotFoundError","message":"Could not find feature flag X"}"#.to_vec())
             .unwrap();
-        assert_eq!(body_excerpt(&r), "Could not find feature flag X");
+        assert_eq!(body_excerpt(&r, &cfg), "Could not find feature flag X");
         let r = http::Response::builder()
             .status(500)
             .body(vec![b'x'; 500])
             .unwrap();
-        assert_eq!(body_excerpt(&r).chars().count(), 201);
+        assert_eq!(body_excerpt(&r, &cfg).chars().count(), 201);
+    }
+
+    #[test]
+    fn excerpt_never_leaves_a_prefix_of_a_token_echoed_across_the_cut() {
+        let token = "unleash-SECRET-7f3a91";
+        let cfg = crate::config::tests::config(&[("unleash_token", token)]);
+        for before in EXCERPT_CHARS - token.len()..=EXCERPT_CHARS {
+            let body = format!("{}{token} was refused", "x".repeat(before));
+            let r = http::Response::builder()
+                .status(400)
+                .body(body.into_bytes())
+                .unwrap();
+            let excerpt = body_excerpt(&r, &cfg);
+            assert!(!excerpt.contains(&token[..4]), "{before}: {excerpt}");
+        }
     }
 }

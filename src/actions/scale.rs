@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{body_excerpt, transport_error, ActionError};
-use crate::config::Secret;
+use super::{body_excerpt, built, transport_error, ActionError};
+use crate::config::{Config, Secret};
 use crate::platform::{OutboundRequest, OutboundResponse, SendError};
 use crate::problem::{Problem, Status};
 use crate::rules::ScaleChange;
@@ -26,10 +26,18 @@ pub struct ScaleRequest {
     pub status: Status,
     pub occurrence: String,
     pub labels: BTreeMap<String, String>,
+    /// The same for every delivery of one step (also sent as `Idempotency-Key`), so
+    /// that the webhook can recognise a repeat.
+    pub idempotency_key: String,
 }
 
 impl ScaleRequest {
-    pub fn new(rule: &str, change: ScaleChange, problem: &Problem) -> ScaleRequest {
+    pub fn new(
+        rule: &str,
+        change: ScaleChange,
+        problem: &Problem,
+        idempotency_key: &str,
+    ) -> ScaleRequest {
         let label = |names: &[&str]| {
             names
                 .iter()
@@ -54,26 +62,37 @@ impl ScaleRequest {
             status: problem.status,
             occurrence: problem.occurrence(),
             labels: problem.labels.clone(),
+            idempotency_key: idempotency_key.to_string(),
         }
     }
 
-    pub fn request(&self, url: &str, token: &Secret) -> OutboundRequest {
+    pub fn request(&self, url: &str, token: &Secret) -> Result<OutboundRequest, ActionError> {
+        let body = serde_json::to_vec(self).map_err(|e| ActionError {
+            message: format!("could not encode the scaling request: {e}"),
+            retryable: false,
+        })?;
         let mut req = http::Request::post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, "remediator");
+            .header(http::header::USER_AGENT, "remediator")
+            .header("idempotency-key", self.idempotency_key.as_str());
         if !token.is_empty() {
             req = req.header(
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", token.expose()),
             );
         }
-        req.body(serde_json::to_vec(self).expect("plain data serializes"))
-            .expect("validated origin and path always form a valid request")
+        built(
+            "the scaling webhook",
+            "scale_url, scale_path and scale_token",
+            req.body(body),
+        )
     }
 
+    /// `cfg` redacts what the webhook echoes back.
     pub fn outcome(
         &self,
         result: Result<OutboundResponse, SendError>,
+        cfg: &Config,
     ) -> Result<String, ActionError> {
         let resp = result.map_err(|e| transport_error("scaling webhook", &e))?;
         let status = resp.status().as_u16();
@@ -84,13 +103,16 @@ impl ScaleRequest {
                 self.service.as_deref().unwrap_or("(no service label)")
             )),
             408 | 429 | 500..=599 => Err(ActionError {
-                message: format!("scaling webhook answered {status}: {}", body_excerpt(&resp)),
+                message: format!(
+                    "scaling webhook answered {status}: {}",
+                    body_excerpt(&resp, cfg)
+                ),
                 retryable: true,
             }),
             _ => Err(ActionError {
                 message: format!(
                     "scaling webhook rejected the request ({status}: {})",
-                    body_excerpt(&resp)
+                    body_excerpt(&resp, cfg)
                 ),
                 retryable: false,
             }),

@@ -1,7 +1,7 @@
 //! Unleash admin API (v5+): `POST /api/admin/projects/{p}/features/{f}/environments/{e}/on|off`.
 
-use super::{body_excerpt, encode_segment, transport_error, ActionError};
-use crate::config::Secret;
+use super::{body_excerpt, built, encode_segment, transport_error, ActionError};
+use crate::config::{Config, Secret};
 use crate::platform::{OutboundRequest, OutboundResponse, SendError};
 use crate::rules::UnleashName;
 
@@ -16,27 +16,36 @@ pub struct Toggle {
 
 impl Toggle {
     /// `GET` the flag, to learn its current `enabled` value in our environment.
-    pub fn read_request(&self, base_url: &str, token: &Secret) -> OutboundRequest {
+    pub fn read_request(
+        &self,
+        base_url: &str,
+        token: &Secret,
+    ) -> Result<OutboundRequest, ActionError> {
         let uri = format!(
             "{base_url}/api/admin/projects/{}/features/{}",
             encode_segment(self.project.as_str()),
             encode_segment(self.flag.as_str()),
         );
-        http::Request::get(uri)
-            .header(http::header::AUTHORIZATION, token.expose())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new())
-            .expect("validated names and origin always form a valid request")
+        built(
+            "Unleash",
+            "unleash_url and unleash_token",
+            http::Request::get(uri)
+                .header(http::header::AUTHORIZATION, token.expose())
+                .header(http::header::ACCEPT, "application/json")
+                .body(Vec::new()),
+        )
     }
 
-    /// The flag's `enabled` value in this toggle's environment.
+    /// The flag's `enabled` value in this toggle's environment. `cfg` redacts
+    /// what Unleash echoes back.
     pub fn read_outcome(
         &self,
         result: Result<OutboundResponse, SendError>,
+        cfg: &Config,
     ) -> Result<bool, ActionError> {
         let resp = result.map_err(|e| transport_error("Unleash", &e))?;
         if !resp.status().is_success() {
-            return Err(self.failure(&resp));
+            return Err(self.failure(&resp, cfg));
         }
         let v: serde_json::Value =
             serde_json::from_slice(resp.body()).map_err(|e| ActionError {
@@ -65,7 +74,7 @@ impl Toggle {
             })
     }
 
-    pub fn request(&self, base_url: &str, token: &Secret) -> OutboundRequest {
+    pub fn request(&self, base_url: &str, token: &Secret) -> Result<OutboundRequest, ActionError> {
         let uri = format!(
             "{base_url}/api/admin/projects/{}/features/{}/environments/{}/{}",
             encode_segment(self.project.as_str()),
@@ -73,19 +82,24 @@ impl Toggle {
             encode_segment(self.environment.as_str()),
             if self.enabled { "on" } else { "off" }
         );
-        http::Request::post(uri)
-            // Raw token: what every Unleash version accepts (7.x also takes "Bearer").
-            .header(http::header::AUTHORIZATION, token.expose())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new())
-            .expect("validated names and origin always form a valid request")
+        built(
+            "Unleash",
+            "unleash_url and unleash_token",
+            http::Request::post(uri)
+                // Raw token: what every Unleash version accepts (7.x also takes "Bearer").
+                .header(http::header::AUTHORIZATION, token.expose())
+                .header(http::header::ACCEPT, "application/json")
+                .body(Vec::new()),
+        )
     }
 
     /// Interpret Unleash's answer. A missing flag or environment cannot be fixed
     /// by retrying; auth and server errors can (a token rotated, a server restarted).
+    /// `cfg` redacts what Unleash echoes back.
     pub fn outcome(
         &self,
         result: Result<OutboundResponse, SendError>,
+        cfg: &Config,
     ) -> Result<String, ActionError> {
         let resp = result.map_err(|e| transport_error("Unleash", &e))?;
         if resp.status().is_success() {
@@ -97,10 +111,10 @@ impl Toggle {
                 self.environment.as_str()
             ));
         }
-        Err(self.failure(&resp))
+        Err(self.failure(&resp, cfg))
     }
 
-    fn failure(&self, resp: &OutboundResponse) -> ActionError {
+    fn failure(&self, resp: &OutboundResponse, cfg: &Config) -> ActionError {
         let status = resp.status().as_u16();
         let what = format!(
             "flag {:?} in project {:?}, environment {:?}",
@@ -110,7 +124,7 @@ impl Toggle {
         );
         let (message, retryable) = match status {
             404 => (
-                format!("Unleash has no {what} (404: {})", body_excerpt(resp)),
+                format!("Unleash has no {what} (404: {})", body_excerpt(resp, cfg)),
                 false,
             ),
             401 | 403 => (
@@ -122,12 +136,15 @@ impl Toggle {
             408 | 429 | 500..=599 => (
                 format!(
                     "Unleash answered {status} for {what}: {}",
-                    body_excerpt(resp)
+                    body_excerpt(resp, cfg)
                 ),
                 true,
             ),
             _ => (
-                format!("Unleash rejected {what} ({status}: {})", body_excerpt(resp)),
+                format!(
+                    "Unleash rejected {what} ({status}: {})",
+                    body_excerpt(resp, cfg)
+                ),
                 false,
             ),
         };

@@ -2,9 +2,15 @@
 
 use std::time::Duration;
 
+/// The longest duration a rule may give (100 years): far beyond any sensible
+/// cooldown or window, and small enough that arithmetic on millisecond clocks
+/// (`now - window`, `as i64`) can never overflow.
+pub const MAX_MS: u64 = 100 * 365 * 86_400_000;
+
 pub fn parse(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let err = || format!("{input:?} is not a duration (use e.g. 30s, 10m, 1h30m)");
+    let too_long = || format!("{input:?} is too long a duration (at most 36500d)");
     if s.is_empty() {
         return Err(err());
     }
@@ -15,7 +21,8 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(err());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        // Only digits: parsing fails on overflow alone.
+        let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let ms_per = match &rest[..unit_len] {
@@ -30,7 +37,8 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         total = n
             .checked_mul(ms_per)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(err)?;
+            .filter(|t| *t <= MAX_MS)
+            .ok_or_else(too_long)?;
     }
     Ok(Duration::from_millis(total))
 }
@@ -62,5 +70,22 @@ mod tests {
         assert_eq!(parse_rate("3 per 1h"), Ok((3, Duration::from_secs(3600))));
         assert!(parse_rate("0 per 1h").is_err());
         assert!(parse_rate("3/h").is_err());
+    }
+
+    #[test]
+    fn durations_too_long_for_millisecond_clocks_are_errors_naming_the_value() {
+        for long in [
+            "9999999999999999999h",
+            "99999999999999999999s",
+            "18446744073709551615ms",
+            "9223372036854775807ms",
+            "36501d",
+            "36500d1ms",
+        ] {
+            let err = parse(long).unwrap_err();
+            assert!(err.contains(&format!("{long:?}")), "{long}: {err}");
+            assert!(parse_rate(&format!("3 per {long}")).is_err(), "{long}");
+        }
+        assert_eq!(parse("36500d"), Ok(Duration::from_millis(MAX_MS)));
     }
 }

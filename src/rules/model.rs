@@ -163,6 +163,13 @@ impl ScaleChange {
         if delta == 0 {
             return Err(format!("{s:?}: a scaling delta of 0 does nothing"));
         }
+        if delta.checked_neg().is_none() {
+            // Its inverse (the revert) would not be a number.
+            return Err(format!(
+                "{s:?}: a scaling delta must be within -{0}..=+{0}",
+                i32::MAX
+            ));
+        }
         Ok(ScaleChange::Delta(delta))
     }
 }
@@ -199,8 +206,25 @@ impl ScaleChange {
     /// The change that undoes this one, where there is one.
     pub fn inverse(self) -> Option<ScaleChange> {
         match self {
-            ScaleChange::Delta(d) => Some(ScaleChange::Delta(-d)),
+            ScaleChange::Delta(d) => d.checked_neg().map(ScaleChange::Delta),
             ScaleChange::Target(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_deltas_whose_inverse_overflows_are_refused_naming_the_value() {
+        let err = ScaleChange::parse("-2147483648").unwrap_err();
+        assert!(err.contains("\"-2147483648\""), "{err}");
+        assert_eq!(
+            ScaleChange::parse("-2147483647").map(ScaleChange::inverse),
+            Ok(Some(ScaleChange::Delta(i32::MAX)))
+        );
+        // A delta made without parse has no inverse rather than a panic.
+        assert_eq!(ScaleChange::Delta(i32::MIN).inverse(), None);
     }
 }
