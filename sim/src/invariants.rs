@@ -1,0 +1,380 @@
+//! The invariants, checked after every schedule on what was observed from the
+//! outside only: Alertmanager's answers, Unleash's change log, the scaling
+//! receiver's log, the key count. Nothing here reads remediator's own records, so
+//! the checks hold whatever the state protocol looks like.
+
+use std::collections::BTreeMap;
+
+use crate::scenario::{
+    Kind, GUARDED_COOLDOWN_MS, GUARDED_MAX, GUARDED_RULE, GUARDED_WINDOW_MS, INITIAL_FLAGS,
+};
+use crate::sched::Observed;
+use crate::world::{Who, EPOCH_MS, MAX_CLOCK_SKEW_MS, OUTBOUND_BUDGET_MS};
+
+/// One lease as the brief defines it: the delivery budget, plus the worst clock
+/// disagreement between two replicas, plus a margin.
+pub const LEASE_BOUND_MS: i64 = OUTBOUND_BUDGET_MS + 2 * MAX_CLOCK_SKEW_MS + 30_000;
+/// A stream that keeps being retried must get a 2xx within this much simulated time
+/// after the later of its first failed attempt and the end of the fault window: one
+/// lease, plus slack for Alertmanager's backoff (up to 16 s) and the claim wait.
+pub const LIVENESS_BOUND_MS: i64 = LEASE_BOUND_MS + 30_000;
+
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub family: &'static str,
+    pub detail: String,
+}
+
+fn v(family: &'static str, detail: String) -> Violation {
+    Violation { family, detail }
+}
+
+fn ms(t: i64) -> i64 {
+    t - EPOCH_MS
+}
+
+/// All invariants; returns the violations and the number of ambiguous duplicates (I1).
+pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
+    let mut out = Vec::new();
+    let (i1, ambiguous) = i1_scale_at_most_once(o);
+    out.extend(i1);
+    out.extend(i2_liveness(o));
+    out.extend(i3_flags_restored_exactly(o));
+    out.extend(i4_policies(o));
+    out.extend(i5_no_panics(o));
+    out.extend(i6_keys_bounded(o));
+    out.extend(o.harness.iter().map(|h| v("harness", h.clone())));
+    (out, ambiguous)
+}
+
+/// I1: a scale delta takes effect at most once per (occurrence, status, value) (the
+/// value names the ladder step: the scenario's steps have distinct values). The
+/// receiver deduplicates by `Idempotency-Key` (header or body `idempotency_key`), so
+/// a keyed retry is not a second effect. A repeat is *ambiguous*, not a violation,
+/// when the delivery that made the earlier effect then crashed, saw the send fail
+/// although it took effect (timeout after receiving), or had a key-value fault
+/// injected after it: the record of the send may legitimately be missing.
+pub fn i1_scale_at_most_once(o: &Observed) -> (Vec<Violation>, usize) {
+    let mut groups: BTreeMap<(usize, String, String), Vec<usize>> = BTreeMap::new();
+    for (i, s) in o.scale_log.iter().enumerate() {
+        if s.applied {
+            let occ = o.tasks[s.task].occ;
+            groups
+                .entry((occ, s.field("status"), s.field("value")))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut out = Vec::new();
+    let mut ambiguous = 0;
+    for ((occ, status, value), recs) in groups {
+        if recs.len() < 2 {
+            continue;
+        }
+        let unexplained: Vec<String> = recs[..recs.len() - 1]
+            .iter()
+            .filter(|&&i| {
+                let s = &o.scale_log[i];
+                let t = &o.tasks[s.task];
+                let explained = s.error_after_apply
+                    || t.crashed_at.is_some_and(|c| c >= s.at)
+                    || t.kv_faults.iter().any(|&f| f >= s.at);
+                !explained
+            })
+            .map(|&i| {
+                let s = &o.scale_log[i];
+                format!("d{} at {} ms", s.task, ms(s.at))
+            })
+            .collect();
+        let all: Vec<String> = recs
+            .iter()
+            .map(|&i| {
+                let s = &o.scale_log[i];
+                format!("d{}@r{} {} ms", s.task, o.tasks[s.task].replica, ms(s.at))
+            })
+            .collect();
+        if unexplained.is_empty() {
+            ambiguous += recs.len() - 1;
+        } else {
+            out.push(v(
+                "I1",
+                format!(
+                    "scale {value} ({status}) of occurrence {occ} took effect {} times: {}; not explained by a crash, timeout or store fault: {}",
+                    recs.len(),
+                    all.join(", "),
+                    unexplained.join(", ")
+                ),
+            ));
+        }
+    }
+    (out, ambiguous)
+}
+
+/// I2: liveness. Alertmanager keeps retrying (5xx, no answer, webhook timeout) and
+/// repeating; every stream must get a 2xx within [`LIVENESS_BOUND_MS`] after the later
+/// of its first failure and the end of the fault window (so: no "in progress"/503 for
+/// longer than a lease after an owner crashed, no stuck claim). A valid alert is never
+/// answered 4xx (Alertmanager drops it), and a 2xx answer to a firing occurrence
+/// reports it handled or a permanent reason (acted, already handled, skipped by
+/// cooldown, circuit open, no matching rule, ignored), never a failure.
+pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for s in &o.streams {
+        if let Some(l) = &s.liveness_violation {
+            out.push(v("I2", l.clone()));
+        }
+    }
+    for d in &o.deliveries {
+        if let Some(st @ 400..=499) = d.status {
+            out.push(v(
+                "I2",
+                format!(
+                    "valid {:?} alert of occurrence {} answered {st} ({}) by d{}: Alertmanager drops it",
+                    d.kind, d.occ, d.outcome, d.task
+                ),
+            ));
+        }
+        if d.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+            let ok = [
+                "acted",
+                "already_handled",
+                "skipped",
+                "circuit_open",
+                "no_matching_rule",
+                "ignored",
+            ];
+            if !ok.contains(&d.outcome.as_str()) {
+                out.push(v(
+                    "I2",
+                    format!(
+                        "firing occurrence {} answered {:?} with outcome {:?} by d{}: a 2xx must mean handled or a permanent reason",
+                        d.occ, d.status, d.outcome, d.task
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// I3: flags. (a) At quiescence, a flag that remediator changed, that no human
+/// touched, and all of whose occurrences had their (last) resolve answered 2xx, is in
+/// its initial state. (b) remediator never restores a flag (changes it back to its
+/// initial state) while another occurrence whose firing was answered 2xx with that
+/// flag turned ("acted on it") has not resolved yet. (c) It never restores a flag a
+/// human changed after remediator's change. (d) It never restores a flag it did not
+/// change first.
+pub fn i3_flags_restored_exactly(o: &Observed) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let initial: BTreeMap<&str, bool> = INITIAL_FLAGS.iter().copied().collect();
+    // (occurrence, flag) -> first 2xx firing answer that turned it.
+    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
+    for d in &o.deliveries {
+        if d.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+            for f in &d.flags_done {
+                let e = acked.entry((d.occ, f.clone())).or_insert(i64::MAX);
+                *e = (*e).min(d.end.unwrap_or(i64::MAX));
+            }
+        }
+    }
+    for (i, c) in o.flag_log.iter().enumerate() {
+        let Who::Remediator { task } = c.who else {
+            continue;
+        };
+        let init = initial.get(c.flag.as_str()).copied().unwrap_or(false);
+        if c.from == c.to || c.to != init {
+            continue;
+        }
+        let occ = o.tasks[task].occ;
+        // (b)
+        for ((other, flag), &at) in &acked {
+            let oo = &o.scenario.occs[*other];
+            if *other != occ && *flag == c.flag && at < c.at && oo.resolve_at > c.at {
+                out.push(v(
+                    "I3",
+                    format!(
+                        "d{task} (occurrence {occ}) restored {} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having turned it at {} ms, still fires until {} ms",
+                        c.flag, c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
+                    ),
+                ));
+            }
+        }
+        // (c), (d)
+        let earlier = &o.flag_log[..i];
+        let last_remediator_set = earlier.iter().rposition(|e| {
+            e.flag == c.flag
+                && matches!(e.who, Who::Remediator { .. })
+                && e.to != init
+                && e.from != e.to
+        });
+        match last_remediator_set {
+            None => out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored {} to {} at {} ms, but remediator never changed it",
+                    c.flag,
+                    c.to,
+                    ms(c.at)
+                ),
+            )),
+            Some(j) => {
+                if let Some(h) = earlier[j + 1..]
+                    .iter()
+                    .find(|e| e.flag == c.flag && e.who == Who::Human)
+                {
+                    out.push(v(
+                        "I3",
+                        format!(
+                            "d{task} (occurrence {occ}) restored {} to {} at {} ms over a hand change at {} ms",
+                            c.flag,
+                            c.to,
+                            ms(c.at),
+                            ms(h.at)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    // (a)
+    if !o.aborted {
+        for (flag, &init) in &initial {
+            let changed = o.flag_log.iter().any(|c| {
+                c.flag == *flag && matches!(c.who, Who::Remediator { .. }) && c.from != c.to
+            });
+            let by_hand = o
+                .flag_log
+                .iter()
+                .any(|c| c.flag == *flag && c.who == Who::Human);
+            if !changed || by_hand {
+                continue;
+            }
+            let all_resolved = o
+                .scenario
+                .occs
+                .iter()
+                .enumerate()
+                .filter(|(_, oc)| oc.flags.contains(flag))
+                .all(|(i, _)| {
+                    o.streams
+                        .iter()
+                        .rfind(|s| s.occ == i && s.kind == Kind::Resolved)
+                        .is_some_and(|s| !s.ok_at.is_empty())
+                });
+            let now = o
+                .final_flags
+                .iter()
+                .find(|(f, _)| f == flag)
+                .map(|(_, on)| *on);
+            if all_resolved && now != Some(init) {
+                let history: Vec<String> = o
+                    .flag_log
+                    .iter()
+                    .filter(|c| c.flag == *flag)
+                    .map(|c| {
+                        let who = match c.who {
+                            Who::Remediator { task } => format!("d{task}"),
+                            Who::Human => "human".into(),
+                        };
+                        format!("{} ms {who} {}->{}", ms(c.at), c.from, c.to)
+                    })
+                    .collect();
+                out.push(v(
+                    "I3",
+                    format!(
+                        "{flag} ends {now:?} after every occurrence resolved (2xx); it was {init} before remediator changed it. Changes: {}",
+                        history.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// I4: cooldown and `max_actions` of the guarded rule are never exceeded, counting
+/// effective actions (scale requests that took effect, first per occurrence) in
+/// global time, with a tolerance of the replicas' clock spread plus one delivery
+/// budget and the claim wait (a decision made at one instant takes effect later).
+pub fn i4_policies(o: &Observed) -> Vec<Violation> {
+    let mut first: BTreeMap<usize, i64> = BTreeMap::new();
+    for s in &o.scale_log {
+        if s.applied && s.field("rule") == GUARDED_RULE && s.field("status") == "firing" {
+            let occ = o.tasks[s.task].occ;
+            let e = first.entry(occ).or_insert(s.at);
+            *e = (*e).min(s.at);
+        }
+    }
+    let mut times: Vec<(i64, usize)> = first.into_iter().map(|(occ, t)| (t, occ)).collect();
+    times.sort();
+    let spread =
+        o.scenario.skews.iter().max().unwrap_or(&0) - o.scenario.skews.iter().min().unwrap_or(&0);
+    let tol = spread + OUTBOUND_BUDGET_MS + 7_000;
+    let mut out = Vec::new();
+    for w in times.windows(2) {
+        if w[1].0 - w[0].0 < GUARDED_COOLDOWN_MS - tol {
+            out.push(v(
+                "I4",
+                format!(
+                    "cooldown of {GUARDED_RULE} ({} s) broken: occurrence {} acted at {} ms, occurrence {} at {} ms",
+                    GUARDED_COOLDOWN_MS / 1000,
+                    w[0].1,
+                    ms(w[0].0),
+                    w[1].1,
+                    ms(w[1].0)
+                ),
+            ));
+        }
+    }
+    for w in times.windows(GUARDED_MAX + 1) {
+        if w[GUARDED_MAX].0 - w[0].0 < GUARDED_WINDOW_MS - tol {
+            out.push(v(
+                "I4",
+                format!(
+                    "max_actions of {GUARDED_RULE} ({GUARDED_MAX} per {} min) broken: actions at {:?} ms",
+                    GUARDED_WINDOW_MS / 60_000,
+                    w.iter().map(|x| ms(x.0)).collect::<Vec<_>>()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// I5: nothing panics, except the injected crashes; and no key-value call is fatal
+/// for the store (Spin's SQLite `increment` on a value that is not 8 bytes).
+pub fn i5_no_panics(o: &Observed) -> Vec<Violation> {
+    let mut out: Vec<Violation> = o
+        .deliveries
+        .iter()
+        .filter_map(|d| {
+            d.panicked
+                .as_ref()
+                .map(|m| v("I5", format!("d{} panicked: {m}", d.task)))
+        })
+        .collect();
+    if let Some(f) = &o.fatal {
+        out.push(v("I5", format!("FATAL store failure: {f}")));
+    }
+    out
+}
+
+/// I6 (per schedule): the key count stays within one audit entry per delivery plus
+/// a handful per occurrence and per rule. Growth over many simulated days is the
+/// separate growth mode's question.
+pub fn i6_keys_bounded(o: &Observed) -> Vec<Violation> {
+    let bound = o.deliveries.len() + 1 + 6 * o.scenario.occs.len() + 4 * 4 + 8;
+    if o.keys > bound {
+        vec![v(
+            "I6",
+            format!(
+                "{} keys after {} deliveries of {} occurrences (bound {bound})",
+                o.keys,
+                o.deliveries.len(),
+                o.scenario.occs.len()
+            ),
+        )]
+    } else {
+        vec![]
+    }
+}
