@@ -130,7 +130,7 @@ fn decide_firing(
     match rec.phase {
         // A lease that ran out: its owner died before recording the result.
         Phase::Acting | Phase::Failed => {
-            if let Some(gate) = policy_gate(rule, history, now_ms, false) {
+            if let Some(gate) = policy_gate(rule, history, now_ms, !rec.admitted) {
                 return gate;
             }
             let why = if rec.phase == Phase::Failed {

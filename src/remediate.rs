@@ -619,7 +619,9 @@ fn decide_and_claim(
                 return Ok(d.finish(report, ProblemOutcome::Ignored, why, Event::Skipped));
             }
             Decision::Act { steps, why } => {
-                let new_occurrence = record.as_ref().is_none_or(|r| r.phase == Phase::Skipped);
+                let new_occurrence = record
+                    .as_ref()
+                    .is_none_or(|r| r.phase == Phase::Skipped || !r.admitted);
                 let before = record.clone();
                 let mut rec = match record {
                     Some(r) if r.phase != Phase::Skipped => r,
@@ -636,29 +638,37 @@ fn decide_and_claim(
                         prior: None,
                     });
                 }
-                let Some((rec, ticket)) = claim_for(d, &key, &seen, rec, Phase::Acting)? else {
+                let Some((mut rec, ticket)) = claim_for(d, &key, &seen, rec, Phase::Acting)? else {
                     continue;
                 };
                 if let Some(k) = &legacy_key {
                     let _ = d.p.kv_delete(k);
                 }
                 if needs_history(rule) {
-                    if let Err(gate) = admit(d, rule, new_occurrence)? {
-                        // Put the record back as it was: nothing was sent.
-                        let back = match before {
-                            Some(b) if b.phase != Phase::Skipped => b,
-                            _ => Occurrence::new(
-                                &report.occurrence,
-                                &rule.name,
-                                Phase::Skipped,
-                                now.saturating_add(claim::RETENTION_MS),
-                            ),
-                        };
-                        cell::write_own(d.p, &key, ticket, &back)?;
-                        let Decision::Skip { why, circuit_open } = gate else {
-                            unreachable!("the gate only skips")
-                        };
-                        return Ok(skipped(d, report, why, circuit_open));
+                    // Put the record back as it was if nothing may be sent now.
+                    let back = match before {
+                        Some(b) if b.phase != Phase::Skipped => b,
+                        _ => Occurrence::new(
+                            &report.occurrence,
+                            &rule.name,
+                            Phase::Skipped,
+                            now.saturating_add(claim::RETENTION_MS),
+                        ),
+                    };
+                    match admit(d, rule, new_occurrence) {
+                        Ok(Ok(())) => {
+                            rec.admitted = true;
+                            cell::write_own(d.p, &key, ticket, &rec)?;
+                        }
+                        Ok(Err(Decision::Skip { why, circuit_open })) => {
+                            cell::write_own(d.p, &key, ticket, &back)?;
+                            return Ok(skipped(d, report, why, circuit_open));
+                        }
+                        Ok(Err(_)) => unreachable!("the gate only skips"),
+                        Err(e) => {
+                            let _ = cell::write_own(d.p, &key, ticket, &back);
+                            return Err(e);
+                        }
                     }
                 }
                 return Ok(act(

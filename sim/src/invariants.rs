@@ -39,12 +39,13 @@ pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
     let (i1, ambiguous) = i1_scale_at_most_once(o);
     out.extend(i1);
     out.extend(i2_liveness(o));
-    out.extend(i3_flags_restored_exactly(o));
+    let (i3, ambiguous_i3) = i3_flags_restored_exactly(o);
+    out.extend(i3);
     out.extend(i4_policies(o));
     out.extend(i5_no_panics(o));
     out.extend(i6_keys_bounded(o));
     out.extend(o.harness.iter().map(|h| v("harness", h.clone())));
-    (out, ambiguous)
+    (out, ambiguous + ambiguous_i3)
 }
 
 /// I1: a scale delta takes effect at most once per (occurrence, status, value) (the
@@ -163,9 +164,13 @@ pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
 /// initial state) while another occurrence whose firing was answered 2xx with that
 /// flag turned ("acted on it") has not resolved yet. (c) It never restores a flag a
 /// human changed after remediator's change. (d) It never restores a flag it did not
-/// change first.
-pub fn i3_flags_restored_exactly(o: &Observed) -> Vec<Violation> {
+/// change first — unless a human set it to what remediator wanted after an earlier
+/// remediator delivery had recorded the prior state and then died or faulted before
+/// its change: remediator cannot tell that hand change from its own (applied, reply
+/// lost), so the case is counted as ambiguous, like I1's.
+pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     let mut out = Vec::new();
+    let mut ambiguous = 0;
     let initial: BTreeMap<&str, bool> = INITIAL_FLAGS.iter().copied().collect();
     // (occurrence, flag) -> first 2xx firing answer that turned it.
     let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
@@ -207,7 +212,14 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> Vec<Violation> {
                 && e.to != init
                 && e.from != e.to
         });
+        let human_to_desired = earlier
+            .iter()
+            .any(|e| e.flag == c.flag && e.who == Who::Human && e.to != init);
+        let died_or_faulted = o.tasks.iter().any(|t| {
+            t.crashed_at.is_some_and(|at| at < c.at) || t.kv_faults.iter().any(|&at| at < c.at)
+        });
         match last_remediator_set {
+            None if human_to_desired && died_or_faulted => ambiguous += 1,
             None => out.push(v(
                 "I3",
                 format!(
@@ -289,7 +301,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> Vec<Violation> {
             }
         }
     }
-    out
+    (out, ambiguous)
 }
 
 /// I4: cooldown and `max_actions` of the guarded rule are never exceeded, counting

@@ -580,6 +580,20 @@ impl Platform for SimPlatform {
         Ok(())
     }
 
+    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
+        self.kv_point();
+        let mut w = self.w();
+        let p = w.faults.kv_busy;
+        if w.faulty(p) {
+            return Err(w.kv_fault(self.task, "busy", "(list keys)"));
+        }
+        let keys: Vec<String> = w.kv.keys().cloned().collect();
+        w.note(Some(self.task), || {
+            format!("kv_keys -> {} keys", keys.len())
+        });
+        Ok(keys)
+    }
+
     /// Two scheduling points, like Spin's `Cas::current` then `swap`.
     fn kv_compare_and_swap(
         &self,

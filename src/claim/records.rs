@@ -100,6 +100,10 @@ pub struct Occurrence {
     pub next_step: usize,
     #[serde(default)]
     pub actions: Vec<StoredAction>,
+    /// Counted against the rule's cooldown/breaker at least once: a takeover of an
+    /// attempt that died before that is still a new occurrence to the cooldown.
+    #[serde(default)]
+    pub admitted: bool,
     /// After this, the sweep may remove it.
     pub expires_ms: i64,
 }
@@ -116,6 +120,7 @@ impl Occurrence {
             last_step_ms: None,
             next_step: 0,
             actions: vec![],
+            admitted: false,
             expires_ms,
         }
     }
