@@ -171,8 +171,7 @@ fn webhook_handler(
             ));
         }
         if id % claim::sweep::SWEEP_EVERY == 0 {
-            let start = (id / claim::sweep::SWEEP_EVERY) as usize * claim::sweep::PER_SWEEP;
-            if let Err(e) = claim::sweep::sweep(p, p.now_ms(), start) {
+            if let Err(e) = claim::sweep::sweep(p, p.now_ms(), claim::sweep::start_for(id)) {
                 p.log(&format!("remediator: WARNING expiry sweep failed: {e}"));
             }
         }

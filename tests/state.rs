@@ -601,3 +601,35 @@ fn dry_run_resolve_says_what_it_would_send() {
     );
     assert!(!r.flag("EnablePromotion", "production"), "nothing sent");
 }
+
+#[test]
+fn expired_records_are_swept_and_live_ones_kept() {
+    let r = Recorder::new();
+    r.post("/", &failure_rate("firing"));
+    r.post("/", &failure_rate("resolved"));
+    let cells = |r: &Recorder| {
+        r.kv.borrow()
+            .keys()
+            .filter(|k| k.starts_with("o/") || k.starts_with("t/"))
+            .count()
+    };
+    assert!(cells(&r) > 0);
+    // A week later nothing is removed yet (the retention window) ...
+    r.advance(6 * 86_400_000);
+    for _ in 0..40 {
+        r.post("/", &alertmanager("firing", &[("DiskFull", None, &[])]));
+    }
+    let before = cells(&r);
+    assert!(before > 0);
+    // ... past it, the sweep removes the resolved occurrence and the freed flag.
+    r.advance(2 * 86_400_000);
+    for _ in 0..40 {
+        r.post("/", &alertmanager("firing", &[("DiskFull", None, &[])]));
+    }
+    assert_eq!(
+        cells(&r),
+        0,
+        "{:?}",
+        r.kv.borrow().keys().collect::<Vec<_>>()
+    );
+}

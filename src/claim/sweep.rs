@@ -26,6 +26,14 @@ fn expired(v: &Value, now_ms: i64) -> bool {
     expires < now_ms && !busy
 }
 
+/// Where a delivery's sweep starts: spread over the key space, whatever its size
+/// (a start that moved in steps would fall into step with the store's growth and
+/// look at the same keys again and again).
+pub fn start_for(delivery: i64) -> usize {
+    let h = crate::state::hash(&[&delivery.to_string()]);
+    usize::from_str_radix(&h[..12], 16).unwrap_or(0)
+}
+
 /// What one sweep removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
