@@ -27,7 +27,7 @@ use remediator::ingest::{self, Format};
 use remediator::plan;
 use remediator::problem::Problem;
 use remediator::rules::{self, RuleSet};
-use remediator::state::RuleRecord;
+use remediator::claim::RuleHistory as RuleRecord;
 use workload::{body, hits, misses, pipeline, rules_yaml, Alert, Kind, STARTS_AT};
 
 const RULES: [usize; 3] = [1, 100, 1000];

@@ -214,7 +214,7 @@ pub fn pipeline(set: &RuleSet, body: &[u8]) -> usize {
     let mut matched = 0;
     for p in &ingested.problems {
         if let Some(rule) = set.find(p) {
-            black_box(plan::decide(rule, p.status, None, &history, NOW_MS));
+            black_box(plan::decide(rule, p.status, None, &history, NOW_MS, 0));
             matched += 1;
         }
     }

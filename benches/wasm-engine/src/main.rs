@@ -25,6 +25,9 @@ mod audit;
 #[path = "../../../src/auth.rs"]
 mod auth;
 #[allow(dead_code, unused_imports)]
+#[path = "../../../src/claim/mod.rs"]
+mod claim;
+#[allow(dead_code, unused_imports)]
 #[path = "../../../src/config.rs"]
 mod config;
 #[allow(dead_code, unused_imports)]
@@ -60,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use ingest::Format;
 use rules::RuleSet;
-use state::RuleRecord;
+use claim::RuleHistory as RuleRecord;
 use workload::{body, hits, misses, pipeline, rules_yaml, Kind, STARTS_AT};
 
 const CASES: [&str; 6] = [
