@@ -1,6 +1,7 @@
-"""Shared by test_state_e2e.py, test_rules_e2e.py and load.py: test_e2e's fixtures and
-helpers (a unique `e2e_case` per test, the tap, the scale receiver, Unleash, resolving what a
-test fired when it ends) without test_e2e's own scenarios, plus a few helpers of our own."""
+"""Shared by test_state_e2e.py, test_faults_e2e.py, test_rules_e2e.py and load.py: test_e2e's
+fixtures and helpers (a unique `e2e_case` per test, the tap, the scale receiver, Unleash,
+resolving what a test fired when it ends) without test_e2e's own scenarios, plus a few
+helpers of our own."""
 
 import copy
 import json
