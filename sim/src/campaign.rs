@@ -112,7 +112,7 @@ impl Summary {
 
 pub fn replay_command(seed: u64, store: Store) -> String {
     format!(
-        "cargo run -p remediator-sim --release -- --replay {seed} --store {}",
+        "cargo run -p remediator-sim --profile sim -- --replay {seed} --store {}",
         store.name()
     )
 }
