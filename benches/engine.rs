@@ -23,11 +23,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use remediator::claim::RuleHistory as RuleRecord;
 use remediator::ingest::{self, Format};
 use remediator::plan;
 use remediator::problem::Problem;
 use remediator::rules::{self, RuleSet};
-use remediator::claim::RuleHistory as RuleRecord;
 use workload::{body, hits, misses, pipeline, rules_yaml, Alert, Kind, STARTS_AT};
 
 const RULES: [usize; 3] = [1, 100, 1000];

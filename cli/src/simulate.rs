@@ -21,7 +21,8 @@ pub struct Args {
     /// Webhook body (Alertmanager, Grafana or Keptn JSON); `-` reads standard input.
     #[arg(long, value_name = "P.json")]
     payload: PathBuf,
-    /// What remediator remembers: a JSON object of key-value records (`occ/<hash>`,
+    /// What remediator remembers: a JSON object of key-value records (this version's
+    /// cells `o/<hash>` = ticket and `o/<hash>/<ticket>` = record, or the earlier `occ/<hash>`,
     /// `rule/<hash>`) to start from. Default: nothing remembered.
     #[arg(long, value_name = "S.json")]
     state: Option<PathBuf>,

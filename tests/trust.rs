@@ -1,0 +1,232 @@
+//! Trust under faults: one test per finding of the fault review, each named for
+//! the behaviour that failed before the claim protocol of src/claim.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+const PROMO: &str = "EnablePromotion";
+
+/// One HighFailureRate alert ("Failure rate increase": EnablePromotion off) on `instance`.
+fn failure(status: &str, instance: &str) -> Vec<u8> {
+    let body = alertmanager(
+        status,
+        &[(
+            "HighFailureRate",
+            Some("Failure rate increase"),
+            &[("instance", instance)],
+        )],
+    );
+    // A fingerprint of its own per instance, as Alertmanager gives.
+    String::from_utf8(body)
+        .unwrap()
+        .replace("fp0HighFailureRate", &format!("fp-{instance}"))
+        .into_bytes()
+}
+
+fn outcome(report: &Value) -> &str {
+    report["problems"][0]["outcome"].as_str().unwrap()
+}
+
+fn turned(r: &Recorder, state: &str) -> usize {
+    r.posts()
+        .iter()
+        .filter(|s| {
+            s.url
+                .ends_with(&format!("/{PROMO}/environments/production/{state}"))
+        })
+        .count()
+}
+
+#[test]
+fn an_undo_survives_unleash_applying_the_change_and_the_reply_timing_out() {
+    let r = Recorder::new();
+    // Unleash applies the first "off" but the reply is lost.
+    let flags = r.flags.clone();
+    let lost = std::cell::Cell::new(true);
+    r.answer(move |s| {
+        if s.method == "POST" && s.url.ends_with("/off") && lost.replace(false) {
+            flags
+                .borrow_mut()
+                .insert((PROMO.into(), "production".into()), false);
+            return Err(remediator::platform::SendError::Timeout(
+                "lost reply".into(),
+            ));
+        }
+        let mut f = flags.borrow_mut();
+        let on = f[&(PROMO.to_string(), "production".to_string())];
+        if s.method == "POST" {
+            f.insert((PROMO.into(), "production".into()), s.url.ends_with("/on"));
+            return respond(200, "");
+        }
+        respond(
+            200,
+            &format!(r#"{{"environments":[{{"name":"production","enabled":{on}}}]}}"#),
+        )
+    });
+    let (_, report) = r.post("/", &failure("firing", "a"));
+    assert!(matches!(outcome(&report), "acted" | "failed"), "{report}");
+    // Alertmanager's retry sees the flag already off; the prior state was stored first.
+    r.post("/", &failure("firing", "a"));
+    assert!(!r.flag(PROMO, "production"));
+    let (status, report) = r.post("/", &failure("resolved", "a"));
+    assert_eq!((status, outcome(&report)), (200, "reverted"), "{report}");
+    assert!(r.flag(PROMO, "production"), "restored to on");
+}
+
+#[test]
+fn overlapping_occurrences_restore_the_flag_only_when_the_last_resolves() {
+    let r = Recorder::new();
+    r.post("/", &failure("firing", "a"));
+    r.post("/", &failure("firing", "b"));
+    assert!(!r.flag(PROMO, "production"));
+    assert_eq!(
+        turned(&r, "off"),
+        2,
+        "both hold the flag (the second send is idempotent)"
+    );
+    let (_, report) = r.post("/", &failure("resolved", "a"));
+    assert!(
+        report["problems"][0]["actions"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 other occurrence(s) still hold it"),
+        "{report}"
+    );
+    assert!(
+        !r.flag(PROMO, "production"),
+        "b still fires: the flag stays off"
+    );
+    assert_eq!(turned(&r, "on"), 0);
+    let (_, report) = r.post("/", &failure("resolved", "b"));
+    assert_eq!(outcome(&report), "reverted", "{report}");
+    assert!(r.flag(PROMO, "production"));
+    assert_eq!(turned(&r, "on"), 1, "restored exactly once");
+    // A repeat of either resolve changes nothing.
+    r.post("/", &failure("resolved", "a"));
+    assert_eq!(turned(&r, "on"), 1);
+}
+
+#[test]
+fn a_resolve_that_arrives_first_stops_a_late_firing_from_acting() {
+    let r = Recorder::new();
+    let (status, report) = r.post("/", &failure("resolved", "a"));
+    assert_eq!((status, outcome(&report)), (200, "ignored"));
+    // The other Alertmanager of an HA pair, late, with the same fingerprint and startsAt.
+    let (status, report) = r.post("/", &failure("firing", "a"));
+    assert_eq!(
+        (status, outcome(&report)),
+        (200, "already_handled"),
+        "{report}"
+    );
+    assert!(
+        r.posts().is_empty(),
+        "nothing was changed that nothing would undo"
+    );
+}
+
+#[test]
+fn the_undo_follows_the_action_taken_not_the_rules_of_today() {
+    let r = Recorder::new();
+    r.post("/", &failure("firing", "a"));
+    assert!(!r.flag(PROMO, "production"));
+    // The rules change mid-incident: the same title now turns another flag off.
+    r.set_rules(
+        "remediations:\n- name: \"Failure rate increase\"\n  actions:\n  - action: featuretoggle\n    value: EnableItemCache:off\n",
+    );
+    let (_, report) = r.post("/", &failure("firing", "a"));
+    assert_eq!(outcome(&report), "already_handled");
+    r.post("/", &failure("resolved", "a"));
+    assert!(
+        r.flag(PROMO, "production"),
+        "the flag that was changed is restored"
+    );
+    assert!(
+        r.posts().iter().all(|s| !s.url.contains("EnableItemCache")),
+        "the flag of today's rule was never touched"
+    );
+}
+
+#[test]
+fn a_renamed_rule_does_not_act_again_on_a_still_firing_alert() {
+    let r = Recorder::new();
+    r.set_rules("apiVersion: remediator/v1\nrules:\n  - name: promo-off\n    match: {title: HighFailureRate}\n    actions: [{flag: EnablePromotion, state: off}]\n");
+    r.post("/", &failure("firing", "a"));
+    r.set_rules("apiVersion: remediator/v1\nrules:\n  - name: promotion-off\n    match: {title: HighFailureRate}\n    actions: [{flag: EnablePromotion, state: off}]\n");
+    let (_, report) = r.post("/", &failure("firing", "a"));
+    assert_eq!(outcome(&report), "already_handled", "{report}");
+    assert_eq!(turned(&r, "off"), 1);
+    // And a resolve no rule matches any more still undoes what was stored.
+    r.set_rules("apiVersion: remediator/v1\nrules:\n  - name: other\n    match: {title: SomethingElse}\n    actions: [{flag: EnableItemCache, state: on}]\n");
+    let (_, report) = r.post("/", &failure("resolved", "a"));
+    assert_eq!(outcome(&report), "reverted", "{report}");
+    assert!(r.flag(PROMO, "production"));
+}
+
+#[test]
+fn an_unreadable_record_is_a_permanent_error_not_503_forever() {
+    let r = Recorder::new();
+    let key = remediator::claim::occurrence_key("alertmanager/fp-a/2026-11-26T14:02:06.305Z");
+    r.kv.borrow_mut().insert(key.clone(), b"3".to_vec());
+    r.kv.borrow_mut()
+        .insert(format!("{key}/3"), b"{not json".to_vec());
+    let (status, report) = r.post("/", &failure("firing", "a"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(outcome(&report), "failed");
+    assert!(report["problems"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("unreadable"));
+}
+
+#[test]
+fn a_breaker_wider_than_a_thousand_actions_still_trips() {
+    let r = Recorder::new();
+    r.set_rules("apiVersion: remediator/v1\nrules:\n  - name: scale\n    match: {title: cpu_usage}\n    actions: [{scale: '+1'}]\n    max_actions: 1500 per 1d\n");
+    let mut acted = 0;
+    for i in 0..1502 {
+        let body = String::from_utf8(alertmanager("firing", &[("cpu_usage", None, &[])]))
+            .unwrap()
+            .replace(
+                "2026-11-26T14:02:06.305Z",
+                &format!("2026-11-26T14:{:02}:{:02}.000Z", i / 60 % 60, i % 60),
+            )
+            .replace("fp0cpu_usage", &format!("fp{i}"));
+        let (_, report) = r.post("/", body.as_bytes());
+        if outcome(&report) == "acted" {
+            acted += 1;
+        }
+        r.advance(10);
+    }
+    assert_eq!(acted, 1500, "the 1,501st occurrence finds the circuit open");
+}
+
+#[test]
+fn two_hundred_alerts_held_elsewhere_wait_five_seconds_in_all_not_each() {
+    let r = Recorder::new();
+    let now = r.now.get();
+    let alerts: Vec<String> = (0..200)
+        .map(|i| {
+            format!(r#"{{"status":"firing","labels":{{"alertname":"HighFailureRate","i":"{i}"}},"annotations":{{"summary":"Failure rate increase"}},"startsAt":"2026-11-26T14:02:06.305Z","fingerprint":"f{i}"}}"#)
+        })
+        .collect();
+    for i in 0..200 {
+        let key = remediator::claim::occurrence_key(&format!(
+            "alertmanager/f{i}/2026-11-26T14:02:06.305Z"
+        ));
+        let rec = serde_json::json!({"occurrence": "x", "rule": "Failure rate increase", "phase": "acting",
+            "lease": {"ticket": 9, "until_ms": now + 60_000}, "expires_ms": now + 86_400_000});
+        r.kv.borrow_mut().insert(key.clone(), b"9".to_vec());
+        r.kv.borrow_mut()
+            .insert(format!("{key}/9"), rec.to_string().into_bytes());
+    }
+    let body = format!(
+        r#"{{"version":"4","status":"firing","alerts":[{}]}}"#,
+        alerts.join(",")
+    );
+    let (status, report) = r.post("/", body.as_bytes());
+    assert_eq!(status, 503, "{report}");
+    let waited = r.now.get() - now;
+    assert!(waited <= 5_100, "waited {waited} ms for 200 alerts");
+}
