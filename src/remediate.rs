@@ -363,6 +363,37 @@ fn target_of(t: &Taken) -> ActionTarget {
     }
 }
 
+/// What undoing `t` changes: the flag turned back, or the scale undo value.
+fn undo_target_of(t: &Taken) -> ActionTarget {
+    match (target_of(t), t) {
+        (
+            ActionTarget::Flag {
+                flag,
+                project,
+                environment,
+                enabled,
+            },
+            _,
+        ) => ActionTarget::Flag {
+            flag,
+            project,
+            environment,
+            enabled: !enabled,
+        },
+        (
+            ActionTarget::Scale {
+                service, namespace, ..
+            },
+            Taken::Scale { undo, .. },
+        ) => ActionTarget::Scale {
+            value: undo.clone().unwrap_or_default(),
+            service,
+            namespace,
+        },
+        (target, _) => target,
+    }
+}
+
 fn toggle_of(t: &Taken, enabled: bool) -> Result<Toggle, ActionError> {
     let Taken::Flag {
         flag,
@@ -567,35 +598,10 @@ fn decide_and_claim(
                             "{} unless another occurrence still holds the flag, it was changed by hand, or it was already so",
                             describe(&a.taken, Some(!enabled), d.cfg)
                         ),
-                        Taken::Scale { undo: Some(u), .. } => describe(&a.taken, Some(u.starts_with('+')), d.cfg).replace("%UNDO%", u),
+                        Taken::Scale { undo: Some(_), .. } => describe(&a.taken, None, d.cfg),
                         Taken::Scale { undo: None, .. } => continue,
                     };
-                    let target = match &a.taken {
-                        Taken::Flag { enabled, .. } => match target_of(&a.taken) {
-                            ActionTarget::Flag {
-                                flag,
-                                project,
-                                environment,
-                                ..
-                            } => ActionTarget::Flag {
-                                flag,
-                                project,
-                                environment,
-                                enabled: !enabled,
-                            },
-                            t => t,
-                        },
-                        Taken::Scale {
-                            undo,
-                            service,
-                            namespace,
-                            ..
-                        } => ActionTarget::Scale {
-                            value: undo.clone().unwrap_or_default(),
-                            service: service.clone(),
-                            namespace: namespace.clone(),
-                        },
-                    };
+                    let target = undo_target_of(&a.taken);
                     report.actions.push(dry_run_report(target, detail));
                 }
                 return Ok(d.finish(
@@ -1219,40 +1225,14 @@ fn revert(
     for i in todo.iter().copied() {
         let a = rec.actions[i].clone();
         let (target, result, event) = match &a.taken {
-            Taken::Flag { enabled, .. } => {
+            Taken::Flag { .. } => {
                 let (result, event) = release_and_restore(d, key, lease, &a);
-                let target = match target_of(&a.taken) {
-                    ActionTarget::Flag {
-                        flag,
-                        project,
-                        environment,
-                        ..
-                    } => ActionTarget::Flag {
-                        flag,
-                        project,
-                        environment,
-                        enabled: !enabled,
-                    },
-                    t => t,
-                };
+                let target = undo_target_of(&a.taken);
                 (target, result, event)
             }
-            Taken::Scale {
-                undo: Some(u),
-                service,
-                namespace,
-                ..
-            } => {
+            Taken::Scale { undo: Some(u), .. } => {
                 let result = send_scale(d, &rec, problem, a.step, u, "revert");
-                (
-                    ActionTarget::Scale {
-                        value: u.clone(),
-                        service: service.clone(),
-                        namespace: namespace.clone(),
-                    },
-                    result,
-                    Event::Reverted,
-                )
+                (undo_target_of(&a.taken), result, Event::Reverted)
             }
             Taken::Scale { undo: None, .. } => (
                 target_of(&a.taken),
