@@ -64,7 +64,8 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 enum WebhookError {
     Config(String),
     Auth(auth::AuthError),
-    TooLarge(usize),
+    /// The shell stops reading one byte past the limit, so no size is known.
+    TooLarge,
     ContentType(String),
     Ingest(IngestError),
     Rules(String),
@@ -78,7 +79,7 @@ impl WebhookError {
             WebhookError::State(_) => 503,
             WebhookError::Auth(auth::AuthError::NotConfigured) => 500,
             WebhookError::Auth(_) => 401,
-            WebhookError::TooLarge(_) => 413,
+            WebhookError::TooLarge => 413,
             WebhookError::ContentType(_) => 415,
             WebhookError::Ingest(IngestError::Malformed(_)) => 400,
             WebhookError::Ingest(IngestError::Invalid(_)) => 422,
@@ -89,8 +90,8 @@ impl WebhookError {
         match self {
             WebhookError::Config(m) => format!("configuration: {m}"),
             WebhookError::Auth(e) => e.to_string(),
-            WebhookError::TooLarge(n) => {
-                format!("body of {n} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+            WebhookError::TooLarge => {
+                format!("the body exceeds the {MAX_BODY_BYTES}-byte limit")
             }
             WebhookError::ContentType(t) => {
                 format!("content type {t:?} is not supported: send application/json")
@@ -117,7 +118,7 @@ fn webhook_handler(
 ) -> Result<Report, WebhookError> {
     let cfg = Config::load(|n| p.variable(n)).map_err(WebhookError::Config)?;
     if req.body().len() > MAX_BODY_BYTES {
-        return Err(WebhookError::TooLarge(req.body().len()));
+        return Err(WebhookError::TooLarge);
     }
     auth::check(&cfg, &presented(p, &cfg, req)).map_err(WebhookError::Auth)?;
     if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
