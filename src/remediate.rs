@@ -1149,8 +1149,14 @@ fn release_and_restore(
             },
         );
         d.seq = seq;
-        if let Err(e) = freed {
-            return (Err(state_error(e)), Event::Failed);
+        if let (Err(e), (Ok(detail), event)) = (freed, &result) {
+            // The flag is restored: retrying would restore it again, over whatever
+            // happened since. The target stays "restoring" until its lease runs out;
+            // the next holder then takes it over.
+            return (
+                Ok(format!("{detail}; WARNING: flag record not freed ({e})")),
+                *event,
+            );
         }
     }
     result

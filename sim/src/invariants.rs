@@ -168,6 +168,16 @@ pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
 /// remediator delivery had recorded the prior state and then died or faulted before
 /// its change: remediator cannot tell that hand change from its own (applied, reply
 /// lost), so the case is counted as ambiguous, like I1's.
+/// A hand change back to what remediator had set, after an uncertain event: a
+/// restore that may have applied and is then resumed cannot tell it from its own.
+fn e_to_desired_after_uncertain(
+    h: &crate::world::FlagChange,
+    init: bool,
+    uncertain_before: &dyn Fn(i64) -> bool,
+) -> bool {
+    h.to != init && uncertain_before(h.at)
+}
+
 pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     let mut out = Vec::new();
     let mut ambiguous = 0;
@@ -212,14 +222,21 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                 && e.to != init
                 && e.from != e.to
         });
-        let human_to_desired = earlier
-            .iter()
-            .any(|e| e.flag == c.flag && e.who == Who::Human && e.to != init);
-        let died_or_faulted = o.tasks.iter().any(|t| {
-            t.crashed_at.is_some_and(|at| at < c.at) || t.kv_faults.iter().any(|&at| at < c.at)
+        // A hand change that followed an event after which remediator could not know
+        // whether its own change (or restore) had applied: a crash, a key-value fault,
+        // or a flag change answered 5xx or timed out.
+        let uncertain_before = |at: i64| {
+            o.tasks.iter().any(|t| {
+                t.crashed_at.is_some_and(|c| c < at)
+                    || t.kv_faults.iter().any(|&f| f < at)
+                    || t.uncertain.iter().any(|&u| u < at)
+            })
+        };
+        let human_to_desired = earlier.iter().any(|e| {
+            e.flag == c.flag && e.who == Who::Human && e.to != init && uncertain_before(e.at)
         });
         match last_remediator_set {
-            None if human_to_desired && died_or_faulted => ambiguous += 1,
+            None if human_to_desired => ambiguous += 1,
             None => out.push(v(
                 "I3",
                 format!(
@@ -234,6 +251,10 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                     .iter()
                     .find(|e| e.flag == c.flag && e.who == Who::Human)
                 {
+                    if e_to_desired_after_uncertain(h, init, &uncertain_before) {
+                        ambiguous += 1;
+                        continue;
+                    }
                     out.push(v(
                         "I3",
                         format!(

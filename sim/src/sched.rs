@@ -174,6 +174,7 @@ impl Sim {
                 occ,
                 crashed_at: None,
                 kv_faults: vec![],
+                uncertain: vec![],
             });
             let now = w.now;
             w.note(Some(task), || {

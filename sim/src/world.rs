@@ -151,6 +151,9 @@ pub struct TaskInfo {
     pub crashed_at: Option<i64>,
     /// Global times of injected key-value faults in this delivery.
     pub kv_faults: Vec<i64>,
+    /// Global times at which this delivery got an answer to a flag change that
+    /// does not say whether it applied (5xx, or a timeout).
+    pub uncertain: Vec<i64>,
 }
 
 pub struct World {
@@ -289,6 +292,10 @@ impl World {
                 return (respond(404, "no such flag"), lat);
             };
             if self.faulty(self.faults.unleash_5xx_before) {
+                if method == "POST" {
+                    let now = self.now;
+                    self.tasks[task].uncertain.push(now);
+                }
                 self.note(Some(task), || {
                     format!("  unleash 503 before applying {method} {flag}")
                 });
@@ -313,6 +320,8 @@ impl World {
                         who: Who::Remediator { task },
                     });
                     if self.faulty(self.faults.unleash_apply_then_timeout) {
+                        let now = self.now;
+                        self.tasks[task].uncertain.push(now);
                         self.note(Some(task), || {
                             format!("  unleash APPLIED {flag} {current}->{to}, then times out")
                         });
@@ -322,6 +331,8 @@ impl World {
                         );
                     }
                     if self.faulty(self.faults.unleash_apply_then_502) {
+                        let now = self.now;
+                        self.tasks[task].uncertain.push(now);
                         self.note(Some(task), || {
                             format!("  unleash APPLIED {flag} {current}->{to}, then 502")
                         });
