@@ -100,3 +100,32 @@ fn growth_mode_reports_keys_per_day() {
     assert_eq!(g.rows.len(), 3);
     assert!(g.rows.iter().all(|r| r.keys > 0 && r.non_2xx == 0));
 }
+
+/// Seeds that once found a violation, replayed on every run. Each must stay clean.
+#[test]
+fn seeds_that_once_failed_stay_fixed() {
+    for (seed, store, what) in [
+        (
+            540_762_306_096_829u64,
+            Store::Sqlite,
+            "a restore whose record could not be freed was retried over a hand change",
+        ),
+        (
+            807_384_617_987_354,
+            Store::Sqlite,
+            "a takeover of an attempt that died before admission skipped the cooldown",
+        ),
+        (
+            520_146_789_940_829,
+            Store::Sqlite,
+            "a hand change during a crashed attempt (now counted as ambiguous)",
+        ),
+    ] {
+        let out = run_schedule(seed, store, false);
+        assert!(
+            out.violations.is_empty(),
+            "seed {seed} ({what}): {:?}",
+            out.violations
+        );
+    }
+}
