@@ -232,8 +232,24 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                     || t.uncertain.iter().any(|&u| u < at)
             })
         };
+        // Or a hand change in the moment between remediator reading the flag and
+        // setting it: remediator's change then finds it already so (Unleash answers
+        // 200 either way) and cannot tell.
+        let raced = |h: &crate::world::FlagChange| {
+            earlier.iter().any(|e| {
+                e.flag == c.flag
+                    && e.at >= h.at
+                    && e.from == h.to
+                    && e.to == h.to
+                    && matches!(e.who, Who::Remediator { task }
+                        if o.deliveries.iter().any(|d| d.task == task && d.start <= h.at))
+            })
+        };
         let human_to_desired = earlier.iter().any(|e| {
-            e.flag == c.flag && e.who == Who::Human && e.to != init && uncertain_before(e.at)
+            e.flag == c.flag
+                && e.who == Who::Human
+                && e.to != init
+                && (uncertain_before(e.at) || raced(e))
         });
         match last_remediator_set {
             None if human_to_desired => ambiguous += 1,
