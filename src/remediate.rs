@@ -173,6 +173,12 @@ pub struct Delivery<'a> {
 /// Room for every cell update of one delivery (at most a few per alert).
 pub const TICKETS_PER_DELIVERY: i64 = 4096;
 
+/// The `seq`-th cell ticket of delivery `id`.
+fn ticket(id: i64, seq: i64) -> i64 {
+    id.saturating_mul(TICKETS_PER_DELIVERY)
+        .saturating_add(seq % TICKETS_PER_DELIVERY)
+}
+
 impl Delivery<'_> {
     fn outbound(&self) -> Outbound<'_> {
         Outbound {
@@ -185,9 +191,7 @@ impl Delivery<'_> {
     /// A ticket no one has used on any cell.
     fn ticket(&mut self) -> i64 {
         self.seq += 1;
-        self.id
-            .saturating_mul(TICKETS_PER_DELIVERY)
-            .saturating_add(self.seq % TICKETS_PER_DELIVERY)
+        ticket(self.id, self.seq)
     }
 
     fn skew_ms(&self) -> i64 {
@@ -800,14 +804,14 @@ fn admit(
         None => legacy::rule_history(d.p, &rule.name),
         Some(_) => None,
     };
-    let base = d.id.saturating_mul(TICKETS_PER_DELIVERY);
+    let id = d.id;
     let mut seq = d.seq;
     let (answer, _) = cell::update(
         d.p,
         &key,
         || {
             seq += 1;
-            base.saturating_add(seq % TICKETS_PER_DELIVERY)
+            ticket(id, seq)
         },
         |h: Option<&RuleHistory>| {
             let mut h = h.cloned().or_else(|| legacy.clone()).unwrap_or_default();
@@ -1129,14 +1133,14 @@ fn release_and_restore(
     let result = restore(d, &target, &a.taken);
     if result.0.is_ok() {
         // Done restoring: the target is free again (unless someone took it over).
-        let base = d.id.saturating_mul(TICKETS_PER_DELIVERY);
+        let id = d.id;
         let mut seq = d.seq;
         let freed = cell::update(
             d.p,
             &tkey,
             || {
                 seq += 1;
-                base.saturating_add(seq % TICKETS_PER_DELIVERY)
+                ticket(id, seq)
             },
             |t: Option<&Target>| match t {
                 Some(t) if t.restoring.as_ref().is_some_and(|r| r.by == okey) => {

@@ -109,28 +109,8 @@ pub struct Scenario {
     pub faults: Faults,
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of epoch milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        ms.rem_euclid(1000)
-    )
-}
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of epoch milliseconds: the component's own.
+pub use remediator::audit::rfc3339;
 
 /// The Alertmanager webhook body of one alert (byte-identical for repeats).
 pub fn body(o: &Occ, kind: Kind) -> Vec<u8> {
