@@ -78,6 +78,8 @@ pub struct Config {
     pub outbound_budget: Duration,
     /// How far replicas' clocks may disagree: a lease is respected this much longer.
     pub max_clock_skew: Duration,
+    /// Read each flag back after changing it (a rule's `verify` overrides it).
+    pub unleash_verify: bool,
 }
 
 impl Config {
@@ -148,7 +150,7 @@ impl Config {
         )?;
         Ok(Config {
             unleash_url: origin("unleash_url", &get("unleash_url")?)?,
-            unleash_token: token("unleash_token")?,
+            unleash_token: unleash_token(token("unleash_token")?),
             unleash_project: name("unleash_project")?,
             unleash_environment: name("unleash_environment")?,
             scale_url,
@@ -184,7 +186,19 @@ impl Config {
                 0..=600_000,
                 "milliseconds",
             )?),
+            unleash_verify: flag("unleash_verify")?,
         })
+    }
+}
+
+/// Unleash takes every token shape (admin, service account, `user:…` personal
+/// access tokens) raw in `Authorization`; a value pasted with its `Bearer ` prefix
+/// is sent without it, which every Unleash version accepts.
+fn unleash_token(t: Secret) -> Secret {
+    let v = t.expose();
+    match v.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => Secret::new(v[7..].trim().to_string()),
+        _ => t,
     }
 }
 
@@ -361,6 +375,7 @@ pub(crate) mod tests {
             ("outbound_timeout_ms", "3000"),
             ("outbound_budget_ms", "8000"),
             ("max_clock_skew_ms", "5000"),
+            ("unleash_verify", "false"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

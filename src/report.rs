@@ -91,6 +91,9 @@ pub struct ActionReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
+    /// With read-back on: whether Unleash showed the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +105,16 @@ pub enum ActionTarget {
         project: String,
         environment: String,
         enabled: bool,
+    },
+    /// A `flexibleRollout` strategy's percentage.
+    #[serde(rename = "rollout")]
+    Rollout {
+        flag: String,
+        project: String,
+        environment: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strategy: Option<String>,
+        rollout: u8,
     },
     #[serde(rename = "scaling")]
     Scale {

@@ -278,6 +278,12 @@ fn invalid_rules_name_the_rule_and_field() {
         ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: '+1'}]\n  - name: a\n    match: {title: y}\n    actions: [{scale: '+1'}]\n", "rules[1] (\"a\"): name is used"),
         ("remediations:\n- name: x\n  actions:\n  - action: reboot\n    value: now\n", "remediations[0] (\"x\").actions[0]: action: unknown action \"reboot\""),
         ("remediations:\n- name: x\n  actions:\n  - action: featuretoggle\n    value: NoColon\n", "FlagName:on"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: F, rollout: 150}]\n", "rules[0] (\"a\").actions[0].rollout: 150 is not a rollout percentage (0 to 100)"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: F, rollout: 'half'}]\n", "actions[0].rollout: \"half\" is not a rollout percentage"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: F, rollout: 0, state: off}]\n", "actions[0].state/rollout: a flag action sets either"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: F, state: off, strategy: s1}]\n", "actions[0].strategy: applies to rollout actions only"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{flag: F, rollout: 0, strategy: ' '}]\n", "actions[0].strategy: must not be empty"),
+        ("rules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: '+1', rollout: 5}]\n", "actions[0].scale: state/rollout/strategy"),
         ("hello: world\n", "unrecognized rules file"),
         ("rules: [\n", "line "),
     ];

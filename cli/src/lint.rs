@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use remediator::actions::unleash::{select_rollout, StrategyChoice};
 use remediator::rules::Action;
 use serde_json::Value;
 
@@ -181,15 +182,20 @@ impl Unleash {
         ))
     }
 
-    /// Environments of one flag (`GET /api/admin/projects/{p}/features/{f}`).
-    fn flag_environments(&self, project: &str, flag: &str) -> Result<Vec<String>, Unreachable> {
+    /// One flag (`GET /api/admin/projects/{p}/features/{f}`); `None`: unknown.
+    fn flag(&self, project: &str, flag: &str) -> Result<Option<Value>, Unreachable> {
         let path = format!(
             "/api/admin/projects/{}/features/{}",
             remediator::actions::encode_segment(project),
             remediator::actions::encode_segment(flag)
         );
+        self.get(&path)
+    }
+
+    /// Environments of one flag.
+    fn flag_environments(&self, project: &str, flag: &str) -> Result<Vec<String>, Unreachable> {
         Ok(self
-            .get(&path)?
+            .flag(project, flag)?
             .as_ref()
             .and_then(environment_names)
             .unwrap_or_default())
@@ -268,14 +274,26 @@ pub fn run(args: &Args) -> u8 {
 
     // Every flag reference, with the component's defaults filled from the flags.
     let mut refs: BTreeMap<FlagRef, Vec<String>> = BTreeMap::new();
+    // Rollout actions, by the strategy they name (`None`: the only one).
+    let mut rollouts: BTreeMap<(FlagRef, Option<String>), Vec<String>> = BTreeMap::new();
     for rule in &set.rules {
         for a in &rule.actions {
-            if let Action::Flag {
-                flag,
-                project,
-                environment,
-                ..
-            } = a
+            let (flag, project, environment, strategy) = match a {
+                Action::Flag {
+                    flag,
+                    project,
+                    environment,
+                    ..
+                } => (flag, project, environment, None),
+                Action::Rollout {
+                    flag,
+                    project,
+                    environment,
+                    strategy,
+                    ..
+                } => (flag, project, environment, Some(strategy)),
+                Action::Scale { .. } => continue,
+            };
             {
                 let r = FlagRef {
                     project: project
@@ -286,6 +304,12 @@ pub fn run(args: &Args) -> u8 {
                         .as_ref()
                         .map_or(args.environment.clone(), |e| e.to_string()),
                 };
+                if let Some(strategy) = strategy {
+                    let rules = rollouts.entry((r.clone(), strategy.clone())).or_default();
+                    if !rules.contains(&rule.name) {
+                        rules.push(rule.name.clone());
+                    }
+                }
                 let rules = refs.entry(r).or_default();
                 if !rules.contains(&rule.name) {
                     rules.push(rule.name.clone());
@@ -323,6 +347,7 @@ pub fn run(args: &Args) -> u8 {
 
     let mut errors = Vec::new();
     let mut env_cache: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut bad: BTreeSet<FlagRef> = BTreeSet::new();
     for (r, rules) in &refs {
         let who = rules
             .iter()
@@ -333,6 +358,7 @@ pub fn run(args: &Args) -> u8 {
             let hint = analyze::suggest(&r.project, known_projects.iter().map(String::as_str))
                 .map(|k| format!("; did you mean {k:?}?"))
                 .unwrap_or_default();
+            bad.insert(r.clone());
             errors.push(format!(
                 "{who}: project {:?} (for flag {:?}) does not exist in Unleash{hint}",
                 r.project, r.flag
@@ -343,6 +369,7 @@ pub fn run(args: &Args) -> u8 {
             let hint = analyze::suggest(&r.flag, flags.keys().map(String::as_str))
                 .map(|k| format!("; did you mean {k:?}?"))
                 .unwrap_or_default();
+            bad.insert(r.clone());
             errors.push(format!(
                 "{who}: flag {:?} is unknown in project {:?}{hint}",
                 r.flag, r.project
@@ -368,6 +395,7 @@ pub fn run(args: &Args) -> u8 {
             let hint = analyze::suggest(&r.environment, envs.iter().map(String::as_str))
                 .map(|k| format!("; did you mean {k:?}?"))
                 .unwrap_or_default();
+            bad.insert(r.clone());
             errors.push(format!(
                 "{who}: flag {:?} in project {:?} has no environment {:?} (it has: {}){hint}",
                 r.flag,
@@ -379,6 +407,42 @@ pub fn run(args: &Args) -> u8 {
                     envs.join(", ")
                 }
             ));
+        }
+    }
+
+    // A rollout needs its flexibleRollout strategy (checked where flag and environment exist).
+    for ((r, strategy), rules) in &rollouts {
+        if bad.contains(r) {
+            continue;
+        }
+        let who = rules
+            .iter()
+            .map(|n| format!("rule {n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let flag = match unleash.flag(&r.project, &r.flag) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue, // reported above
+            Err(Unreachable(msg)) => return fail(msg, 3),
+        };
+        let env = flag
+            .get("environments")
+            .and_then(Value::as_array)
+            .and_then(|envs| {
+                envs.iter()
+                    .find(|e| e.get("name").and_then(Value::as_str) == Some(r.environment.as_str()))
+            });
+        let Some(env) = env else { continue };
+        let what = format!(
+            "flag {:?} in project {:?}, environment {:?}",
+            r.flag, r.project, r.environment
+        );
+        let choice = match strategy {
+            Some(sel) => StrategyChoice::IdOrTitle(sel),
+            None => StrategyChoice::Only,
+        };
+        if let Err(e) = select_rollout(env, choice, &what) {
+            errors.push(format!("{who}: {e}"));
         }
     }
 

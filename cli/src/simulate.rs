@@ -478,6 +478,17 @@ fn describe_action(a: &Value) -> String {
             text(a, "project"),
             text(a, "environment")
         ),
+        "rollout" => format!(
+            "set the rollout of flag {} to {}% (project {}, environment {}, {})",
+            text(a, "flag"),
+            a.get("rollout").and_then(Value::as_u64).unwrap_or_default(),
+            text(a, "project"),
+            text(a, "environment"),
+            match a.get("strategy").and_then(Value::as_str) {
+                Some(st) => format!("strategy {st}"),
+                None => "its flexibleRollout strategy".to_string(),
+            }
+        ),
         "scaling" => {
             let service = a
                 .get("service")

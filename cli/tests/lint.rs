@@ -161,3 +161,43 @@ fn a_refused_token_exits_3() {
     );
     assert!(!r.stderr.contains(wrong) && !r.stdout.contains(wrong));
 }
+
+#[test]
+fn rollout_actions_need_their_flexible_rollout_strategy() {
+    let Some(url) = unleash() else { return };
+    let r = lint(
+        "tests/fixtures/rules/rollouts.yaml",
+        &url,
+        "REMEDIATOR_LINT_TOKEN",
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let errors: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 3, "{}", r.stdout);
+    assert!(r.stdout.contains(
+        "error: rule \"which-one\": flag \"TwoRollouts\" in project \"default\", environment \"production\" has 2 flexibleRollout strategies"
+    ), "{}", r.stdout);
+    assert!(r.stdout.contains("name one in the action's strategy field"));
+    assert!(r.stdout.contains(
+        "error: rule \"no-such-strategy\": flag \"NewCheckout\" in project \"default\", environment \"production\" has no flexibleRollout strategy with id or title \"APAC\""
+    ), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("(\"gradual\")"),
+        "the real one is named: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(
+        "error: rule \"no-rollout-at-all\": flag \"EnableItemsCache\" in project \"default\", environment \"production\" has no flexibleRollout strategy to set a rollout on"
+    ), "{}", r.stdout);
+    for fine in ["checkout-down", "checkout-by-title", "eu-down"] {
+        assert!(
+            !errors.iter().any(|e| e.contains(fine)),
+            "{fine}: {}",
+            r.stdout
+        );
+    }
+}

@@ -73,6 +73,7 @@ pub fn variables() -> BTreeMap<String, String> {
         ("outbound_timeout_ms", timeout.as_str()),
         ("outbound_budget_ms", budget.as_str()),
         ("max_clock_skew_ms", skew.as_str()),
+        ("unleash_verify", "false"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -28,6 +28,15 @@ pub fn target_key(project: &str, flag: &str, environment: &str) -> String {
     format!("t/{}", hash(&[project, flag, environment]))
 }
 
+/// A rollout target: one strategy's percentage, by the name the rule gave it.
+pub fn rollout_key(project: &str, flag: &str, environment: &str, strategy: Option<&str>) -> String {
+    let strategy = strategy.unwrap_or("");
+    format!(
+        "t/{}",
+        hash(&[project, flag, environment, "rollout", strategy])
+    )
+}
+
 pub fn rule_key(rule: &str) -> String {
     format!("r/{}", hash(&[rule]))
 }

@@ -44,6 +44,16 @@ pub enum Taken {
         environment: String,
         enabled: bool,
     },
+    /// A `flexibleRollout` strategy's percentage.
+    Rollout {
+        flag: String,
+        project: String,
+        environment: String,
+        /// The strategy's id or title as the rule named it (`None`: the only one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strategy: Option<String>,
+        percent: u8,
+    },
     Scale {
         value: String,
         /// What resolve sends (`None`: nothing to undo).
@@ -77,6 +87,7 @@ pub struct StoredAction {
     pub at_ms: i64,
     /// Only in records carried over from the earlier version, which kept a flag's
     /// prior state per action rather than per target.
+    // (bool: those records only knew on/off.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior: Option<bool>,
 }
@@ -132,15 +143,39 @@ impl Occurrence {
     }
 }
 
-/// One flag in one environment while remediator holds it changed.
+/// What remediator sets on a flag in one environment: its on/off state, or a
+/// rollout percentage. Untagged, so that the on/off records written before
+/// rollouts existed (plain booleans) read the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Setting {
+    Enabled(bool),
+    Rollout(u8),
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Enabled(true) => f.write_str("on"),
+            Setting::Enabled(false) => f.write_str("off"),
+            Setting::Rollout(p) => write!(f, "at {p}%"),
+        }
+    }
+}
+
+/// One flag in one environment (its state, or one strategy's rollout) while
+/// remediator holds it changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     /// Occurrence keys holding it; the last to leave restores `prior`.
     pub holders: Vec<String>,
     /// What remediator set it to.
-    pub desired: bool,
+    pub desired: Setting,
     /// What it was before remediator's first change.
-    pub prior: bool,
+    pub prior: Setting,
+    /// Rollouts: the id of the strategy the first holder found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     /// The last holder left: it is restoring (under this lease).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restoring: Option<Restoring>,

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-pub use model::{Action, Policy, Rule, RuleSet, RulesFormat, ScaleChange, TitleMatch, UnleashName};
+pub use model::{
+    Action, Percent, Policy, Rule, RuleSet, RulesFormat, ScaleChange, TitleMatch, UnleashName,
+};
 
 use crate::problem::Problem;
 use matcher::{Matcher, Op};
@@ -683,6 +685,17 @@ impl Rule {
                     "flag": flag, "state": if *enabled { "on" } else { "off" },
                     "project": project, "environment": environment, "revert": self.reverts(a),
                 }),
+                Action::Rollout {
+                    flag,
+                    percent,
+                    strategy,
+                    project,
+                    environment,
+                    ..
+                } => serde_json::json!({
+                    "flag": flag, "rollout": percent.get(), "strategy": strategy,
+                    "project": project, "environment": environment, "revert": self.reverts(a),
+                }),
                 Action::Scale {
                     change, on_resolve, ..
                 } => serde_json::json!({
@@ -703,6 +716,7 @@ impl Rule {
             "max_actions": p.max_actions.map(|(n, w)| format!("{n} per {}s", w.as_secs())),
             "escalate_after": dur(p.escalate_after),
             "dry_run": p.dry_run,
+            "verify": p.verify,
         })
     }
 }

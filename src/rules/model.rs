@@ -89,6 +89,8 @@ pub struct Policy {
     pub revert: Option<bool>,
     /// Decide and report, never send.
     pub dry_run: bool,
+    /// Read a flag back after changing it (`None`: the `unleash_verify` variable).
+    pub verify: Option<bool>,
 }
 
 impl Rule {
@@ -97,7 +99,7 @@ impl Rule {
     /// for scaling.
     pub fn reverts(&self, action: &Action) -> bool {
         let (own, default) = match action {
-            Action::Flag { revert, .. } => (*revert, true),
+            Action::Flag { revert, .. } | Action::Rollout { revert, .. } => (*revert, true),
             // A configured on_resolve asks for something on resolve.
             Action::Scale {
                 revert, on_resolve, ..
@@ -194,12 +196,59 @@ pub enum Action {
         environment: Option<UnleashName>,
         revert: Option<bool>,
     },
+    /// Set the rollout percentage of a flag's `flexibleRollout` strategy in one
+    /// environment (a gradual rollout turned down during an incident).
+    Rollout {
+        flag: UnleashName,
+        percent: Percent,
+        /// Which `flexibleRollout` strategy (its id or title) when the environment has
+        /// several; `None`: the only one.
+        strategy: Option<String>,
+        project: Option<UnleashName>,
+        environment: Option<UnleashName>,
+        revert: Option<bool>,
+    },
     Scale {
         change: ScaleChange,
         revert: Option<bool>,
         /// What to apply on resolve instead of the inverse delta.
         on_resolve: Option<ScaleChange>,
     },
+}
+
+/// A rollout percentage, 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Percent(u8);
+
+impl Percent {
+    pub fn new(n: i64) -> Result<Percent, String> {
+        u8::try_from(n)
+            .ok()
+            .filter(|&p| p <= 100)
+            .map(Percent)
+            .ok_or_else(|| format!("{n} is not a rollout percentage (0 to 100)"))
+    }
+
+    /// `50`, `"50"` or `"50%"`.
+    pub fn parse(s: &str) -> Result<Percent, String> {
+        let t = s.trim();
+        let digits = t.strip_suffix('%').unwrap_or(t).trim();
+        digits
+            .parse::<i64>()
+            .map_err(|_| format!("{s:?} is not a rollout percentage (0 to 100)"))
+            .and_then(Percent::new)
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.0)
+    }
 }
 
 impl ScaleChange {
@@ -226,5 +275,17 @@ mod tests {
         );
         // A delta made without parse has no inverse rather than a panic.
         assert_eq!(ScaleChange::Delta(i32::MIN).inverse(), None);
+    }
+
+    #[test]
+    fn percentages_are_0_to_100_and_name_the_value() {
+        assert_eq!(Percent::parse("50").map(Percent::get), Ok(50));
+        assert_eq!(Percent::parse(" 0 % ").map(Percent::get), Ok(0));
+        assert_eq!(Percent::new(100).map(Percent::get), Ok(100));
+        for bad in ["101", "-1", "fifty", "", "50.5"] {
+            let err = Percent::parse(bad).unwrap_err();
+            assert!(err.contains("0 to 100"), "{bad}: {err}");
+        }
+        assert!(Percent::new(300).unwrap_err().contains("300"));
     }
 }

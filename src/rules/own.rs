@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::duration;
 use super::keptn::Scalar;
 use super::matcher::Matcher;
-use super::model::{Action, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
+use super::model::{Action, Percent, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -54,6 +54,10 @@ pub struct OwnRule {
     pub revert: Option<bool>,
     #[serde(default)]
     pub dry_run: bool,
+    /// Read each flag back after changing it, and fail the action if Unleash does
+    /// not show the change (default: the `unleash_verify` variable).
+    #[serde(default)]
+    pub verify: Option<bool>,
     pub actions: Vec<OwnAction>,
 }
 
@@ -81,6 +85,12 @@ pub struct OwnAction {
     /// `on`/`off` (or `true`/`false`) for `flag`.
     #[serde(default)]
     pub state: Option<Scalar>,
+    /// Instead of `state`: the percentage (0-100) of the flag's `flexibleRollout` strategy.
+    #[serde(default)]
+    pub rollout: Option<Scalar>,
+    /// With `rollout`: which `flexibleRollout` strategy (id or title), when there are several.
+    #[serde(default)]
+    pub strategy: Option<String>,
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
@@ -179,6 +189,7 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
                 escalate_after: duration("escalate_after", &r.escalate_after)?,
                 revert: r.revert,
                 dry_run: r.dry_run,
+                verify: r.verify,
             };
             let rule = Rule {
                 name: r.name,
@@ -212,13 +223,6 @@ fn own_action(
             if a.on_resolve.is_some() {
                 return Err("on_resolve: applies to scale actions only".into());
             }
-            let state = a.state.ok_or("state: required with flag (on or off)")?;
-            let enabled = match state {
-                Scalar::Bool(b) => b,
-                Scalar::Str(s) if matches!(s.as_str(), "on" | "true") => true,
-                Scalar::Str(s) if matches!(s.as_str(), "off" | "false") => false,
-                other => return Err(format!("state: {other:?} must be on or off")),
-            };
             let name = |field: &str, v: Option<String>, fallback: &Option<UnleashName>| {
                 v.as_deref()
                     .map(UnleashName::parse)
@@ -226,17 +230,75 @@ fn own_action(
                     .map(|n| n.or(fallback.clone()))
                     .map_err(|e| format!("{field}: {e}"))
             };
-            Ok(Action::Flag {
-                flag: UnleashName::parse(&flag).map_err(|e| format!("flag: {e}"))?,
-                enabled,
-                project: name("project", a.project, project)?,
-                environment: name("environment", a.environment, environment)?,
-                revert: a.revert,
-            })
+            let flag = UnleashName::parse(&flag).map_err(|e| format!("flag: {e}"))?;
+            let project = name("project", a.project, project)?;
+            let environment = name("environment", a.environment, environment)?;
+            match (a.state, a.rollout) {
+                (Some(_), Some(_)) => Err(
+                    "state/rollout: a flag action sets either its state or its rollout, not both"
+                        .into(),
+                ),
+                (None, None) => Err(
+                    "state: required with flag (on or off), or rollout: a percentage (0-100)"
+                        .into(),
+                ),
+                (None, Some(rollout)) => {
+                    let percent = match rollout {
+                        Scalar::Int(n) => Percent::new(n),
+                        Scalar::Str(s) => Percent::parse(&s),
+                        Scalar::Bool(b) => {
+                            Err(format!("{b} is not a rollout percentage (0 to 100)"))
+                        }
+                    }
+                    .map_err(|e| format!("rollout: {e}"))?;
+                    let strategy = match a.strategy {
+                        Some(s) if s.trim().is_empty() => {
+                            return Err(
+                                "strategy: must not be empty (a strategy id or title)".into()
+                            )
+                        }
+                        s => s.map(|s| s.trim().to_string()),
+                    };
+                    Ok(Action::Rollout {
+                        flag,
+                        percent,
+                        strategy,
+                        project,
+                        environment,
+                        revert: a.revert,
+                    })
+                }
+                (Some(state), None) => {
+                    if a.strategy.is_some() {
+                        return Err("strategy: applies to rollout actions only".into());
+                    }
+                    let enabled = match state {
+                        Scalar::Bool(b) => b,
+                        Scalar::Str(s) if matches!(s.as_str(), "on" | "true") => true,
+                        Scalar::Str(s) if matches!(s.as_str(), "off" | "false") => false,
+                        other => return Err(format!("state: {other:?} must be on or off")),
+                    };
+                    Ok(Action::Flag {
+                        flag,
+                        enabled,
+                        project,
+                        environment,
+                        revert: a.revert,
+                    })
+                }
+            }
         }
         (None, Some(scale)) => {
-            if a.state.is_some() || a.project.is_some() || a.environment.is_some() {
-                return Err("scale: state/project/environment apply to flag actions only".into());
+            if a.state.is_some()
+                || a.rollout.is_some()
+                || a.strategy.is_some()
+                || a.project.is_some()
+                || a.environment.is_some()
+            {
+                return Err(
+                    "scale: state/rollout/strategy/project/environment apply to flag actions only"
+                        .into(),
+                );
             }
             let change = |field: &str, v: Scalar| {
                 let text = match v {
@@ -255,6 +317,8 @@ fn own_action(
         (Some(_), Some(_)) => {
             Err("flag/scale: an action is either a flag or a scale, not both".into())
         }
-        (None, None) => Err("flag/scale: an action needs `flag` (with `state`) or `scale`".into()),
+        (None, None) => {
+            Err("flag/scale: an action needs `flag` (with `state` or `rollout`) or `scale`".into())
+        }
     }
 }

@@ -135,6 +135,7 @@ impl Recorder {
             ("outbound_timeout_ms", "2500"),
             ("outbound_budget_ms", "8000"),
             ("max_clock_skew_ms", "5000"),
+            ("unleash_verify", "false"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
+mod flags;
+
 use crate::actions::scale::ScaleRequest;
-use crate::actions::unleash::Toggle;
+use crate::actions::unleash::{Rollout, Toggle};
 use crate::actions::ActionError;
 use crate::audit::{self, Event};
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{
-    self, legacy, ActionState, Lease, Occurrence, Phase, Restoring, RuleHistory, StoredAction,
-    Taken, Target,
+    self, legacy, ActionState, Lease, Occurrence, Phase, RuleHistory, Setting, StoredAction, Taken,
 };
 use crate::config::{Config, Secret};
 use crate::plan::{self, Decision};
@@ -20,7 +21,8 @@ use crate::problem::Problem;
 use crate::report::{
     ActionOutcome, ActionReport, ActionTarget, FirstHandled, ProblemOutcome, ProblemReport,
 };
-use crate::rules::{Action, Rule, RuleSet, ScaleChange, UnleashName};
+use crate::rules::{Action, Rule, RuleSet, ScaleChange};
+use flags::Lever;
 
 /// How long one delivery (all its alerts together) waits for concurrent ones
 /// holding a lease, before answering "in progress" (503) so that the sender retries.
@@ -32,6 +34,7 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Toggle(Toggle),
+    Rollout(Rollout),
     Scale(ScaleRequest),
 }
 
@@ -54,6 +57,24 @@ impl Step {
                     .unwrap_or_else(|| cfg.unleash_environment.clone()),
                 enabled: *enabled,
             }),
+            Action::Rollout {
+                flag,
+                percent,
+                strategy,
+                project,
+                environment,
+                ..
+            } => Step::Rollout(Rollout {
+                project: project
+                    .clone()
+                    .unwrap_or_else(|| cfg.unleash_project.clone()),
+                flag: flag.clone(),
+                environment: environment
+                    .clone()
+                    .unwrap_or_else(|| cfg.unleash_environment.clone()),
+                strategy: strategy.clone(),
+                percent: *percent,
+            }),
             Action::Scale { change, .. } => {
                 Step::Scale(ScaleRequest::new(&rule.name, *change, problem, ""))
             }
@@ -67,6 +88,13 @@ impl Step {
                 project: t.project.to_string(),
                 environment: t.environment.to_string(),
                 enabled: t.enabled,
+            },
+            Step::Rollout(r) => ActionTarget::Rollout {
+                flag: r.flag.to_string(),
+                project: r.project.to_string(),
+                environment: r.environment.to_string(),
+                strategy: r.strategy.clone(),
+                rollout: r.percent.get(),
             },
             Step::Scale(s) => ActionTarget::Scale {
                 value: s.value.clone(),
@@ -84,7 +112,8 @@ impl Step {
     pub fn describe(&self, cfg: &Config) -> String {
         let none = Secret::default();
         let req = match self {
-            Step::Toggle(t) => t.request(&cfg.unleash_url, &none),
+            Step::Toggle(t) => return Lever::Toggle(t.clone()).describe(cfg),
+            Step::Rollout(r) => return Lever::Rollout(r.clone()).describe(cfg),
             Step::Scale(s) => s.request(&Self::scale_url(cfg), &none),
         };
         match req {
@@ -291,6 +320,7 @@ impl Delivery<'_> {
                     detail: Some(detail),
                     error: None,
                     retryable: None,
+                    verified: None,
                 }
             }
             Err(e) => {
@@ -308,6 +338,7 @@ impl Delivery<'_> {
                     detail: None,
                     error: Some(message),
                     retryable: Some(e.retryable),
+                    verified: None,
                 }
             }
         };
@@ -324,12 +355,19 @@ pub fn taken(action: &Action, rule: &Rule, problem: &Problem, cfg: &Config) -> T
             environment: t.environment.to_string(),
             enabled: t.enabled,
         },
+        Step::Rollout(r) => Taken::Rollout {
+            flag: r.flag.to_string(),
+            project: r.project.to_string(),
+            environment: r.environment.to_string(),
+            strategy: r.strategy,
+            percent: r.percent.get(),
+        },
         Step::Scale(s) => {
             let undo = match action {
                 Action::Scale {
                     change, on_resolve, ..
                 } => on_resolve.or_else(|| change.inverse()),
-                Action::Flag { .. } => None,
+                Action::Flag { .. } | Action::Rollout { .. } => None,
             };
             Taken::Scale {
                 value: s.value,
@@ -354,6 +392,19 @@ fn target_of(t: &Taken) -> ActionTarget {
             environment: environment.clone(),
             enabled: *enabled,
         },
+        Taken::Rollout {
+            flag,
+            project,
+            environment,
+            strategy,
+            percent,
+        } => ActionTarget::Rollout {
+            flag: flag.clone(),
+            project: project.clone(),
+            environment: environment.clone(),
+            strategy: strategy.clone(),
+            rollout: *percent,
+        },
         Taken::Scale {
             value,
             service,
@@ -367,9 +418,10 @@ fn target_of(t: &Taken) -> ActionTarget {
     }
 }
 
-/// What undoing `t` changes: the flag turned back, or the scale undo value.
-fn undo_target_of(t: &Taken) -> ActionTarget {
-    match (target_of(t), t) {
+/// What undoing `t` changes: the flag turned back (to `restored`, when known), or
+/// the scale undo value.
+fn undo_target_of(t: &Taken, restored: Option<Setting>) -> ActionTarget {
+    match (target_of(t), t, restored) {
         (
             ActionTarget::Flag {
                 flag,
@@ -378,6 +430,7 @@ fn undo_target_of(t: &Taken) -> ActionTarget {
                 enabled,
             },
             _,
+            _,
         ) => ActionTarget::Flag {
             flag,
             project,
@@ -385,48 +438,37 @@ fn undo_target_of(t: &Taken) -> ActionTarget {
             enabled: !enabled,
         },
         (
+            ActionTarget::Rollout {
+                flag,
+                project,
+                environment,
+                strategy,
+                rollout,
+            },
+            _,
+            restored,
+        ) => ActionTarget::Rollout {
+            flag,
+            project,
+            environment,
+            strategy,
+            rollout: match restored {
+                Some(Setting::Rollout(p)) => p,
+                _ => rollout,
+            },
+        },
+        (
             ActionTarget::Scale {
                 service, namespace, ..
             },
             Taken::Scale { undo, .. },
+            _,
         ) => ActionTarget::Scale {
             value: undo.clone().unwrap_or_default(),
             service,
             namespace,
         },
-        (target, _) => target,
-    }
-}
-
-fn toggle_of(t: &Taken, enabled: bool) -> Result<Toggle, ActionError> {
-    let Taken::Flag {
-        flag,
-        project,
-        environment,
-        ..
-    } = t
-    else {
-        unreachable!("only flags toggle")
-    };
-    let name = |s: &str| {
-        UnleashName::parse(s).map_err(|e| ActionError {
-            message: format!("stored action: {e}"),
-            retryable: false,
-        })
-    };
-    Ok(Toggle {
-        project: name(project)?,
-        flag: name(flag)?,
-        environment: name(environment)?,
-        enabled,
-    })
-}
-
-fn word(b: bool) -> &'static str {
-    if b {
-        "on"
-    } else {
-        "off"
+        (target, _, _) => target,
     }
 }
 
@@ -600,12 +642,15 @@ fn decide_and_claim(
                     let detail = match &a.taken {
                         Taken::Flag { enabled, .. } => format!(
                             "{} unless another occurrence still holds the flag, it was changed by hand, or it was already so",
-                            describe(&a.taken, Some(!enabled), d.cfg)
+                            describe(&a.taken, Some(Setting::Enabled(!enabled)), d.cfg)
+                        ),
+                        Taken::Rollout { flag, .. } => format!(
+                            "would set the rollout of flag {flag:?} back to what it was before remediator acted, unless another occurrence still holds it or it was changed by hand"
                         ),
                         Taken::Scale { undo: Some(_), .. } => describe(&a.taken, None, d.cfg),
                         Taken::Scale { undo: None, .. } => continue,
                     };
-                    let target = undo_target_of(&a.taken);
+                    let target = undo_target_of(&a.taken, None);
                     report.actions.push(dry_run_report(target, detail));
                 }
                 return Ok(d.finish(
@@ -726,12 +771,15 @@ fn undoable(a: &StoredAction) -> bool {
     a.revert && matches!(a.state, ActionState::Applied | ActionState::Pending)
 }
 
-fn describe(t: &Taken, flag_to: Option<bool>, cfg: &Config) -> String {
+/// What would be sent for `t` (set to `to` instead, if given), for dry-run reports.
+fn describe(t: &Taken, to: Option<Setting>, cfg: &Config) -> String {
     match t {
-        Taken::Flag { enabled, .. } => match toggle_of(t, flag_to.unwrap_or(*enabled)) {
-            Ok(toggle) => Step::Toggle(toggle).describe(cfg),
-            Err(e) => e.message,
-        },
+        Taken::Flag { .. } | Taken::Rollout { .. } => {
+            match Lever::of(t).and_then(|l| to.map_or(Ok(l.clone()), |to| l.set_to(to))) {
+                Ok(lever) => lever.describe(cfg),
+                Err(e) => e.message,
+            }
+        }
         Taken::Scale { .. } => format!("would send POST {}", Step::scale_url(cfg)),
     }
 }
@@ -838,6 +886,7 @@ fn dry_run_report(target: ActionTarget, detail: String) -> ActionReport {
         detail: Some(detail),
         error: None,
         retryable: None,
+        verified: None,
     }
 }
 
@@ -864,14 +913,19 @@ fn act(
 ) -> ProblemReport {
     let mut failed = false;
     let mut write_error = None;
+    let verify = rule.policy.verify.unwrap_or(d.cfg.unleash_verify);
     for i in 0..rec.actions.len() {
         if rec.actions[i].state != ActionState::Pending {
             continue;
         }
         let a = rec.actions[i].clone();
-        let result = match &a.taken {
-            Taken::Flag { enabled, .. } => hold_and_set(d, key, &a.taken, *enabled),
-            Taken::Scale { value, .. } => send_scale(d, &rec, problem, a.step, value, "act"),
+        let (result, verified) = match &a.taken {
+            Taken::Flag { .. } | Taken::Rollout { .. } => {
+                flags::hold_and_set(d, key, &a.taken, verify)
+            }
+            Taken::Scale { value, .. } => {
+                (send_scale(d, &rec, problem, a.step, value, "act"), None)
+            }
         };
         match &result {
             Ok(_) => rec.actions[i].state = ActionState::Applied,
@@ -880,6 +934,9 @@ fn act(
         }
         rec.actions[i].at_ms = d.p.now_ms();
         d.action(&mut report, target_of(&a.taken), result, Event::Acted);
+        if let Some(entry) = report.actions.last_mut() {
+            entry.verified = verified;
+        }
         // Record each result at once: a crash after this cannot make it be sent again.
         if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
             write_error = Some(e);
@@ -945,270 +1002,6 @@ fn send_scale(
     })
 }
 
-/// Become a holder of the flag (recording its prior state when first held), then set it.
-fn hold_and_set(
-    d: &mut Delivery,
-    okey: &str,
-    t: &Taken,
-    enabled: bool,
-) -> Result<String, ActionError> {
-    let Taken::Flag {
-        flag,
-        project,
-        environment,
-        ..
-    } = t
-    else {
-        unreachable!("only flags are held")
-    };
-    let tkey = claim::target_key(project, flag, environment);
-    let toggle = toggle_of(t, enabled)?;
-    let state_error = |e: CellError| ActionError {
-        message: format!("flag {flag:?}: {e}"),
-        retryable: matches!(e, CellError::Kv(_)),
-    };
-    let mut prior_read: Option<bool> = None;
-    loop {
-        let now = d.p.now_ms();
-        let seen = cell::read::<Target>(d.p, &tkey).map_err(state_error)?;
-        let held = seen
-            .value
-            .as_ref()
-            .filter(|t| !t.holders.is_empty() || t.restoring.is_some());
-        let new = match held {
-            Some(tg) => {
-                if let Some(r) = &tg.restoring {
-                    if r.by != okey && r.lease.is_fresh(now, d.skew_ms()) {
-                        if d.wait() {
-                            continue;
-                        }
-                        return Err(ActionError {
-                            message: format!("flag {flag:?} is being restored by another occurrence; retry later"),
-                            retryable: true,
-                        });
-                    }
-                }
-                if !tg.holders.is_empty() && tg.desired != enabled {
-                    return Err(ActionError {
-                        message: format!(
-                            "flag {flag:?} in environment {environment:?} is held {} by {} other occurrence(s); not turning it {}",
-                            word(tg.desired), tg.holders.len(), word(enabled)
-                        ),
-                        retryable: false,
-                    });
-                }
-                if tg.holders.iter().any(|h| h == okey) && tg.restoring.is_none() {
-                    None
-                } else {
-                    let mut n = tg.clone();
-                    if !n.holders.iter().any(|h| h == okey) {
-                        n.holders.push(okey.to_string());
-                    }
-                    n.desired = enabled;
-                    n.restoring = None;
-                    n.expires_ms = now.saturating_add(claim::RETENTION_MS);
-                    Some(n)
-                }
-            }
-            None => {
-                let prior = match prior_read {
-                    Some(p) => p,
-                    None => {
-                        let read = d.outbound().idempotent(|timeout| {
-                            let req =
-                                toggle.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
-                            toggle.read_outcome(d.p.send(req, timeout), d.cfg)
-                        })?;
-                        *prior_read.insert(read)
-                    }
-                };
-                Some(Target {
-                    holders: vec![okey.to_string()],
-                    desired: enabled,
-                    prior,
-                    restoring: None,
-                    expires_ms: now.saturating_add(claim::RETENTION_MS),
-                })
-            }
-        };
-        if let Some(new) = new {
-            let ticket = d.ticket();
-            if !cell::swap(d.p, &tkey, &seen, ticket, &new)
-                .map_err(|e| state_error(CellError::Kv(e)))?
-            {
-                continue;
-            }
-        }
-        break;
-    }
-    // Held, with the prior state stored: now the change itself (idempotent).
-    d.outbound().idempotent(|timeout| {
-        let req = toggle.request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
-        toggle.outcome(d.p.send(req, timeout), d.cfg)
-    })
-}
-
-/// Leave the flag; the last holder to leave restores its prior state.
-fn release_and_restore(
-    d: &mut Delivery,
-    okey: &str,
-    lease: Lease,
-    a: &StoredAction,
-) -> (Result<String, ActionError>, Event) {
-    let Taken::Flag {
-        flag,
-        project,
-        environment,
-        enabled,
-    } = &a.taken
-    else {
-        unreachable!("only flags are held")
-    };
-    let tkey = claim::target_key(project, flag, environment);
-    let state_error = |e: CellError| ActionError {
-        message: format!("flag {flag:?}: {e}"),
-        retryable: matches!(e, CellError::Kv(_)),
-    };
-    let target = loop {
-        let seen = match cell::read::<Target>(d.p, &tkey) {
-            Ok(s) => s,
-            Err(e) => return (Err(state_error(e)), Event::Failed),
-        };
-        let Some(tg) = seen.value.clone() else {
-            if let Some(prior) = a.prior {
-                // Carried over from the earlier version: it kept the prior per action.
-                break Target {
-                    holders: vec![],
-                    desired: *enabled,
-                    prior,
-                    restoring: None,
-                    expires_ms: 0,
-                };
-            }
-            return (
-                Ok(format!(
-                    "flag {flag:?} is not held by this occurrence; nothing to undo"
-                )),
-                Event::RevertSkipped,
-            );
-        };
-        if tg.restoring.as_ref().is_some_and(|r| r.by == okey) {
-            break tg; // Resuming our own restore.
-        }
-        if !tg.holders.iter().any(|h| h == okey) {
-            return (
-                Ok(format!(
-                    "flag {flag:?} is no longer held by this occurrence; nothing to undo"
-                )),
-                Event::RevertSkipped,
-            );
-        }
-        let mut n = tg.clone();
-        n.holders.retain(|h| h != okey);
-        let last = n.holders.is_empty();
-        if last {
-            n.restoring = Some(Restoring {
-                by: okey.to_string(),
-                lease,
-            });
-        }
-        let ticket = d.ticket();
-        match cell::swap(d.p, &tkey, &seen, ticket, &n) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => return (Err(state_error(CellError::Kv(e))), Event::Failed),
-        }
-        if !last {
-            return (
-                Ok(format!(
-                    "flag {flag:?} stays {}: {} other occurrence(s) still hold it",
-                    word(n.desired),
-                    n.holders.len()
-                )),
-                Event::RevertSkipped,
-            );
-        }
-        break n;
-    };
-    let result = restore(d, &target, &a.taken);
-    if result.0.is_ok() {
-        // Done restoring: the target is free again (unless someone took it over).
-        let id = d.id;
-        let mut seq = d.seq;
-        let freed = cell::update(
-            d.p,
-            &tkey,
-            || {
-                seq += 1;
-                ticket(id, seq)
-            },
-            |t: Option<&Target>| match t {
-                Some(t) if t.restoring.as_ref().is_some_and(|r| r.by == okey) => {
-                    let mut n = t.clone();
-                    n.restoring = None;
-                    n.holders.clear();
-                    Change::Write(n, ())
-                }
-                _ => Change::Keep(()),
-            },
-        );
-        d.seq = seq;
-        if let (Err(e), (Ok(detail), event)) = (freed, &result) {
-            // The flag is restored: retrying would restore it again, over whatever
-            // happened since. The target stays "restoring" until its lease runs out;
-            // the next holder then takes it over.
-            return (
-                Ok(format!("{detail}; WARNING: flag record not freed ({e})")),
-                *event,
-            );
-        }
-    }
-    result
-}
-
-fn restore(d: &mut Delivery, target: &Target, t: &Taken) -> (Result<String, ActionError>, Event) {
-    let Taken::Flag { flag, .. } = t else {
-        unreachable!("only flags are restored")
-    };
-    if target.prior == target.desired {
-        return (
-            Ok(format!(
-                "flag {flag:?} was already {} before remediator acted; nothing to undo",
-                word(target.desired)
-            )),
-            Event::RevertSkipped,
-        );
-    }
-    let set = match toggle_of(t, target.desired) {
-        Ok(s) => s,
-        Err(e) => return (Err(e), Event::Failed),
-    };
-    let out = d.outbound();
-    let current = out.idempotent(|timeout| {
-        let req = set.read_request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
-        set.read_outcome(d.p.send(req, timeout), d.cfg)
-    });
-    match current {
-        Err(e) => (Err(e), Event::Failed),
-        Ok(now) if now != target.desired => (
-            Ok(format!(
-                "flag {flag:?} was changed by hand since remediator turned it {} (it is {} now); leaving it",
-                word(target.desired),
-                word(now)
-            )),
-            Event::RevertSkipped,
-        ),
-        Ok(_) => {
-            let undo = Toggle { enabled: target.prior, ..set };
-            let result = out.idempotent(|timeout| {
-                let req = undo.request(&d.cfg.unleash_url, &d.cfg.unleash_token)?;
-                undo.outcome(d.p.send(req, timeout), d.cfg)
-            });
-            (result, Event::Reverted)
-        }
-    }
-}
-
 fn revert(
     d: &mut Delivery,
     problem: &Problem,
@@ -1235,14 +1028,13 @@ fn revert(
     for i in todo.iter().copied() {
         let a = rec.actions[i].clone();
         let (target, result, event) = match &a.taken {
-            Taken::Flag { .. } => {
-                let (result, event) = release_and_restore(d, key, lease, &a);
-                let target = undo_target_of(&a.taken);
-                (target, result, event)
+            Taken::Flag { .. } | Taken::Rollout { .. } => {
+                let (result, event, restored) = flags::release_and_restore(d, key, lease, &a);
+                (undo_target_of(&a.taken, restored), result, event)
             }
             Taken::Scale { undo: Some(u), .. } => {
                 let result = send_scale(d, &rec, problem, a.step, u, "revert");
-                (undo_target_of(&a.taken), result, Event::Reverted)
+                (undo_target_of(&a.taken, None), result, Event::Reverted)
             }
             Taken::Scale { undo: None, .. } => (
                 target_of(&a.taken),
