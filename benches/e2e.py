@@ -4,7 +4,7 @@ recording the change, next to Alertmanager's own alert -> webhook time, on the p
 ground (tests/e2e/peers).
 
     tests/e2e/peers install && tests/e2e/peers up
-    python3 benches/e2e.py --out DIR [--alerts N | --smoke]
+    python3 benches/e2e.py --out DIR [--alerts N | --smoke] [--verify]
     python3 benches/e2e.py --write-fixture     (regenerates tests/e2e/fixtures/bench-e2e.yaml)
 
 The component is restarted with rules_file=/fixtures/bench-e2e.yaml (one rule per alert:
@@ -15,7 +15,9 @@ run). Per alert:
   t_post     just before POST /api/v2/alerts (this script's clock)
   t_webhook  the tap's arrival time of the first webhook carrying the alert
   t_unleash  createdAt of the flag's feature-environment-disabled event in production
-All clocks are this machine's. Writes DIR/e2e.json (rows and summary) and DIR/e2e.md.
+All clocks are this machine's. Writes DIR/e2e.json (rows and summary) and DIR/e2e.md;
+with --verify (the component runs with unleash_verify=true: each change is read back),
+DIR/e2e-verify.json and DIR/e2e-verify.md.
 Exits non-zero unless every alert led to exactly one change in Unleash within TIMEOUT_S.
 """
 
@@ -47,6 +49,7 @@ DISABLED, ENABLED = "feature-environment-disabled", "feature-environment-enabled
 STAGES = [  # (key, label in e2e.md)
     ("am_ms", "Alertmanager: alert posted → webhook sent"),
     ("remediator_unleash_ms", "remediator + Unleash: webhook → change recorded"),
+    ("answer_ms", "remediator: webhook → answered (all its calls, read-back included)"),
     ("total_ms", "total"),
 ]
 
@@ -162,6 +165,10 @@ def measure(unleash, tap, run, posted, marker):
             first = recs[0]
             response = first.get("response")
             problems = response.get("problems") if isinstance(response, dict) else None
+            actions = [a for p in problems or [] for a in p.get("actions", [])]
+            row["verified"] = sum(a.get("verified") is True for a in actions)
+            if first.get("answered"):
+                row["answer_ms"] = (first["answered"] - first["time"]) * 1e3
             row.update(t_webhook=first["time"], first_status=first.get("status"),
                        alerts_in_first_webhook=len(first["body"]["alerts"]),
                        first_outcome=problems[0]["outcome"] if problems else None)
@@ -215,13 +222,14 @@ def resolve(am, tap, run, posted):
     return len(delivered())
 
 
-def write_report(out, result):
+def write_report(out, result, stem="e2e"):
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "e2e.json"), "w") as f:
+    with open(os.path.join(out, stem + ".json"), "w") as f:
         json.dump(result, f, indent=1)
     timing, summary = result["alertmanager"], result["summary"]
     md = [
-        "# End to end: Alertmanager → remediator → Unleash",
+        "# End to end: Alertmanager → remediator → Unleash" + (
+            " (read-back on: unleash_verify=true)" if result.get("verify") else ""),
         "",
         "%d alerts posted to Alertmanager, one every %d ms, each its own group; %d completed "
         "(exactly one `%s` event in Unleash within %d s). Alertmanager: group_wait %s, "
@@ -239,7 +247,7 @@ def write_report(out, result):
         md.append("| %s | %s |" % (label, " | ".join(
             "%.1f" % s[k] if s else "-" for k in ("p50", "p90", "p99", "min", "max"))))
     md += ["", result["method"], ""]
-    with open(os.path.join(out, "e2e.md"), "w") as f:
+    with open(os.path.join(out, stem + ".md"), "w") as f:
         f.write("\n".join(md))
     return "\n".join(md)
 
@@ -249,6 +257,8 @@ def main():
     ap.add_argument("--out", help="directory for e2e.json and e2e.md")
     ap.add_argument("--alerts", type=int, default=100)
     ap.add_argument("--smoke", action="store_true", help="3 alerts, only to check it runs")
+    ap.add_argument("--verify", action="store_true",
+                    help="run the component with unleash_verify=true (each change read back)")
     ap.add_argument("--write-fixture", action="store_true", help="regenerate %s and exit" % FIXTURE)
     args = ap.parse_args()
     if args.write_fixture:
@@ -271,7 +281,8 @@ def main():
     for i in range(n):
         unleash.prepare(name(i), **{ENVIRONMENT: True})
     posted = []
-    e2e.peers("component", "rules_file=/fixtures/bench-e2e.yaml")
+    served = ["rules_file=/fixtures/bench-e2e.yaml"] + (["unleash_verify=true"] if args.verify else [])
+    e2e.peers("component", *served)
     try:
         marker = unleash.last_event_id()
         load = os.getloadavg()
@@ -286,6 +297,7 @@ def main():
     done = [r for r in rows if r["problem"] is None]
     result = {
         "n": n, "completed": len(done), "run": run, "spacing_ms": SPACING_S * 1e3,
+        "verify": args.verify,
         "alertmanager": am_timing(),
         "first_answered_200": sum(r["first_status"] == 200 for r in rows),
         "resolved_groups_delivered": resolved,
@@ -294,14 +306,20 @@ def main():
                   "POST to Alertmanager, i.e. group_wait (a new group's first notification "
                   "waits for it) plus Alertmanager's own work; remediator + Unleash = Unleash "
                   "event createdAt (ms, PostgreSQL now()) − tap arrival, so it includes the "
-                  "tap's forwarding hop (the tap does not record when the component answered); "
+                  "tap's forwarding hop; remediator answered = the tap's time of the component's "
+                  "answer − its arrival (all of the delivery's calls: the prior-state read, the "
+                  "change, and with read-back the read after it); "
                   "total = createdAt − POST. One clock (this machine). Percentiles: nearest "
                   "rank (the ⌈p·n/100⌉-th smallest; for n = 100, p99 is the 99th).",
-        "summary": {key: stats([r[key] for r in done]) for key, _ in STAGES},
+        "summary": {key: stats([r[key] for r in done if key in r]) for key, _ in STAGES},
+        "verified_actions": sum(r.get("verified", 0) for r in rows),
         "rows": rows,
     }
-    print(write_report(args.out, result))
+    print(write_report(args.out, result, "e2e-verify" if args.verify else "e2e"))
     failed = ["%s (%s)" % (r["alert"], r["problem"]) for r in rows if r["problem"]]
+    if args.verify and result["verified_actions"] != len(done):
+        failed.append("read-back on, but %d of %d changes reported verified: true"
+                      % (result["verified_actions"], len(done)))
     if failed:
         print("e2e.py: %d of %d alerts did not lead to exactly one change in Unleash within %d s: %s"
               % (len(failed), n, TIMEOUT_S, ", ".join(failed)), file=sys.stderr)

@@ -400,6 +400,18 @@ def results(out):
         lines = open(e2e_md).read().splitlines()
         md += ["## 6. End to end: Alertmanager → remediator → Unleash (proving ground)"] + lines[1:] + [""]
         res["e2e"] = json.load(open(os.path.join(out, "e2e.json"))).get("summary")
+    verify_json = os.path.join(out, "e2e-verify.json")
+    if os.path.exists(verify_json) and res.get("e2e"):
+        plain, verify = res["e2e"], json.load(open(verify_json)).get("summary")
+        res["e2e_verify"] = verify
+        rows = []
+        for key, label in (("answer_ms", "webhook → answered"), ("remediator_unleash_ms", "webhook → change recorded")):
+            a, b = (plain or {}).get(key), (verify or {}).get(key)
+            if a and b:
+                rows.append("| %s | %.1f | %.1f | %+.1f | ×%.2f |" % (label, a["p50"], b["p50"], b["p50"] - a["p50"], b["p50"] / a["p50"]))
+        md += ["### 6b. Read-back (`unleash_verify=true`): its cost per acting delivery", "",
+               "The same run with each change read back. p50 in ms; one Unleash GET more per change.", "",
+               "| ms, p50 | plain | read-back | cost | ratio |", "|---|---:|---:|---:|---:|"] + rows + [""]
 
     open(os.path.join(out, "results.md"), "w").write("\n".join(md) + "\n")
     json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=1, default=str)

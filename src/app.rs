@@ -149,6 +149,7 @@ fn webhook_handler(
         wait_until_ms: now.saturating_add(WAIT_FOR_CLAIM.as_millis() as i64),
         audit: Vec::new(),
         seq: 0,
+        flags_set: Vec::new(),
     };
     let problems = ingested
         .problems

@@ -230,3 +230,99 @@ fn two_hundred_alerts_held_elsewhere_wait_five_seconds_in_all_not_each() {
     let waited = r.now.get() - now;
     assert!(waited <= 5_100, "waited {waited} ms for 200 alerts");
 }
+
+/// One Alertmanager group of HighFailureRate alerts, one per instance, each with a
+/// fingerprint of its own.
+fn storm(status: &str, instances: &[String]) -> Vec<u8> {
+    let labels: Vec<[(&str, &str); 1]> = instances
+        .iter()
+        .map(|i| [("instance", i.as_str())])
+        .collect();
+    let alerts: Vec<TestAlert> = labels
+        .iter()
+        .map(|l| ("HighFailureRate", Some("Failure rate increase"), &l[..]))
+        .collect();
+    let mut body: Value = serde_json::from_slice(&alertmanager(status, &alerts)).unwrap();
+    for (a, i) in body["alerts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(instances)
+    {
+        a["fingerprint"] = format!("fp-{i}").into();
+    }
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[test]
+fn a_storm_of_200_alerts_in_one_group_makes_one_change_and_one_restore() {
+    let r = Recorder::new();
+    let instances: Vec<String> = (0..200).map(|i| format!("i{i}")).collect();
+    let (status, report) = r.post("/", &storm("firing", &instances));
+    assert_eq!(status, 200, "{report}");
+    let acted = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "acted")
+        .count();
+    assert_eq!(acted, 200, "every occurrence holds the flag");
+    assert_eq!(turned(&r, "off"), 1, "one change for the whole group");
+    assert_eq!(
+        r.sent().iter().filter(|s| s.method == "GET").count(),
+        1,
+        "one read of the prior state"
+    );
+    assert!(!r.flag(PROMO, "production"));
+
+    // Half resolve: the flag stays off.
+    let (_, report) = r.post("/", &storm("resolved", &instances[..100]));
+    assert!(
+        report["problems"][99]["actions"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("100 other occurrence(s) still hold it"),
+        "{}",
+        report["problems"][99]
+    );
+    assert_eq!(turned(&r, "on"), 0);
+    assert!(!r.flag(PROMO, "production"));
+    // The rest resolve in one delivery: restored once, by the last.
+    let (status, report) = r.post("/", &storm("resolved", &instances[100..]));
+    assert_eq!(status, 200);
+    assert_eq!(
+        report["problems"][99]["outcome"], "reverted",
+        "{}",
+        report["problems"][99]
+    );
+    assert_eq!(turned(&r, "on"), 1);
+    assert!(r.flag(PROMO, "production"));
+}
+
+#[test]
+fn a_later_alert_of_a_delivery_sends_again_when_the_flag_was_restored_in_between() {
+    let r = Recorder::new();
+    // One delivery: occurrence a fires and resolves (restoring the flag), then b fires.
+    let a = [("instance", "a")];
+    let b = [("instance", "b")];
+    let mut body: Value = serde_json::from_slice(&alertmanager(
+        "firing",
+        &[
+            ("HighFailureRate", Some("Failure rate increase"), &a[..]),
+            ("HighFailureRate", Some("Failure rate increase"), &a[..]),
+            ("HighFailureRate", Some("Failure rate increase"), &b[..]),
+        ],
+    ))
+    .unwrap();
+    let alerts = body["alerts"].as_array_mut().unwrap();
+    alerts[1]["fingerprint"] = alerts[0]["fingerprint"].clone();
+    alerts[1]["status"] = "resolved".into();
+    alerts[1]["endsAt"] = "2026-11-26T14:10:00Z".into();
+    let (status, report) = r.post("/", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 200, "{report}");
+    assert!(
+        !r.flag(PROMO, "production"),
+        "b fires: the flag must be off again, not skipped as already set: {report}"
+    );
+    assert_eq!(turned(&r, "off"), 2, "{report}");
+}

@@ -202,14 +202,38 @@ pub(super) fn hold_and_set(
     t: &Taken,
     verify: bool,
 ) -> (Result<String, ActionError>, Option<bool>) {
-    match Lever::of(t).and_then(|lever| hold(d, okey, &lever).map(|id| (lever, id))) {
+    match Lever::of(t).and_then(|lever| hold(d, okey, &lever).map(|h| (lever, h))) {
         Err(e) => (Err(e), None),
-        Ok((lever, strategy)) => set_and_verify(d, &lever, strategy.as_deref(), verify),
+        Ok((lever, (strategy, holders))) => {
+            let (key, desired) = (lever.key(), lever.desired());
+            let already = d
+                .flags_set
+                .iter()
+                .any(|(k, v, by)| *k == key && *v == desired && by != okey && holders.contains(by));
+            if already {
+                let detail = format!(
+                    "flag {:?} in environment {:?} held {} (set by this delivery for another alert; not sent again)",
+                    lever.flag(),
+                    lever.environment(),
+                    lever.desired()
+                );
+                return (Ok(detail), None);
+            }
+            let result = set_and_verify(d, &lever, strategy.as_deref(), verify);
+            if result.0.is_ok() {
+                d.flags_set.push((key, desired, okey.to_string()));
+            }
+            result
+        }
     }
 }
 
-/// Become a holder; returns the rollout strategy's id.
-fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Option<String>, ActionError> {
+/// Become a holder; returns the rollout strategy's id and the holders now.
+fn hold(
+    d: &mut Delivery,
+    okey: &str,
+    lever: &Lever,
+) -> Result<(Option<String>, Vec<String>), ActionError> {
     let (flag, environment, desired) = (lever.flag(), lever.environment(), lever.desired());
     let tkey = lever.key();
     let state_error = |e: CellError| ActionError {
@@ -224,7 +248,7 @@ fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Option<String>, A
             .value
             .as_ref()
             .filter(|t| !t.holders.is_empty() || t.restoring.is_some());
-        let (new, strategy) = match held {
+        let (new, found) = match held {
             Some(tg) => {
                 if let Some(r) = &tg.restoring {
                     if r.by != okey && r.lease.is_fresh(now, d.skew_ms()) {
@@ -252,7 +276,7 @@ fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Option<String>, A
                 }
                 let mine = tg.holders.iter().any(|h| h == okey);
                 if mine && tg.restoring.is_none() && tg.desired == desired {
-                    (None, tg.strategy.clone())
+                    (None, (tg.strategy.clone(), tg.holders.clone()))
                 } else {
                     let mut n = tg.clone();
                     if !mine {
@@ -261,7 +285,8 @@ fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Option<String>, A
                     n.desired = desired;
                     n.restoring = None;
                     n.expires_ms = now.saturating_add(claim::RETENTION_MS);
-                    (Some(n), tg.strategy.clone())
+                    let holders = n.holders.clone();
+                    (Some(n), (tg.strategy.clone(), holders))
                 }
             }
             None => {
@@ -283,7 +308,7 @@ fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Option<String>, A
                     restoring: None,
                     expires_ms: now.saturating_add(claim::RETENTION_MS),
                 };
-                (Some(target), strategy)
+                (Some(target), (strategy, vec![okey.to_string()]))
             }
         };
         if let Some(new) = new {
@@ -294,7 +319,7 @@ fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Option<String>, A
                 continue;
             }
         }
-        return Ok(strategy);
+        return Ok(found);
     }
 }
 
@@ -423,6 +448,8 @@ pub(super) fn release_and_restore(
         break n;
     };
     let (result, event) = restore(d, &target, &lever);
+    // Whatever the restore did, this delivery no longer knows the flag's setting.
+    d.flags_set.retain(|(k, _, _)| *k != tkey);
     if result.is_ok() {
         // Done restoring: the target is free again (unless someone took it over).
         let id = d.id;

@@ -197,6 +197,12 @@ pub struct Delivery<'a> {
     pub audit: Vec<audit::Entry>,
     /// Cell updates made so far (tickets are `id * TICKETS_PER_DELIVERY + seq`).
     pub seq: i64,
+    /// Flag settings this delivery has set and Unleash confirmed: (target key, value,
+    /// the occurrence it was set for). The next alert of the same delivery that joins
+    /// the holders of the same setting while that occurrence still holds it (so it was
+    /// never restored in between) does not send it again: a group of 200 alerts of one
+    /// failing service makes one change.
+    pub flags_set: Vec<(String, Setting, String)>,
 }
 
 /// Room for every cell update of one delivery (at most a few per alert).

@@ -182,6 +182,7 @@ def make_handler(state, forward):
                 conn.close()
             entry["status"] = status
             entry["response"] = parse_body(body, ctype)
+            entry["answered"] = time.time()
             return self._send(status, body, ctype)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
