@@ -150,6 +150,7 @@ fn webhook_handler(
         audit: Vec::new(),
         seq: 0,
         flags_set: Vec::new(),
+        notification_reason: ingested.notification_reason.clone(),
     };
     let problems = ingested
         .problems
@@ -189,6 +190,7 @@ fn webhook_handler(
         not_processed,
         problems_not_shown: 0,
         rejected: ingested.rejected,
+        notification_reason: ingested.notification_reason,
     })
 }
 

@@ -51,6 +51,9 @@ pub struct Entry {
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Why the sender sent the delivery (Alertmanager 0.32+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_reason: Option<String>,
 }
 
 impl Entry {

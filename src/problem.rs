@@ -47,6 +47,26 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<String>,
     pub fingerprint: String,
+    /// Grafana's links for the alert, kept for what remediator reports and sends.
+    #[serde(skip_serializing_if = "Links::is_empty")]
+    pub links: Links,
+}
+
+/// What Grafana's webhook links an alert to (each absent when empty or not sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Links {
+    #[serde(rename = "ruleUID", skip_serializing_if = "Option::is_none")]
+    pub rule_uid: Option<String>,
+    #[serde(rename = "dashboardURL", skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    #[serde(rename = "panelURL", skip_serializing_if = "Option::is_none")]
+    pub panel_url: Option<String>,
+}
+
+impl Links {
+    pub fn is_empty(&self) -> bool {
+        self.rule_uid.is_none() && self.dashboard_url.is_none() && self.panel_url.is_none()
+    }
 }
 
 impl Problem {

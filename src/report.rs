@@ -25,6 +25,9 @@ pub struct Report {
     /// Alerts of the group that could not be processed, each with the field at fault.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejected>,
+    /// Why the sender sent it (Alertmanager 0.32+), as it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_reason: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -44,6 +47,9 @@ pub struct ProblemReport {
     /// For repeats: when (and in which audited delivery) this occurrence was first handled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_handled: Option<FirstHandled>,
+    /// Grafana's links for the alert (ruleUID, dashboardURL, panelURL).
+    #[serde(skip_serializing_if = "crate::problem::Links::is_empty")]
+    pub links: crate::problem::Links,
     pub actions: Vec<ActionReport>,
 }
 

@@ -687,3 +687,36 @@ fn a_newline_in_an_alert_cannot_forge_a_log_line() {
         "{line:?}"
     );
 }
+
+#[test]
+fn the_report_and_the_audit_carry_the_notification_reason_and_grafana_links() {
+    let r = Recorder::new();
+    let body = include_bytes!("fixtures/payloads/alertmanager-0.34-repeat.json");
+    let (status, report) = r.post("/alertmanager", body);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["notification_reason"], "repeat interval elapsed",
+        "{report}"
+    );
+    let audit = r.audit("");
+    assert!(!audit.is_empty());
+    assert!(
+        audit
+            .iter()
+            .all(|e| e["notification_reason"] == "repeat interval elapsed"),
+        "{audit:?}"
+    );
+
+    let r = Recorder::new();
+    let body = include_bytes!("fixtures/payloads/grafana-firing.json");
+    let (status, report) = r.post("/grafana", body);
+    assert_eq!(status, 200, "{report}");
+    assert!(report.get("notification_reason").is_none());
+    let links = &report["problems"][0]["links"];
+    assert_eq!(links["ruleUID"], "be7qz1yv3kzk0e", "{report}");
+    assert_eq!(
+        links["panelURL"],
+        "https://grafana.example/d/checkout-slo?orgId=1&viewPanel=4"
+    );
+    assert!(report["problems"][1].get("links").is_none(), "{report}");
+}

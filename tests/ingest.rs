@@ -340,3 +340,45 @@ fn thousands_of_malformed_alerts_are_reported_in_bounded_detail() {
     assert!(err.to_string().len() < 2000, "{err}");
     assert!(err.to_string().contains("alerts[0].labels.alertname"));
 }
+
+#[test]
+fn alertmanager_0_34_notification_reason_is_kept_and_route_labels_ignored() {
+    let body = include_bytes!("fixtures/payloads/alertmanager-0.34-repeat.json");
+    let got = ingest(None, body).unwrap();
+    assert_eq!(got.format, Format::Alertmanager);
+    assert_eq!(
+        got.notification_reason.as_deref(),
+        Some("repeat interval elapsed")
+    );
+    assert_eq!(got.problems.len(), 1);
+    assert!(got.problems[0].links.is_empty());
+    // 0.25's payload carries none.
+    assert_eq!(ingest(None, FIRING).unwrap().notification_reason, None);
+}
+
+#[test]
+fn grafana_links_are_kept_per_alert_and_empty_ones_dropped() {
+    let body = include_bytes!("fixtures/payloads/grafana-firing.json");
+    let got = ingest(Some(Format::Grafana), body).unwrap();
+    assert_eq!(got.format, Format::Grafana);
+    assert_eq!(got.problems.len(), 2);
+    let l = &got.problems[0].links;
+    assert_eq!(l.rule_uid.as_deref(), Some("be7qz1yv3kzk0e"));
+    assert_eq!(
+        l.dashboard_url.as_deref(),
+        Some("https://grafana.example/d/checkout-slo?orgId=1")
+    );
+    assert_eq!(
+        l.panel_url.as_deref(),
+        Some("https://grafana.example/d/checkout-slo?orgId=1&viewPanel=4")
+    );
+    assert!(
+        got.problems[1].links.is_empty(),
+        "{:?}",
+        got.problems[1].links
+    );
+    assert_eq!(
+        got.problems[0].summary.as_deref(),
+        Some("Failure rate increase")
+    );
+}

@@ -22,6 +22,7 @@ fn alert(alertname: &str, summary: Option<&str>, labels: &[(&str, &str)]) -> Pro
         annotations: BTreeMap::new(),
         starts_at: Some("2026-11-26T14:02:06.305Z".into()),
         fingerprint: "f".into(),
+        links: Default::default(),
     }
 }
 

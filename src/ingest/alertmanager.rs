@@ -6,17 +6,20 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{typed, typed_at, Format, IngestError, Ingested, Rejected, MAX_REJECTED};
-use crate::problem::{fingerprint_labels, Problem, Source, Status};
+use crate::problem::{fingerprint_labels, Links, Problem, Source, Status};
 
-/// Unknown fields (`notification_reason`, `routeLabels`, Grafana's `orgId`, `values`, ...)
-/// are accepted and ignored. Alerts are read one by one ([`Alert`]): one that cannot be
-/// read is rejected alone, not with its group.
+/// Other fields (Alertmanager 0.34's `routeLabels`, Grafana's `orgId`, `state`, `values`,
+/// ...) are accepted and ignored. Alerts are read one by one ([`Alert`]): one that cannot
+/// be read is rejected alone, not with its group.
 #[derive(Debug, Deserialize)]
 struct Webhook {
     version: String,
     alerts: Vec<Value>,
     #[serde(default, rename = "truncatedAlerts")]
     truncated_alerts: u64,
+    /// Alertmanager 0.32+: why this notification was sent ("repeat interval elapsed", ...).
+    #[serde(default)]
+    notification_reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +32,13 @@ struct Alert {
     starts_at: Option<String>,
     #[serde(default)]
     fingerprint: Option<String>,
+    // Grafana's links.
+    #[serde(default, rename = "ruleUID")]
+    rule_uid: Option<String>,
+    #[serde(default, rename = "dashboardURL")]
+    dashboard_url: Option<String>,
+    #[serde(default, rename = "panelURL")]
+    panel_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +96,10 @@ fn build(format: Format, source: Source, hook: Webhook) -> Result<Ingested, Inge
         problems,
         not_processed: hook.truncated_alerts.saturating_add(unreported),
         rejected,
+        notification_reason: hook
+            .notification_reason
+            .filter(|r| !r.is_empty())
+            .map(|r| clip_to(r, 100)),
     })
 }
 
@@ -113,6 +127,20 @@ fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
         annotations: a.annotations,
         starts_at: a.starts_at,
         fingerprint,
+        links: Links {
+            rule_uid: a
+                .rule_uid
+                .filter(|s| !s.is_empty())
+                .map(|s| clip_to(s, 100)),
+            dashboard_url: a
+                .dashboard_url
+                .filter(|s| !s.is_empty())
+                .map(|s| clip_to(s, 2000)),
+            panel_url: a
+                .panel_url
+                .filter(|s| !s.is_empty())
+                .map(|s| clip_to(s, 2000)),
+        },
     })
 }
 
@@ -120,9 +148,13 @@ fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
 const MAX_REASON_CHARS: usize = 200;
 
 fn clip(reason: String) -> String {
-    match reason.char_indices().nth(MAX_REASON_CHARS) {
-        Some((cut, _)) => format!("{}…", &reason[..cut]),
-        None => reason,
+    clip_to(reason, MAX_REASON_CHARS)
+}
+
+fn clip_to(s: String, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s,
     }
 }
 

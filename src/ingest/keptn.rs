@@ -118,8 +118,10 @@ pub fn keptn(value: Value) -> Result<Ingested, IngestError> {
             annotations: BTreeMap::new(),
             starts_at: None,
             fingerprint: id,
+            links: Default::default(),
         }],
         not_processed: 0,
         rejected: Vec::new(),
+        notification_reason: None,
     })
 }

@@ -28,6 +28,8 @@ pub struct Ingested {
     pub not_processed: u64,
     /// Alerts of a well-formed group that could not be turned into a [`Problem`].
     pub rejected: Vec<Rejected>,
+    /// Why Alertmanager (0.32+) sent this notification, e.g. "repeat interval elapsed".
+    pub notification_reason: Option<String>,
 }
 
 /// One alert of a group that could not be turned into a [`Problem`]. Permanent: the

@@ -203,6 +203,8 @@ pub struct Delivery<'a> {
     /// never restored in between) does not send it again: a group of 200 alerts of one
     /// failing service makes one change.
     pub flags_set: Vec<(String, Setting, String)>,
+    /// Why the sender sent this delivery (Alertmanager 0.32+), for the audit.
+    pub notification_reason: Option<String>,
 }
 
 /// Room for every cell update of one delivery (at most a few per alert).
@@ -277,6 +279,7 @@ impl Delivery<'_> {
             // Redact before clipping: a clipped secret could no longer be found.
             detail: detail.map(|d| clip(&cfg.redact(&d), 1000)),
             dry_run,
+            notification_reason: self.notification_reason.clone(),
         });
     }
 
@@ -488,6 +491,7 @@ fn new_report(problem: &Problem) -> ProblemReport {
         outcome: ProblemOutcome::NoMatchingRule,
         detail: None,
         first_handled: None,
+        links: problem.links.clone(),
         actions: vec![],
     }
 }

@@ -933,6 +933,7 @@ mod tests {
             annotations: BTreeMap::new(),
             starts_at: None,
             fingerprint: "f".into(),
+            links: Default::default(),
         }
     }
 
