@@ -4,8 +4,9 @@
   changed by JSON-patch (PATCH) or replaced (PUT), each change logged as a
   `feature-strategy-update` event carrying the rollout before (`preData`) and after (`data`).
 - NonAdminCredential: the component with a non-admin credential (`peers` creates a personal
-  access token, E2E_UNLEASH_PAT; service accounts are Enterprise-only) toggles a flag, and
-  Unleash's event log names the token's user; the `Authorization` forms Unleash accepts.
+  access token of an Editor user, E2E_UNLEASH_PAT; service accounts are Enterprise-only)
+  toggles a flag, and Unleash's event log names the token's user; the `Authorization` forms
+  Unleash accepts.
 
 Needs `tests/e2e/peers up` (tests/e2e/run does everything). Python stdlib only.
 """
@@ -101,6 +102,13 @@ class NonAdminCredential(support.Case):
             status, _, _ = http("GET", ENV["E2E_UNLEASH_URL"] + "/api/admin/projects",
                                 headers={"Authorization": form % wrong})
             self.assertEqual(status, 401, "an unknown PAT as %r" % (form % "<token>"))
+
+    def test_the_personal_access_token_is_not_an_admin(self):
+        for kind, token, expected in (("admin token", ENV["E2E_UNLEASH_ADMIN_TOKEN"], 200),
+                                      ("PAT", ENV["E2E_UNLEASH_PAT"], 403)):
+            status, _, _ = http("GET", ENV["E2E_UNLEASH_URL"] + "/api/admin/user-admin",
+                                headers={"Authorization": token})
+            self.assertEqual(status, expected, "GET /api/admin/user-admin with the %s" % kind)
 
     def test_component_with_a_personal_access_token_toggles_as_its_user(self):
         self.assertTrue(ENV.get("E2E_UNLEASH_PAT", "").startswith("user:"), "peers up made no PAT")
