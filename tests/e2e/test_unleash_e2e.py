@@ -15,7 +15,7 @@ import unittest
 import uuid
 
 import support
-from test_e2e import ENV, PROMOTION, RULE_ENV, Unleash, http, wait_for
+from test_e2e import ENV, PROMOTION, RULE_ENV, Unleash, http, now_iso, wait_for
 
 setUpModule = support.setUpModule
 
@@ -126,6 +126,12 @@ class NonAdminCredential(support.Case):
         first = self.first_delivery()
         self.assertEqual(first["status"], 200, first.get("response"))
         self.assert_flag_action(self.only_problem(first["response"]), PROMOTION, False)
+        # Resolve while the component still has the PAT (tearDown would restart it first, and
+        # Alertmanager's retries across that restart cost seconds).
+        self.am.post([dict(a, endsAt=now_iso(-1)) for a in self.fired])
+        wait_for("the resolved notification answered 200", lambda: [
+            r for r in self.answered() if r["body"].get("status") == "resolved" and r["status"] == 200])
+        self.fired = []
 
 
 if __name__ == "__main__":
