@@ -1,7 +1,8 @@
 """End-to-end scenarios for remediator (issue #3), against real peers.
 
 Alertmanager 0.25 delivers to the component (through the recording tap, see `peers`), the
-component toggles flags in a real Unleash 7.4.1 and calls the scale receiver. Assertions are
+component toggles flags in a real Unleash (8.2.0, or 7.4.1 with E2E_UNLEASH_VERSION=7; `run`
+runs these against both) and calls the scale receiver. Assertions are
 made on Unleash's own state and event log, on what the scale receiver got, on what
 Alertmanager sent and got back (the tap), and on reports from direct POSTs to the component.
 
@@ -96,9 +97,9 @@ def now_iso(delta_s=0.0):
 
 
 class Unleash:
-    def __init__(self):
+    def __init__(self, token=None):
         self.url = ENV["E2E_UNLEASH_URL"]
-        self.token = ENV["E2E_UNLEASH_ADMIN_TOKEN"]
+        self.token = token or ENV["E2E_UNLEASH_ADMIN_TOKEN"]
 
     def call(self, method, path, body=None):
         return http(method, self.url + path, body, {"Authorization": self.token})
@@ -140,6 +141,65 @@ class Unleash:
         return [(e["type"], e["environment"], e["createdBy"])
                 for e in self.events_since(flag, marker)
                 if e["type"] in ("feature-environment-enabled", "feature-environment-disabled")]
+
+    # ---------------------------------------------------------- rollout strategies
+    # Measured on 7.4.1 and 8.2.0 (FINDINGS.md): `parameters.rollout` is a string everywhere
+    # (a JSON number is refused with 400, but any string is stored, "150" and "abc" included);
+    # strategy ids are UUIDs on 7.4.1 and ULIDs on 8.2.0: opaque strings.
+    def strategies_path(self, flag, env, project="default"):
+        return "/api/admin/projects/%s/features/%s/environments/%s/strategies" % (project, flag, env)
+
+    def add_rollout(self, flag, env, percent, title, project="default"):
+        """Give `flag` in `env` a new flexibleRollout strategy at `percent` (grouped by the
+        flag's name) with `title`; returns the strategy's id."""
+        body = {"name": "flexibleRollout", "title": title,
+                "parameters": {"rollout": str(percent), "stickiness": "default", "groupId": flag}}
+        status, got, _ = self.call("POST", self.strategies_path(flag, env, project), body)
+        assert status == 200 and isinstance(got, dict) and got.get("id"), \
+            "adding a flexibleRollout to %s in %s: %s %r" % (flag, env, status, got)
+        return got["id"]
+
+    def strategy(self, flag, env, strategy_id, project="default"):
+        """The strategy as Unleash stores it (id, name, title, parameters, disabled, sortOrder,
+        constraints, segments, variants), or None if Unleash answers 404."""
+        status, got, _ = self.call("GET", "%s/%s" % (self.strategies_path(flag, env, project), strategy_id))
+        if status == 404:
+            return None
+        assert status == 200, "reading strategy %s of %s in %s: %s %r" % (strategy_id, flag, env, status, got)
+        return got
+
+    def rollout(self, flag, env, strategy_id, project="default"):
+        """The strategy's current `parameters.rollout`, as the string Unleash stores ("50")."""
+        got = self.strategy(flag, env, strategy_id, project)
+        assert got is not None, "no strategy %s on %s in %s" % (strategy_id, flag, env)
+        return got["parameters"].get("rollout")
+
+    def strategies(self, flag, env, project="default"):
+        """environments[name=env].strategies[] of GET feature (both versions have it; 8.x has
+        no top-level strategies/variants)."""
+        status, body, _ = self.call("GET", "/api/admin/projects/%s/features/%s" % (project, flag))
+        assert status == 200, "reading flag %s: %s %r" % (flag, status, body)
+        return [s for e in body["environments"] if e["name"] == env for s in e.get("strategies", [])]
+
+    def rollout_updates_since(self, flag, marker=0):
+        """`feature-strategy-update` events of `flag` newer than event id `marker`, oldest first,
+        as dicts: environment, strategy (id), title, old and new rollout (strings, None where
+        the strategy had none), createdBy. Unleash puts the strategy before the change in the
+        event's `preData` and after it in `data` (7.4.1 and 8.2.0 alike)."""
+        out = []
+        for e in self.events_since(flag, marker):
+            if e["type"] != "feature-strategy-update":
+                continue
+            data, pre = e.get("data") or {}, e.get("preData") or {}
+            out.append({
+                "environment": e.get("environment"),
+                "strategy": data.get("id") or pre.get("id"),
+                "title": data.get("title"),
+                "old": (pre.get("parameters") or {}).get("rollout"),
+                "new": (data.get("parameters") or {}).get("rollout"),
+                "createdBy": e.get("createdBy"),
+            })
+        return out
 
 
 class Recorder:

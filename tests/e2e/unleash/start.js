@@ -1,18 +1,24 @@
-// Starts Unleash 7.4.1 for remediator's end-to-end tests (launched by ../peers).
+// Starts Unleash (7.4.1 from this directory, or 8.2.0 from ../unleash8) for remediator's
+// end-to-end tests (launched by ../peers, with the Node that version needs).
 // Everything comes from the environment so that no secret is written to the repository:
+//   E2E_UNLEASH_DIR (default: this directory): the npm package dir whose unleash-server to run
 //   E2E_PG_HOST, E2E_PG_PORT, E2E_PG_USER, E2E_PG_PASSWORD, E2E_PG_DATABASE
 //   E2E_UNLEASH_PORT (default 4242)
 //   E2E_UNLEASH_ADMIN_TOKEN   e.g. "*:*.<secret>"                   (type admin, all projects/environments)
 //   E2E_UNLEASH_BACKEND_TOKEN e.g. "default:development.<secret>"   (type backend)
 //   E2E_UNLEASH_ADMIN_TOKEN_NAME (default remediator-e2e-admin): Unleash 7.4.1 rejects init
 //   tokens without a name, and records the name as `createdBy` of what the token changes.
+//   E2E_UNLEASH_ADMIN_PASSWORD (optional): the password of the admin user Unleash creates in an
+//   empty database (username E2E_UNLEASH_ADMIN_USER, default admin), instead of Unleash's
+//   well-known default admin/unleash4all.
 // Unleash creates these init tokens only when its tokens table is empty, hence the fresh
 // database per run.
 'use strict';
 
 process.env.SEND_TELEMETRY = 'false';
 
-const unleash = require('unleash-server');
+const dir = process.env.E2E_UNLEASH_DIR || __dirname;
+const unleash = require(require.resolve('unleash-server', { paths: [dir] }));
 
 function need(name) {
   const value = process.env[name];
@@ -41,6 +47,12 @@ unleash
     authentication: {
       type: 'open-source',
       enableApiToken: true,
+      ...(process.env.E2E_UNLEASH_ADMIN_PASSWORD && {
+        initialAdminUser: {
+          username: process.env.E2E_UNLEASH_ADMIN_USER || 'admin',
+          password: process.env.E2E_UNLEASH_ADMIN_PASSWORD,
+        },
+      }),
       initApiTokens: [
         {
           type: 'admin',
