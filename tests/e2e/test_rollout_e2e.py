@@ -22,7 +22,6 @@ from test_e2e import ENV, RULE_ENV, am_webhook, now_iso, peers, wait_for
 FIXTURE = "/fixtures/rollout.yaml"
 FLAG = "E2ERolloutFlag"
 LADDER_FLAG = "E2ERolloutLadderFlag"
-UPDATE = "feature-strategy-update"
 ESCALATE_AFTER_S = 2.0  # fixtures/rollout.yaml
 
 
@@ -43,37 +42,23 @@ class Rollouts(Case):
             cls.served = True
 
     # ------------------------------------------------------------ Unleash strategies
-    def strategies_path(self, flag):
-        return "/api/admin/projects/default/features/%s/environments/%s/strategies" % (flag, RULE_ENV)
-
     def reset_strategies(self, flag, *rollouts):
         """The flag exists with exactly these flexibleRollout strategies in production:
         (title, percent) each. Returns {title: id}."""
-        self.unleash.ensure_flag(flag)
-        status, body, _ = self.unleash.call("GET", self.strategies_path(flag))
-        self.assertEqual(status, 200, body)
-        for s in body:
-            status, _, _ = self.unleash.call("DELETE", "%s/%s" % (self.strategies_path(flag), s["id"]))
+        u = self.unleash
+        u.ensure_flag(flag)
+        for s in u.strategies(flag, RULE_ENV):
+            status, _, _ = u.call("DELETE", "%s/%s" % (u.strategies_path(flag, RULE_ENV), s["id"]))
             self.assertEqual(status, 200)
-        ids = {}
-        for title, percent in rollouts:
-            status, body, _ = self.unleash.call("POST", self.strategies_path(flag), {
-                "name": "flexibleRollout", "title": title, "constraints": [],
-                "parameters": {"rollout": str(percent), "stickiness": "default", "groupId": flag}})
-            self.assertEqual(status, 200, body)
-            ids[title] = body["id"]
-        return ids
+        return {title: u.add_rollout(flag, RULE_ENV, percent, title) for title, percent in rollouts}
 
     def percent(self, flag, strategy_id):
-        status, body, _ = self.unleash.call("GET", "%s/%s" % (self.strategies_path(flag), strategy_id))
-        self.assertEqual(status, 200, body)
-        return body["parameters"]["rollout"]
+        return self.unleash.rollout(flag, RULE_ENV, strategy_id)
 
     def updates_since(self, flag, marker):
         """(strategy id, before, after, createdBy) of each feature-strategy-update, oldest first."""
-        return [(e["data"]["id"], e["preData"]["parameters"]["rollout"],
-                 e["data"]["parameters"]["rollout"], e["createdBy"])
-                for e in self.unleash.events_since(flag, marker) if e["type"] == UPDATE]
+        return [(u["strategy"], u["old"], u["new"], u["createdBy"])
+                for u in self.unleash.rollout_updates_since(flag, marker)]
 
     def admin(self):
         return ENV["E2E_UNLEASH_ADMIN_TOKEN_NAME"]
