@@ -156,7 +156,13 @@ fn seeds_of_open_bugs() {
         (
             16_792_140_461_038_523,
             Store::Sqlite,
-            "the same with two overlapping ladder occurrences",
+            "the same with two overlapping ladder occurrences (step 2's attempts crash)",
+        ),
+        (
+            10_301_317_338_456_446,
+            Store::Redis,
+            "found by the 50,000-schedule campaign (seed 20261204): step 2's attempts crash \
+             after recording the hold, then answer in_progress until the firing stops",
         ),
     ] {
         let out = run_schedule(seed, store, false);
