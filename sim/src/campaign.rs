@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sched::run_schedule;
+use crate::sched::{run_schedule, ROLLOUT_BIT};
 use crate::world::Store;
 
 pub const FAMILIES: [&str; 7] = ["I1", "I2", "I3", "I4", "I5", "I6", "harness"];
@@ -117,8 +117,14 @@ pub fn replay_command(seed: u64, store: Store) -> String {
     )
 }
 
-/// The seed of schedule `i` of a campaign.
+/// The seed of schedule `i` of a campaign; every third one draws from the rollout
+/// family ([`ROLLOUT_BIT`]).
 pub fn schedule_seed(campaign: u64, i: u64) -> u64 {
+    let family = if i % 3 == 2 { ROLLOUT_BIT } else { 0 };
+    classic_seed(campaign, i) | family
+}
+
+fn classic_seed(campaign: u64, i: u64) -> u64 {
     let mut z = campaign
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(i.wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9));

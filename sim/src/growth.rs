@@ -75,6 +75,7 @@ pub fn run(
                 fire_at: fire,
                 resolve_at: resolve,
                 flags: vec![],
+                rollouts: vec![],
             });
             let i = occs.len() - 1;
             events.push((fire, i, Kind::Firing));

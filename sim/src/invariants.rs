@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::scenario::{
-    Kind, GUARDED_COOLDOWN_MS, GUARDED_MAX, GUARDED_RULE, GUARDED_WINDOW_MS, INITIAL_FLAGS,
+    rollout_desired, rollout_strategy, Kind, GUARDED_COOLDOWN_MS, GUARDED_MAX, GUARDED_RULE,
+    GUARDED_WINDOW_MS, INITIAL_FLAGS, ROLLOUT_FLAGS,
 };
 use crate::sched::Observed;
 use crate::world::{Who, EPOCH_MS, MAX_CLOCK_SKEW_MS, OUTBOUND_BUDGET_MS};
@@ -41,11 +42,13 @@ pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
     out.extend(i2_liveness(o));
     let (i3, ambiguous_i3) = i3_flags_restored_exactly(o);
     out.extend(i3);
+    let (i3r, ambiguous_i3r) = i3_rollouts_restored_exactly(o);
+    out.extend(i3r);
     out.extend(i4_policies(o));
     out.extend(i5_no_panics(o));
     out.extend(i6_keys_bounded(o));
     out.extend(o.harness.iter().map(|h| v("harness", h.clone())));
-    (out, ambiguous + ambiguous_i3)
+    (out, ambiguous + ambiguous_i3 + ambiguous_i3r)
 }
 
 /// I1: a scale delta takes effect at most once per (occurrence, status, value) (the
@@ -117,7 +120,9 @@ pub fn i1_scale_at_most_once(o: &Observed) -> (Vec<Violation>, usize) {
 /// longer than a lease after an owner crashed, no stuck claim). A valid alert is never
 /// answered 4xx (Alertmanager drops it), and a 2xx answer to a firing occurrence
 /// reports it handled or a permanent reason (acted, already handled, skipped by
-/// cooldown, circuit open, no matching rule, ignored), never a failure.
+/// cooldown, circuit open, no matching rule, ignored, or failed with every failed
+/// action refused for good, such as a rollout held at another percentage), never a
+/// failure that a retry could fix.
 pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
     let mut out = Vec::new();
     for s in &o.streams {
@@ -144,7 +149,7 @@ pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
                 "no_matching_rule",
                 "ignored",
             ];
-            if !ok.contains(&d.outcome.as_str()) {
+            if !ok.contains(&d.outcome.as_str()) && !d.failed_for_good {
                 out.push(v(
                     "I2",
                     format!(
@@ -332,6 +337,235 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                     "I3",
                     format!(
                         "{flag} ends {now:?} after every occurrence resolved (2xx); it was {init} before remediator changed it. Changes: {}",
+                        history.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    (out, ambiguous)
+}
+
+/// I3 for rollouts (reported as I3, "rollout …"). A remediator PATCH sent by a
+/// firing delivery is a *set*, one sent by a resolve delivery a *restore*.
+/// (a) At quiescence, a strategy percentage that remediator changed, that no human
+/// touched, and all of whose occurrences had their (last) resolve answered 2xx, is
+/// back at its exact starting percentage. (b) No restore while another occurrence,
+/// acknowledged (2xx) as having set that rollout, still fires. (c) No restore over a
+/// hand change seen at restore time: the restoring delivery's own last read of the
+/// strategy must show what remediator last set. A hand change between that read and
+/// the PATCH (Unleash has no conditional PATCH here), or a hand change *to* a
+/// percentage a rule sets after an uncertain event or while a delivery was in flight
+/// (remediator cannot tell it from its own), is counted as ambiguous. (d) A restore
+/// sets the exact prior: the starting percentage, or one a human set before it. (e)
+/// A set sets a percentage some rule asks for, and only the strategy the rules name
+/// is ever changed.
+pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
+    let mut out = Vec::new();
+    let mut ambiguous = 0;
+    let initial = |flag: &str, id: &str| {
+        o.scenario
+            .strategies
+            .iter()
+            .find(|s| s.0 == flag && s.1 == id)
+            .map(|s| s.3)
+    };
+    // (occurrence, flag) -> first 2xx firing answer that set its rollout.
+    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
+    for d in &o.deliveries {
+        if d.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+            for f in &d.rollouts_done {
+                let e = acked.entry((d.occ, f.clone())).or_insert(i64::MAX);
+                *e = (*e).min(d.end.unwrap_or(i64::MAX));
+            }
+        }
+    }
+    let uncertain_before = |at: i64| {
+        o.tasks.iter().any(|t| {
+            t.crashed_at.is_some_and(|c| c < at)
+                || t.kv_faults.iter().any(|&f| f < at)
+                || t.uncertain.iter().any(|&u| u < at)
+        })
+    };
+    let in_flight = |at: i64| {
+        o.deliveries
+            .iter()
+            .any(|d| d.start <= at && d.end.is_none_or(|e| e >= at))
+    };
+    let who = |w: Who| match w {
+        Who::Remediator { task } => format!("d{task}"),
+        Who::Human => "human".into(),
+    };
+    for (i, c) in o.rollout_log.iter().enumerate() {
+        let Who::Remediator { task } = c.who else {
+            continue;
+        };
+        let occ = o.tasks[task].occ;
+        let kind = o.deliveries[task].kind;
+        let what = format!("rollout of {} (strategy {})", c.flag, c.strategy);
+        // (e)
+        if rollout_strategy(&c.flag) != Some(c.strategy.as_str()) {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) set the {what} to {} at {} ms: no rule names that strategy",
+                    c.to,
+                    ms(c.at)
+                ),
+            ));
+            continue;
+        }
+        let desired = rollout_desired(&c.flag);
+        if kind == Kind::Firing {
+            if !desired.contains(&c.to) {
+                out.push(v(
+                    "I3",
+                    format!(
+                        "d{task} (occurrence {occ}, firing) set the {what} to {} at {} ms: no rule asks for that (rules set {desired:?})",
+                        c.to,
+                        ms(c.at)
+                    ),
+                ));
+            }
+            continue;
+        }
+        let earlier: Vec<&crate::world::RolloutChange> = o.rollout_log[..i]
+            .iter()
+            .filter(|e| e.flag == c.flag && e.strategy == c.strategy)
+            .collect();
+        // (d)
+        let init = initial(&c.flag, &c.strategy);
+        let by_hand: Vec<u8> = earlier
+            .iter()
+            .filter(|e| e.who == Who::Human)
+            .map(|e| e.to)
+            .collect();
+        if Some(c.to) != init && !by_hand.contains(&c.to) {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored the {what} to {} at {} ms; before remediator set it, it was {init:?} (hand changes to {by_hand:?})",
+                    c.to,
+                    ms(c.at)
+                ),
+            ));
+        }
+        if c.from == c.to {
+            continue; // A resumed restore that changes nothing.
+        }
+        // (b)
+        for ((other, flag), &at) in &acked {
+            let oo = &o.scenario.occs[*other];
+            if *other != occ && *flag == c.flag && at < c.at && oo.resolve_at > c.at {
+                out.push(v(
+                    "I3",
+                    format!(
+                        "d{task} (occurrence {occ}) restored the {what} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having set it at {} ms, still fires until {} ms",
+                        c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
+                    ),
+                ));
+            }
+        }
+        // (c)
+        let read = o.rollout_reads.iter().rfind(|r| {
+            r.task == task && r.flag == c.flag && r.strategy == c.strategy && r.at <= c.at
+        });
+        let Some(read) = read else {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored the {what} at {} ms without reading it first",
+                    ms(c.at)
+                ),
+            ));
+            continue;
+        };
+        if earlier
+            .iter()
+            .any(|e| e.who == Who::Human && e.at >= read.at)
+        {
+            ambiguous += 1; // Changed by hand after the read: remediator could not see it.
+            continue;
+        }
+        let last_set = earlier.iter().rfind(|e| {
+            matches!(e.who, Who::Remediator { task } if o.deliveries[task].kind == Kind::Firing)
+        });
+        let set = last_set.map(|e| e.to);
+        if read.rollout == set {
+            continue;
+        }
+        let after = last_set.map_or(i64::MIN, |e| e.at);
+        let indistinguishable = earlier.iter().any(|e| {
+            e.who == Who::Human
+                && e.at >= after
+                && Some(e.to) == read.rollout
+                && desired.contains(&e.to)
+                && (uncertain_before(e.at) || in_flight(e.at))
+        });
+        if indistinguishable {
+            ambiguous += 1;
+            continue;
+        }
+        let history: Vec<String> = earlier
+            .iter()
+            .map(|e| format!("{} ms {} {}->{}", ms(e.at), who(e.who), e.from, e.to))
+            .collect();
+        out.push(v(
+            "I3",
+            format!(
+                "d{task} (occurrence {occ}) restored the {what} to {} at {} ms although its read at {} ms showed {:?}, not {set:?} as remediator last set it. Changes: {}",
+                c.to,
+                ms(c.at),
+                ms(read.at),
+                read.rollout,
+                history.join(", ")
+            ),
+        ));
+    }
+    // (a)
+    if !o.aborted {
+        for (flag, id, _, _) in ROLLOUT_FLAGS {
+            let Some(init) = initial(flag, id) else {
+                continue;
+            };
+            let log: Vec<&crate::world::RolloutChange> = o
+                .rollout_log
+                .iter()
+                .filter(|c| c.flag == flag && c.strategy == id)
+                .collect();
+            let changed = log
+                .iter()
+                .any(|c| matches!(c.who, Who::Remediator { .. }) && c.from != c.to);
+            let by_hand = log.iter().any(|c| c.who == Who::Human);
+            if !changed || by_hand {
+                continue;
+            }
+            let all_resolved = o
+                .scenario
+                .occs
+                .iter()
+                .enumerate()
+                .filter(|(_, oc)| oc.rollouts.contains(&flag))
+                .all(|(i, _)| {
+                    o.streams
+                        .iter()
+                        .rfind(|s| s.occ == i && s.kind == Kind::Resolved)
+                        .is_some_and(|s| !s.ok_at.is_empty())
+                });
+            let now = o
+                .final_rollouts
+                .iter()
+                .find(|(f, s, _)| f == flag && s == id)
+                .and_then(|r| r.2);
+            if all_resolved && now != Some(init) {
+                let history: Vec<String> = log
+                    .iter()
+                    .map(|c| format!("{} ms {} {}->{}", ms(c.at), who(c.who), c.from, c.to))
+                    .collect();
+                out.push(v(
+                    "I3",
+                    format!(
+                        "rollout of {flag} (strategy {id}) ends at {now:?} after every occurrence resolved (2xx); it was {init} before remediator changed it. Changes: {}",
                         history.join(", ")
                     ),
                 ));

@@ -4,8 +4,8 @@
 //! replicas (with skewed clocks) run webhook deliveries on their own OS threads, but
 //! one at a time; every key-value, HTTP and sleep call is a scheduling point where a
 //! seeded scheduler picks who runs next, may crash the caller, and advances simulated
-//! time. The key-value store behaves like Spin's SQLite or Redis store; Unleash and
-//! the scaling receiver are simulated with faults; Alertmanager repeats, retries,
+//! time. The key-value store behaves like Spin's SQLite or Redis store; Unleash (on/off
+//! and `flexibleRollout` percentages) and the scaling receiver are simulated with faults; Alertmanager repeats, retries,
 //! duplicates (HA) and resolves. After every schedule the invariants in
 //! [`invariants`] are checked on what was observed from the outside.
 //!

@@ -49,6 +49,67 @@ pub const RULES_KEPTN: &str = r#"remediations:
     value: +1
 "#;
 
+/// The rules of the rollout family: `STRAT` becomes the strategy selector of every
+/// rollout action (`, strategy: …` or nothing).
+const RULES_ROLLOUT: &str = r#"apiVersion: remediator/v1
+rules:
+  - name: checkout-off
+    match: {title: CheckoutErrors}
+    actions:
+      - {flag: NewCheckout, rollout: 0STRAT}
+  - name: checkout-ladder
+    match: {title: CheckoutSlow}
+    escalate_after: 2m
+    actions:
+      - {flag: NewCheckout, rollout: 10STRAT}
+      - {flag: NewCheckout, rollout: 0STRAT}
+  - name: checkout-kill
+    match: {title: CheckoutDown}
+    actions:
+      - {flag: NewCheckout, state: off}
+  - name: scale-up
+    match: {title: cpu_usage}
+    actions:
+      - {scale: "+1"}
+"#;
+
+pub fn rules_rollout(strategy: &str) -> String {
+    RULES_ROLLOUT.replace("STRAT", strategy)
+}
+
+/// The one-step rollout rule moved mid-incident to another flag.
+pub fn rules_rollout_renamed(strategy: &str) -> String {
+    rules_rollout(strategy).replacen(
+        "{flag: NewCheckout, rollout: 0",
+        "{flag: NewSearch, rollout: 0",
+        1,
+    )
+}
+
+/// Rollout flags, the id and title of the strategy their rules change, and the
+/// percentages any rule of the rollout family sets them to.
+pub const ROLLOUT_FLAGS: [(&str, &str, &str, &[u8]); 2] = [
+    ("NewCheckout", "nc-1", "gradual", &[0, 10]),
+    ("NewSearch", "ns-1", "gradual", &[0]),
+];
+
+/// A second `flexibleRollout` strategy of `NewCheckout` that no rule may touch.
+pub const OTHER_STRATEGY: (&str, &str, &str) = ("NewCheckout", "nc-2", "beta");
+
+/// The percentages a rule sets `flag` to.
+pub fn rollout_desired(flag: &str) -> &'static [u8] {
+    ROLLOUT_FLAGS
+        .iter()
+        .find(|r| r.0 == flag)
+        .map(|r| r.3)
+        .unwrap_or(&[])
+}
+
+/// The strategy of `flag` that its rules change.
+pub fn rollout_strategy(flag: &str) -> Option<&'static str> {
+    ROLLOUT_FLAGS.iter().find(|r| r.0 == flag).map(|r| r.1)
+}
+
 /// Cooldown and breaker of the `guarded-scale` rule (I4 checks them).
 pub const GUARDED_RULE: &str = "guarded-scale";
 pub const GUARDED_COOLDOWN_MS: i64 = 5 * 60_000;
@@ -56,10 +117,12 @@ pub const GUARDED_MAX: usize = 2;
 pub const GUARDED_WINDOW_MS: i64 = 30 * 60_000;
 
 /// Unleash flags at the start: (flag, enabled in production).
-pub const INITIAL_FLAGS: [(&str, bool); 3] = [
+pub const INITIAL_FLAGS: [(&str, bool); 5] = [
     ("EnablePromotion", true),
     ("EnableRecommendations", true),
     ("EnableItemCache", false),
+    ("NewCheckout", true),
+    ("NewSearch", true),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +144,8 @@ pub struct Occ {
     pub resolve_at: i64,
     /// Flags its rule turns (under any rules version of the schedule).
     pub flags: Vec<&'static str>,
+    /// Flags whose rollout its rule sets (under any rules version of the schedule).
+    pub rollouts: Vec<&'static str>,
 }
 
 /// One notification stream of Alertmanager: a firing occurrence re-sent every
@@ -106,6 +171,10 @@ pub struct Scenario {
     /// Probability that an attempt is also delivered to another replica (Alertmanager HA).
     pub ha_dup: f64,
     pub hand: Vec<(i64, &'static str)>,
+    /// Hand changes of a rollout: (time, flag, percentage), on the strategy the rules change.
+    pub hand_rollout: Vec<(i64, &'static str, u8)>,
+    /// Strategies at the start: (flag, id, title, percentage).
+    pub strategies: Vec<(&'static str, &'static str, &'static str, u8)>,
     pub faults: Faults,
 }
 
@@ -156,6 +225,20 @@ fn occ(
         fire_at,
         resolve_at,
         flags,
+        rollouts: vec![],
+    }
+}
+
+fn rollout_occ(
+    alert: &'static str,
+    instance: &str,
+    fire_at: i64,
+    resolve_at: i64,
+    rollouts: Vec<&'static str>,
+) -> Occ {
+    Occ {
+        rollouts,
+        ..occ(alert, instance, fire_at, resolve_at, vec![])
     }
 }
 
@@ -191,8 +274,12 @@ fn normal_streams(occs: &[Occ]) -> Vec<StreamPlan> {
         .collect()
 }
 
-/// Draw the scenario of one schedule.
-pub fn draw(rng: &mut fastrand::Rng) -> Scenario {
+/// Draw the scenario of one schedule: the classic family (on/off flags, scaling,
+/// policies), or with `rollout` the rollout family.
+pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
+    if rollout {
+        return draw_rollout(rng);
+    }
     let t0 = EPOCH_MS + 1000;
     let replicas = rng.usize(2..=4);
     let skews: Vec<i64> = if rng.f64() < 0.3 {
@@ -370,6 +457,223 @@ pub fn draw(rng: &mut fastrand::Rng) -> Scenario {
         repeat_ms,
         ha_dup,
         hand,
+        hand_rollout: vec![],
+        strategies: vec![],
+        faults,
+    }
+}
+
+fn draw_faults(rng: &mut fastrand::Rng, t0: i64, last: i64) -> Faults {
+    if rng.f64() < 0.25 {
+        Faults::default()
+    } else {
+        let mut p = |max: f64| if rng.bool() { rng.f64() * max } else { 0.0 };
+        Faults {
+            crash: p(0.02),
+            kv_busy: p(0.03),
+            kv_lost_reply: p(0.03),
+            unleash_5xx_before: p(0.2),
+            unleash_apply_then_timeout: p(0.15),
+            unleash_apply_then_502: p(0.15),
+            scale_5xx_before: p(0.2),
+            scale_apply_then_timeout: p(0.15),
+            until_ms: t0 + rng.i64(0..=(last - t0).clamp(1, 180_000)),
+        }
+    }
+}
+
+/// The rollout family: the flag scenarios again with `{flag, rollout: 0}` (one
+/// occurrence, two overlapping, resolve first), a two-step ladder 10 % then 0 %, a
+/// rules change moving the rule to another flag, on/off and rollout of one flag held
+/// at once; hand changes of the percentage.
+fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
+    let t0 = EPOCH_MS + 1000;
+    let replicas = rng.usize(2..=4);
+    let skews: Vec<i64> = if rng.f64() < 0.3 {
+        vec![0; replicas]
+    } else {
+        (0..replicas)
+            .map(|_| rng.i64(-MAX_CLOCK_SKEW_MS..=MAX_CLOCK_SKEW_MS))
+            .collect()
+    };
+    let dur = |rng: &mut fastrand::Rng, lo: i64, hi: i64| rng.i64(lo..=hi);
+    // Strategies: NewCheckout's "gradual" at a seeded percentage, sometimes a second
+    // one ("beta") so that the rules must name theirs; NewSearch's "gradual".
+    let percents = [50u8, 37, 37, 50, 100, 10, 0, 1];
+    let two = rng.f64() < 0.3;
+    let mut strategies = vec![
+        (
+            "NewCheckout",
+            "nc-1",
+            "gradual",
+            percents[rng.usize(0..percents.len())],
+        ),
+        (
+            "NewSearch",
+            "ns-1",
+            "gradual",
+            percents[rng.usize(0..percents.len())],
+        ),
+    ];
+    if two {
+        strategies.push((OTHER_STRATEGY.0, OTHER_STRATEGY.1, OTHER_STRATEGY.2, 100));
+    }
+    let strat = match rng.u32(0..3) {
+        0 if !two => "",
+        1 => ", strategy: nc-1",
+        _ => ", strategy: gradual",
+    };
+    let mut rules = rules_rollout(strat);
+    let mut rules_later = None;
+    let mut repeat_ms = rng.i64(20_000..=180_000);
+    let mut occs = Vec::new();
+    let mut extra_streams = Vec::new();
+    let nc = vec!["NewCheckout"];
+    let name = match rng.u32(0..5) {
+        0 => {
+            let d1 = dur(rng, 15_000, 360_000);
+            occs.push(rollout_occ("CheckoutErrors", "i1", t0, t0 + d1, nc.clone()));
+            if rng.bool() {
+                let start = t0 + rng.i64(1000..=d1.max(2000));
+                let d2 = dur(rng, 15_000, 360_000);
+                occs.push(rollout_occ(
+                    "CheckoutErrors",
+                    "i2",
+                    start,
+                    start + d2,
+                    nc.clone(),
+                ));
+                "rollout-overlap"
+            } else if rng.f64() < 0.3 {
+                let mut o = rollout_occ("CheckoutErrors", "i1", t0, t0 + 2000, nc.clone());
+                o.fire_at = t0 + rng.i64(3000..=15_000);
+                o.resolve_at = o.fire_at + rng.i64(20_000..=60_000);
+                extra_streams = vec![
+                    StreamPlan {
+                        occ: 0,
+                        kind: Kind::Resolved,
+                        start: t0,
+                        end: i64::MAX,
+                    },
+                    StreamPlan {
+                        occ: 0,
+                        kind: Kind::Firing,
+                        start: o.fire_at,
+                        end: o.resolve_at,
+                    },
+                    StreamPlan {
+                        occ: 0,
+                        kind: Kind::Resolved,
+                        start: o.resolve_at,
+                        end: i64::MAX,
+                    },
+                ];
+                occs[0] = o;
+                "rollout-resolve-first"
+            } else {
+                "rollout"
+            }
+        }
+        1 => {
+            let d = dur(rng, 60_000, 540_000);
+            occs.push(rollout_occ("CheckoutSlow", "i1", t0, t0 + d, nc.clone()));
+            repeat_ms = rng.i64(30_000..=90_000);
+            "rollout-ladder"
+        }
+        2 => {
+            if strat.contains("nc-1") {
+                rules = rules_rollout(", strategy: gradual");
+            }
+            let both = vec!["NewCheckout", "NewSearch"];
+            let d1 = dur(rng, 30_000, 360_000);
+            occs.push(rollout_occ(
+                "CheckoutErrors",
+                "i1",
+                t0,
+                t0 + d1,
+                both.clone(),
+            ));
+            if rng.bool() {
+                let start = t0 + rng.i64(1000..=d1 + 60_000);
+                let d2 = dur(rng, 15_000, 300_000);
+                occs.push(rollout_occ("CheckoutErrors", "i2", start, start + d2, both));
+            }
+            let change = t0 + rng.i64(0..=d1 + 30_000);
+            let sel = if rules.contains("strategy: gradual") {
+                ", strategy: gradual"
+            } else {
+                ""
+            };
+            rules_later = Some((change, rules_rollout_renamed(sel)));
+            "rollout-rules-change"
+        }
+        3 => {
+            // On/off and rollout of the same flag, held separately.
+            let d1 = dur(rng, 15_000, 300_000);
+            let d2 = dur(rng, 15_000, 300_000);
+            let s2 = t0 + rng.i64(0..=d1);
+            occs.push(rollout_occ("CheckoutErrors", "i1", t0, t0 + d1, nc.clone()));
+            occs.push(occ("CheckoutDown", "i1", s2, s2 + d2, nc.clone()));
+            "rollout-and-flag"
+        }
+        _ => {
+            // A ladder and, overlapping, another occurrence of it or of the one-step
+            // rule: a different percentage while one holds it is refused.
+            let d1 = dur(rng, 60_000, 400_000);
+            occs.push(rollout_occ("CheckoutSlow", "i1", t0, t0 + d1, nc.clone()));
+            let start = t0 + rng.i64(1000..=d1.max(2000));
+            let d2 = dur(rng, 15_000, 300_000);
+            let alert = if rng.bool() {
+                "CheckoutSlow"
+            } else {
+                "CheckoutErrors"
+            };
+            occs.push(rollout_occ(alert, "i2", start, start + d2, nc.clone()));
+            repeat_ms = rng.i64(30_000..=90_000);
+            "rollout-ladder-overlap"
+        }
+    };
+    let streams = if extra_streams.is_empty() {
+        normal_streams(&occs)
+    } else {
+        extra_streams
+    };
+    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
+    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    let mut hand = Vec::new();
+    let mut hand_rollout = Vec::new();
+    if rng.f64() < 0.35 {
+        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.rollouts.clone()).collect();
+        if let Some(f) = rng.choice(touched) {
+            let init = strategies.iter().find(|s| s.0 == f).map_or(50, |s| s.3);
+            let values = [0u8, 10, 20, 80, init];
+            let n = if rng.f64() < 0.3 { 2 } else { 1 };
+            for _ in 0..n {
+                let at = rng.i64(t0..=last + 1000);
+                hand_rollout.push((at, f, values[rng.usize(0..values.len())]));
+            }
+            hand_rollout.sort();
+        }
+    }
+    if rng.f64() < 0.1 {
+        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.flags.clone()).collect();
+        if let Some(f) = rng.choice(touched) {
+            hand.push((rng.i64(t0..=last + 1000), f));
+        }
+    }
+    let faults = draw_faults(rng, t0, last);
+    Scenario {
+        name,
+        skews,
+        rules,
+        rules_later,
+        occs,
+        streams,
+        repeat_ms,
+        ha_dup,
+        hand,
+        hand_rollout,
+        strategies,
         faults,
     }
 }

@@ -13,9 +13,14 @@ use std::time::Duration;
 use crate::invariants::{self, Violation};
 use crate::scenario::{self, Kind, Scenario, INITIAL_FLAGS};
 use crate::world::{
-    lock, CrashToken, FlagChange, Link, Resume, ScaleRecv, SimPlatform, Store, TaskInfo, World,
-    Yield, WEBHOOK_TOKEN,
+    lock, CrashToken, FlagChange, Link, Resume, RolloutChange, RolloutRead, ScaleRecv, SimPlatform,
+    Store, Strategy, TaskInfo, World, Yield, WEBHOOK_TOKEN,
 };
+
+/// Seeds with this bit set draw a schedule of the rollout family; the others draw
+/// the classic family, as they did before rollouts were simulated (so that earlier
+/// seeds replay unchanged).
+pub const ROLLOUT_BIT: u64 = 1 << 53;
 
 /// Alertmanager's webhook timeout: past it, the attempt counts as failed and is
 /// retried while the original delivery may still be running.
@@ -37,8 +42,12 @@ pub struct DeliveryRec {
     /// HTTP status, or None: crashed / never finished.
     pub status: Option<u16>,
     pub outcome: String,
-    /// Flags the report says were turned (action outcome "done").
+    /// Flags the report says were turned (on/off action outcome "done").
     pub flags_done: Vec<String>,
+    /// Flags whose rollout the report says was set (rollout action outcome "done").
+    pub rollouts_done: Vec<String>,
+    /// Outcome "failed", and every failed action was refused for good (not retryable).
+    pub failed_for_good: bool,
     pub crashed: bool,
     pub panicked: Option<String>,
 }
@@ -69,9 +78,13 @@ pub struct Observed {
     pub deliveries: Vec<DeliveryRec>,
     pub streams: Vec<StreamRec>,
     pub flag_log: Vec<FlagChange>,
+    pub rollout_log: Vec<RolloutChange>,
+    pub rollout_reads: Vec<RolloutRead>,
     pub scale_log: Vec<ScaleRecv>,
     pub tasks: Vec<TaskInfo>,
     pub final_flags: Vec<(String, bool)>,
+    /// (flag, strategy id, percentage) at the end.
+    pub final_rollouts: Vec<(String, String, Option<u8>)>,
     pub keys: usize,
     pub fatal: Option<String>,
     /// Harness-level problems (deadlock, runaway, stuck thread).
@@ -144,6 +157,7 @@ struct Sim {
     streams: Vec<StreamRec>,
     pending: Vec<Pending>,
     hand: Vec<(i64, &'static str)>,
+    hand_rollout: Vec<(i64, &'static str, u8)>,
     harness: Vec<String>,
     steps: u64,
 }
@@ -247,6 +261,8 @@ impl Sim {
             status: None,
             outcome: String::new(),
             flags_done: vec![],
+            rollouts_done: vec![],
+            failed_for_good: false,
             crashed: false,
             panicked: None,
         });
@@ -272,6 +288,18 @@ impl Sim {
         self.hand.retain(|h| h.0 > now);
         for (_, flag) in due {
             lock(&self.world).human_flip(flag);
+        }
+        let due: Vec<(i64, &'static str, u8)> = self
+            .hand_rollout
+            .iter()
+            .filter(|h| h.0 <= now)
+            .cloned()
+            .collect();
+        self.hand_rollout.retain(|h| h.0 > now);
+        for (_, flag, to) in due {
+            if let Some(id) = scenario::rollout_strategy(flag) {
+                lock(&self.world).human_rollout(flag, id, to);
+            }
         }
         let mut i = 0;
         while i < self.pending.len() {
@@ -378,15 +406,25 @@ impl Sim {
                     .map(str::to_string)
                     .or_else(|| v["error"].as_str().map(|e| format!("error: {e}")))
                     .unwrap_or_default();
-                d.flags_done = p0["actions"]
-                    .as_array()
-                    .map(|a| {
+                let done = |action: &str| -> Vec<String> {
+                    p0["actions"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter(|x| x["outcome"] == "done" && x["action"] == action)
+                                .filter_map(|x| x["flag"].as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                d.flags_done = done("featuretoggle");
+                d.rollouts_done = done("rollout");
+                d.failed_for_good = d.outcome == "failed"
+                    && p0["actions"].as_array().is_some_and(|a| {
                         a.iter()
-                            .filter(|x| x["outcome"] == "done")
-                            .filter_map(|x| x["flag"].as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                            .filter(|x| x["outcome"] == "failed")
+                            .all(|x| x["retryable"] == false)
+                    });
             }
             Yield::Crashed => d.crashed = true,
             Yield::Panicked(m) => d.panicked = Some(m),
@@ -468,7 +506,13 @@ impl Sim {
             .flat_map(|s| [s.next, s.inflight.map(|f| f.2)].into_iter().flatten());
         let pending = self.pending.iter().map(|p| p.at);
         let hand = self.hand.iter().map(|h| h.0);
-        tasks.chain(streams).chain(pending).chain(hand).min()
+        let hand_rollout = self.hand_rollout.iter().map(|h| h.0);
+        tasks
+            .chain(streams)
+            .chain(pending)
+            .chain(hand)
+            .chain(hand_rollout)
+            .min()
     }
 
     fn quiescent(&self) -> bool {
@@ -554,7 +598,7 @@ impl Sim {
 pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
     install_panic_hook();
     let mut world = World::new(store, seed);
-    let sc = scenario::draw(&mut world.rng);
+    let sc = scenario::draw(&mut world.rng, seed & ROLLOUT_BIT != 0);
     world.rules = sc.rules.clone();
     world.rules_later = sc.rules_later.clone();
     world.faults = sc.faults.clone();
@@ -562,6 +606,17 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
         .iter()
         .map(|(f, on)| (f.to_string(), *on))
         .collect();
+    for (flag, id, title, percent) in &sc.strategies {
+        world
+            .strategies
+            .entry(flag.to_string())
+            .or_default()
+            .push(Strategy {
+                id: id.to_string(),
+                title: title.to_string(),
+                rollout: percent.to_string(),
+            });
+    }
     if trace {
         world.trace = Some(vec![format!(
             "schedule seed {seed} store {}: scenario {}, skews {:?}, repeat {} ms, HA dup {:.2}, hand {:?}, rules change {:?}, faults {:?}",
@@ -583,6 +638,17 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
                 o.starts_at,
                 o.fire_at - crate::world::EPOCH_MS,
                 o.resolve_at - crate::world::EPOCH_MS
+            );
+            world.trace.as_mut().expect("tracing").push(line);
+        }
+        if !sc.strategies.is_empty() {
+            let line = format!(
+                "rollouts: strategies {:?}, hand changes {:?}",
+                sc.strategies,
+                sc.hand_rollout
+                    .iter()
+                    .map(|h| (h.0 - crate::world::EPOCH_MS, h.1, h.2))
+                    .collect::<Vec<_>>()
             );
             world.trace.as_mut().expect("tracing").push(line);
         }
@@ -609,6 +675,7 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
     let mut sim = Sim {
         world: Arc::new(Mutex::new(world)),
         hand: sc.hand.clone(),
+        hand_rollout: sc.hand_rollout.clone(),
         sc,
         tasks: vec![],
         to_ctrl,
@@ -631,9 +698,19 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
         deliveries: std::mem::take(&mut sim.deliveries),
         streams: std::mem::take(&mut sim.streams),
         flag_log: std::mem::take(&mut w.flag_log),
+        rollout_log: std::mem::take(&mut w.rollout_log),
+        rollout_reads: std::mem::take(&mut w.rollout_reads),
         scale_log: std::mem::take(&mut w.scale_log),
         tasks: std::mem::take(&mut w.tasks),
         final_flags: w.flags.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        final_rollouts: w
+            .strategies
+            .iter()
+            .flat_map(|(f, v)| {
+                v.iter()
+                    .map(|s| (f.clone(), s.id.clone(), s.rollout.parse().ok()))
+            })
+            .collect(),
         keys: w.kv.len(),
         fatal: w.fatal.clone(),
         harness: std::mem::take(&mut sim.harness),

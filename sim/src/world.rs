@@ -120,6 +120,38 @@ pub struct FlagChange {
     pub who: Who,
 }
 
+/// One `flexibleRollout` strategy of a flag's `production` environment.
+#[derive(Debug, Clone)]
+pub struct Strategy {
+    pub id: String,
+    pub title: String,
+    /// What Unleash keeps: a string.
+    pub rollout: String,
+}
+
+/// One rollout PATCH that Unleash processed (by remediator), or a hand change of a
+/// strategy's percentage.
+#[derive(Debug, Clone)]
+pub struct RolloutChange {
+    pub at: i64,
+    pub flag: String,
+    pub strategy: String,
+    pub from: u8,
+    pub to: u8,
+    pub who: Who,
+}
+
+/// One GET of a flag by remediator, as far as rollouts are concerned: what the
+/// watched strategy showed (`None`: it is not there).
+#[derive(Debug, Clone)]
+pub struct RolloutRead {
+    pub at: i64,
+    pub task: usize,
+    pub flag: String,
+    pub strategy: String,
+    pub rollout: Option<u8>,
+}
+
 /// One scale request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct ScaleRecv {
@@ -168,6 +200,10 @@ pub struct World {
     /// Unleash, environment `production`: flag -> enabled.
     pub flags: BTreeMap<String, bool>,
     pub flag_log: Vec<FlagChange>,
+    /// Unleash, environment `production`: flag -> its `flexibleRollout` strategies.
+    pub strategies: BTreeMap<String, Vec<Strategy>>,
+    pub rollout_log: Vec<RolloutChange>,
+    pub rollout_reads: Vec<RolloutRead>,
     pub scale_log: Vec<ScaleRecv>,
     applied_keys: BTreeSet<String>,
     pub faults: Faults,
@@ -194,6 +230,9 @@ impl World {
             kv_version: BTreeMap::new(),
             flags: BTreeMap::new(),
             flag_log: Vec::new(),
+            strategies: BTreeMap::new(),
+            rollout_log: Vec::new(),
+            rollout_reads: Vec::new(),
             scale_log: Vec::new(),
             applied_keys: BTreeSet::new(),
             faults: Faults::default(),
@@ -241,6 +280,42 @@ impl World {
             who: Who::Human,
         });
         self.note(None, || format!("HUMAN flips {flag} {from} -> {}", !from));
+    }
+
+    /// A human sets the percentage of `flag`'s strategy `id` (if it still exists).
+    pub fn human_rollout(&mut self, flag: &str, id: &str, to: u8) {
+        let Some(st) = self
+            .strategies
+            .get_mut(flag)
+            .and_then(|v| v.iter_mut().find(|s| s.id == id))
+        else {
+            return;
+        };
+        let from: u8 = st.rollout.parse().unwrap_or(0);
+        if from == to {
+            return;
+        }
+        st.rollout = to.to_string();
+        self.rollout_log.push(RolloutChange {
+            at: self.now,
+            flag: flag.to_string(),
+            strategy: id.to_string(),
+            from,
+            to,
+            who: Who::Human,
+        });
+        self.note(None, || {
+            format!("HUMAN sets the rollout of {flag} ({id}) {from} -> {to}")
+        });
+    }
+
+    /// The current percentage of `flag`'s strategy `id`.
+    pub fn rollout(&self, flag: &str, id: &str) -> Option<u8> {
+        self.strategies
+            .get(flag)?
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.rollout.parse().ok())
     }
 
     fn write(&mut self, key: &str, value: Vec<u8>) {
@@ -293,7 +368,7 @@ impl World {
                 return (respond(404, "no such flag"), lat);
             };
             if self.faulty(self.faults.unleash_5xx_before) {
-                if method == "POST" {
+                if method == "POST" || method == "PATCH" {
                     let now = self.now;
                     self.tasks[task].uncertain.push(now);
                 }
@@ -304,10 +379,96 @@ impl World {
             }
             match (method.as_str(), parts.as_slice()) {
                 ("GET", [_]) => {
+                    let strategy = |id: &str, name: &str, title: &str, rollout: &str| {
+                        serde_json::json!({"id": id, "name": name, "title": title,
+                            "parameters": {"rollout": rollout, "stickiness": "default", "groupId": flag},
+                            "constraints": [], "segments": []})
+                    };
+                    let mut production = vec![strategy("s-default", "default", "", "")];
+                    let mut development = vec![];
+                    for s in self.strategies.get(&flag).into_iter().flatten() {
+                        production.push(strategy(&s.id, "flexibleRollout", &s.title, &s.rollout));
+                        development.push(strategy(
+                            &format!("dev-{}", s.id),
+                            "flexibleRollout",
+                            &s.title,
+                            "100",
+                        ));
+                    }
+                    for s in self.strategies.get(&flag).into_iter().flatten() {
+                        let read = RolloutRead {
+                            at: self.now,
+                            task,
+                            flag: flag.clone(),
+                            strategy: s.id.clone(),
+                            rollout: s.rollout.parse().ok(),
+                        };
+                        self.rollout_reads.push(read);
+                    }
                     let body = serde_json::json!({"name": flag, "project": "default", "environments": [
-                        {"name": "development", "enabled": true},
-                        {"name": "production", "enabled": current},
+                        {"name": "development", "enabled": true, "strategies": development},
+                        {"name": "production", "enabled": current, "strategies": production},
                     ]});
+                    (respond(200, &body.to_string()), lat)
+                }
+                ("PATCH", [_, "environments", "production", "strategies", id]) => {
+                    let patch: serde_json::Value =
+                        serde_json::from_slice(req.body()).unwrap_or(serde_json::Value::Null);
+                    let value = match patch.as_array().map(Vec::as_slice) {
+                        Some([op])
+                            if op["op"] == "replace" && op["path"] == "/parameters/rollout" =>
+                        {
+                            op["value"].as_str().and_then(|v| v.parse::<u8>().ok())
+                        }
+                        _ => None,
+                    };
+                    let Some(to) = value.filter(|v| *v <= 100) else {
+                        return (respond(400, "unexpected patch"), lat);
+                    };
+                    let id = id.to_string();
+                    let Some(st) = self
+                        .strategies
+                        .get_mut(&flag)
+                        .and_then(|v| v.iter_mut().find(|s| s.id == id))
+                    else {
+                        return (respond(404, "no such strategy"), lat);
+                    };
+                    let from: u8 = st.rollout.parse().unwrap_or(0);
+                    st.rollout = to.to_string();
+                    self.rollout_log.push(RolloutChange {
+                        at: self.now,
+                        flag: flag.clone(),
+                        strategy: id.clone(),
+                        from,
+                        to,
+                        who: Who::Remediator { task },
+                    });
+                    if self.faulty(self.faults.unleash_apply_then_timeout) {
+                        let now = self.now;
+                        self.tasks[task].uncertain.push(now);
+                        self.note(Some(task), || {
+                            format!("  unleash APPLIED rollout {flag} ({id}) {from}->{to}, then times out")
+                        });
+                        return (
+                            Err(SendError::Timeout("unleash (injected)".into())),
+                            timeout_ms,
+                        );
+                    }
+                    if self.faulty(self.faults.unleash_apply_then_502) {
+                        let now = self.now;
+                        self.tasks[task].uncertain.push(now);
+                        self.note(Some(task), || {
+                            format!(
+                                "  unleash APPLIED rollout {flag} ({id}) {from}->{to}, then 502"
+                            )
+                        });
+                        return (respond(502, "bad gateway"), lat);
+                    }
+                    self.note(Some(task), || {
+                        format!("  unleash rollout {flag} ({id}) {from}->{to}")
+                    });
+                    let body = serde_json::json!({"id": id, "name": "flexibleRollout",
+                        "parameters": {"rollout": to.to_string()}});
                     (respond(200, &body.to_string()), lat)
                 }
                 ("POST", [_, "environments", "production", state @ ("on" | "off")]) => {
