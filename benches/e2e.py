@@ -208,13 +208,15 @@ def resolve_leftovers(am):
 
 
 def resolve(am, tap, run, posted):
-    """Resolve what was posted, and wait (briefly) for Alertmanager to deliver the resolves
-    to the bench rules, which turn the flags back on; returns how many groups it delivered."""
+    """Resolve what was posted, and wait (briefly) until the component has answered 200 to
+    Alertmanager's resolves (which turn the flags back on; a restart of the component in the
+    middle would leave them held for the next run); returns how many groups it answered."""
     expire(am, [alert for alert, _ in posted])
 
     def delivered():
         return {a["labels"]["alertname"] for r in tap.requests()
                 if e2e.case_of(r["body"]) == run and r["body"].get("status") == "resolved"
+                and r.get("status") == 200
                 for a in r["body"]["alerts"]}
     deadline = time.time() + 15
     while len(delivered()) < len(posted) and time.time() < deadline:

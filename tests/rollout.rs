@@ -486,3 +486,67 @@ fn a_dry_run_rollout_says_what_it_would_patch() {
     assert!(r.sent().is_empty(), "a dry run sends nothing");
     assert_eq!(percent_of(&s, "s-1"), "50");
 }
+
+#[test]
+fn a_ladder_step_that_failed_after_holding_is_still_undone_on_resolve() {
+    // Found by the simulation (seed 13638476698028968): step 2 records its hold (0%),
+    // its PATCH fails, the occurrence resolves before a retry: the strategy is at step
+    // 1's 10%, which is remediator's own doing, not a hand change.
+    let rules = r#"apiVersion: remediator/v1
+rules:
+- name: checkout-failing
+  match: {title: CheckoutErrors}
+  escalate_after: 5m
+  actions:
+  - {flag: NewCheckout, rollout: 10}
+  - {flag: NewCheckout, rollout: 0}
+"#;
+    let (r, s) = setup(rules, vec![rollout("s-1", "", 50)]);
+    r.post("/", &alert("firing", "a"));
+    assert_eq!(percent_of(&s, "s-1"), "10");
+    r.advance(6 * 60 * 1000);
+    // Unleash fails every PATCH of step 2 (reads still work).
+    let inner = s.clone();
+    r.answer(move |sent| {
+        if sent.method == "PATCH" {
+            return respond(503, r#"{"message":"maintenance"}"#);
+        }
+        let list: Vec<Value> = inner
+            .borrow()
+            .iter()
+            .map(|st| json!({"id": st.id, "name": st.name, "title": st.title, "parameters": {"rollout": st.rollout}}))
+            .collect();
+        respond(200, &json!({"environments": [{"name": "production", "enabled": true, "strategies": list}]}).to_string())
+    });
+    let (status, report) = r.post("/", &alert("firing", "a"));
+    assert_eq!(
+        (status, &report["problems"][0]["outcome"]),
+        (502, &json!("failed")),
+        "{report}"
+    );
+    assert_eq!(percent_of(&s, "s-1"), "10");
+    stand_in(&r, &s, true);
+    let (status, report) = r.post("/", &alert("resolved", "a"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        percent_of(&s, "s-1"),
+        "50",
+        "restored to its start: {report}"
+    );
+
+    // But a person who moves it back to step 1's value after step 2 took effect is respected.
+    let (r, s) = setup(rules, vec![rollout("s-1", "", 50)]);
+    r.post("/", &alert("firing", "a"));
+    r.advance(6 * 60 * 1000);
+    r.post("/", &alert("firing", "a"));
+    assert_eq!(percent_of(&s, "s-1"), "0");
+    s.borrow_mut()[0].rollout = "10".into();
+    let (_, report) = r.post("/", &alert("resolved", "a"));
+    assert!(
+        report["problems"][0]["actions"]
+            .to_string()
+            .contains("changed by hand"),
+        "{report}"
+    );
+    assert_eq!(percent_of(&s, "s-1"), "10");
+}

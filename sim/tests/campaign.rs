@@ -130,27 +130,10 @@ fn seeds_that_once_failed_stay_fixed() {
             Store::Sqlite,
             "a hand change during a crashed attempt (now counted as ambiguous)",
         ),
-    ] {
-        let out = run_schedule(seed, store, false);
-        assert!(
-            out.violations.is_empty(),
-            "seed {seed} ({what}): {:?}",
-            out.violations
-        );
-    }
-}
-
-/// Seeds of violations found in remediator itself and not fixed yet: each must come
-/// clean once the bug is fixed (then move it to `seeds_that_once_failed_stay_fixed`).
-/// `cargo test -p remediator-sim -- --ignored` runs them.
-#[test]
-#[ignore = "remediator bug, not fixed yet: a ladder's failed rollout step leaves the earlier step's percentage in place on resolve"]
-fn seeds_of_open_bugs() {
-    for (seed, store, what) in [
         (
-            13_638_476_698_028_968u64,
+            13_638_476_698_028_968,
             Store::Sqlite,
-            "ladder step 2 (0%) recorded its hold, its PATCH got a 503 and the retries crashed; \
+            "fixed by Target.earlier: ladder step 2 (0%) recorded its hold, its PATCH got a 503 and the retries crashed; \
              the resolve read 10% (remediator's own step 1), took it for a hand change and left it",
         ),
         (
@@ -163,6 +146,11 @@ fn seeds_of_open_bugs() {
             Store::Redis,
             "found by the 50,000-schedule campaign (seed 20261204): step 2's attempts crash \
              after recording the hold, then answer in_progress until the firing stops",
+        ),
+        (
+            13_746_202_943_359_837,
+            Store::Sqlite,
+            "the ladder bug again, found after merging main (8075cca)",
         ),
     ] {
         let out = run_schedule(seed, store, false);

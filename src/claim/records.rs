@@ -176,6 +176,12 @@ pub struct Target {
     /// Rollouts: the id of the strategy the first holder found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// Settings remediator itself left the flag at before `desired` (a ladder step,
+    /// a takeover) while Unleash has not confirmed `desired`: at restore they are
+    /// remediator's doing, not a hand change. Cleared once a change to `desired` is
+    /// answered 2xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Setting>,
     /// The last holder left: it is restoring (under this lease).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restoring: Option<Restoring>,

@@ -221,11 +221,43 @@ pub(super) fn hold_and_set(
             }
             let result = set_and_verify(d, &lever, strategy.as_deref(), verify);
             if result.0.is_ok() {
+                if let Err(e) = confirmed(d, &key, desired) {
+                    // Only costs precision: an earlier setting stays "remediator's own".
+                    d.p.log(&format!(
+                        "remediator: WARNING flag {:?}: confirmation not recorded ({e})",
+                        lever.flag()
+                    ));
+                }
                 d.flags_set.push((key, desired, okey.to_string()));
             }
             result
         }
     }
+}
+
+/// Unleash answered 2xx to setting `desired`: the earlier settings are no longer
+/// remediator's (one more write, only after a ladder step or a takeover).
+fn confirmed(d: &mut Delivery, tkey: &str, desired: Setting) -> Result<(), CellError> {
+    let id = d.id;
+    let mut seq = d.seq;
+    let r = cell::update(
+        d.p,
+        tkey,
+        || {
+            seq += 1;
+            ticket(id, seq)
+        },
+        |t: Option<&Target>| match t {
+            Some(t) if !t.earlier.is_empty() && t.desired == desired && t.restoring.is_none() => {
+                let mut n = t.clone();
+                n.earlier.clear();
+                Change::Write(n, ())
+            }
+            _ => Change::Keep(()),
+        },
+    );
+    d.seq = seq;
+    r.map(|_| ())
 }
 
 /// Become a holder; returns the rollout strategy's id and the holders now.
@@ -282,6 +314,9 @@ fn hold(
                     if !mine {
                         n.holders.push(okey.to_string());
                     }
+                    if tg.desired != desired && !n.earlier.contains(&tg.desired) {
+                        n.earlier.push(tg.desired);
+                    }
                     n.desired = desired;
                     n.restoring = None;
                     n.expires_ms = now.saturating_add(claim::RETENTION_MS);
@@ -305,6 +340,7 @@ fn hold(
                     desired,
                     prior,
                     strategy: strategy.clone(),
+                    earlier: vec![],
                     restoring: None,
                     expires_ms: now.saturating_add(claim::RETENTION_MS),
                 };
@@ -395,6 +431,7 @@ pub(super) fn release_and_restore(
                     desired: Setting::Enabled(*enabled),
                     prior: Setting::Enabled(prior),
                     strategy: None,
+                    earlier: vec![],
                     restoring: None,
                     expires_ms: 0,
                 };
@@ -492,7 +529,7 @@ fn restore(
     lever: &Lever,
 ) -> (Result<String, ActionError>, Event) {
     let flag = lever.flag();
-    if target.prior == target.desired {
+    if target.prior == target.desired && target.earlier.is_empty() {
         return (
             Ok(format!(
                 "flag {flag:?} was already {} before remediator acted; nothing to undo",
@@ -510,7 +547,7 @@ fn restore(
             )),
             Event::RevertSkipped,
         ),
-        Ok(Some((now, _))) if now != target.desired => (
+        Ok(Some((now, _))) if now != target.desired && !target.earlier.contains(&now) => (
             Ok(format!(
                 "flag {flag:?} was changed by hand since remediator set it {} (it is {now} now); leaving it",
                 target.desired,
