@@ -413,6 +413,12 @@ def results(out):
                "The same run with each change read back. p50 in ms; one Unleash GET more per change.", "",
                "| ms, p50 | plain | read-back | cost | ratio |", "|---|---:|---:|---:|---:|"] + rows + [""]
 
+    storm_md = os.path.join(out, "storm.md")
+    if os.path.exists(storm_md):
+        lines = open(storm_md).read().splitlines()
+        md += ["### 6c. " + lines[0].lstrip("# ")] + lines[1:] + [""]
+        res["storm"] = json.load(open(os.path.join(out, "storm.json")))
+
     open(os.path.join(out, "results.md"), "w").write("\n".join(md) + "\n")
     json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=1, default=str)
     print("\n".join(md))
