@@ -27,7 +27,7 @@ async fn handle(req: IncomingRequest, response_out: ResponseOutparam) {
         .headers
         .keys()
         .map(|name| {
-            let value = parts.headers.get_all(name).iter().last();
+            let value = parts.headers.get_all(name).iter().next_back();
             let value = value.and_then(|v| v.to_str().ok()).unwrap_or_default();
             (name.as_str().to_string(), value.as_bytes().to_vec())
         })
