@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types as wasi_http};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
@@ -12,19 +12,39 @@ use wasi::io::streams::{InputStream, StreamError};
 
 use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
 
+// The native handler form: the response is written here, not by the SDK's
+// `IntoResponse` path, whose `anyhow` errors link std's backtrace printer and
+// symbol demangler (~35 KB of the component) for a message that cannot occur.
 #[http_component]
-fn handle(req: IncomingRequest) -> Response {
+async fn handle(req: IncomingRequest, response_out: ResponseOutparam) {
     let response = match incoming(&req) {
         Ok(request) => crate::app::handle(&SpinPlatform, request),
         Err(e) => crate::app::bad_request(&format!("unreadable request: {e}")),
     };
     let (parts, body) = response.into_parts();
-    let mut out = Response::builder();
-    out.status(parts.status.as_u16());
-    for (name, value) in parts.headers.iter() {
-        out.header(name.as_str(), value.to_str().unwrap_or_default());
+    // One value per name, the last, as the SDK's header map kept them.
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .keys()
+        .map(|name| {
+            let value = parts.headers.get_all(name).iter().next_back();
+            let value = value.and_then(|v| v.to_str().ok()).unwrap_or_default();
+            (name.as_str().to_string(), value.as_bytes().to_vec())
+        })
+        .collect();
+    let out = match Fields::from_list(&headers) {
+        Ok(fields) => OutgoingResponse::new(fields),
+        Err(e) => return eprintln!("Could not convert response: {e}"),
+    };
+    if out.set_status_code(parts.status.as_u16()).is_err() {
+        return eprintln!(
+            "Could not convert response: error setting status code to {}",
+            parts.status.as_u16()
+        );
     }
-    out.body(body).build()
+    if let Err(e) = response_out.set_with_body(out, body).await {
+        eprintln!("Could not set `ResponseOutparam`: {e}");
+    }
 }
 
 /// The incoming request as the core takes it. The body is read from its stream, and
