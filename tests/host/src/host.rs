@@ -27,7 +27,7 @@ use crate::variables::{Resolver, VarError};
 
 mod bindings {
     // The Spin-specific imports, generated from the project's vendored WIT
-    // (/work/main/wit/deps), so host and world check share one contract.
+    // (wit/deps at the project root), so host and world check share one contract.
     wasmtime::component::bindgen!({
         inline: "
             package remediator:test-host;

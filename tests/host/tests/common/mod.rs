@@ -15,7 +15,7 @@ pub fn host_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// /work/main (the project root, two levels up).
+/// The project root (two levels up).
 pub fn project_root() -> PathBuf {
     host_dir().join("../..").canonicalize().unwrap()
 }
