@@ -15,7 +15,9 @@ import unittest
 import uuid
 
 import support
-from test_e2e import ENV, PROMOTION, RULE_ENV, Unleash, http, now_iso, wait_for
+from test_e2e import ENV, RULE_ENV, Unleash, http, now_iso, wait_for
+
+PAT_FLAG = "E2EPatFlag"  # fixtures/pat.yaml
 
 setUpModule = support.setUpModule
 
@@ -112,26 +114,28 @@ class NonAdminCredential(support.Case):
 
     def test_component_with_a_personal_access_token_toggles_as_its_user(self):
         self.assertTrue(ENV.get("E2E_UNLEASH_PAT", "").startswith("user:"), "peers up made no PAT")
-        self.unleash.prepare(PROMOTION, production=True)
-        self.component(unleash_token="@E2E_UNLEASH_PAT")  # peers reads the secret from its env file
+        self.unleash.prepare(PAT_FLAG, production=True)
+        # Rules of its own (fixtures/pat.yaml): no other test's occurrence holds its flag.
+        self.component(unleash_token="@E2E_UNLEASH_PAT", rules_file="/fixtures/pat.yaml")
         marker = self.unleash.last_event_id()
-        self.fire(self.alert("Failure rate increase", service="carts"))
+        self.fire(self.alert("E2EPat failure rate", service="carts"))
 
-        wait_for("%s off in %s" % (PROMOTION, RULE_ENV),
-                 lambda: self.unleash.state(PROMOTION)[RULE_ENV] is False)
+        wait_for("%s off in %s" % (PAT_FLAG, RULE_ENV),
+                 lambda: self.unleash.state(PAT_FLAG)[RULE_ENV] is False)
         creator = ENV["E2E_UNLEASH_PAT_CREATOR"]
         self.assertNotEqual(creator, ENV["E2E_UNLEASH_ADMIN_TOKEN_NAME"])
-        self.assertEqual(self.unleash.toggles_since(PROMOTION, marker),
+        self.assertEqual(self.unleash.toggles_since(PAT_FLAG, marker),
                          [("feature-environment-disabled", RULE_ENV, creator)])
         first = self.first_delivery()
         self.assertEqual(first["status"], 200, first.get("response"))
-        self.assert_flag_action(self.only_problem(first["response"]), PROMOTION, False)
+        self.assert_flag_action(self.only_problem(first["response"]), PAT_FLAG, False)
         # Resolve while the component still has the PAT (tearDown would restart it first, and
         # Alertmanager's retries across that restart cost seconds).
         self.am.post([dict(a, endsAt=now_iso(-1)) for a in self.fired])
         wait_for("the resolved notification answered 200", lambda: [
             r for r in self.answered() if r["body"].get("status") == "resolved" and r["status"] == 200])
         self.fired = []
+        self.assertIs(self.unleash.state(PAT_FLAG)[RULE_ENV], True, "restored with the PAT")
 
 
 if __name__ == "__main__":
