@@ -43,7 +43,7 @@ mod platform;
 #[path = "../../../src/problem.rs"]
 mod problem;
 #[allow(dead_code, unused_imports)]
-#[path = "../../../src/remediate.rs"]
+#[path = "../../../src/remediate/mod.rs"]
 mod remediate;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/report.rs"]
