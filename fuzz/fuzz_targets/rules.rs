@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             annotations: BTreeMap::new(),
             starts_at: None,
             fingerprint: "f".into(),
+            links: Default::default(),
         };
         let _ = set.find(&problem);
         for r in &set.rules {
