@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sched::{run_schedule, ROLLOUT_BIT};
+use crate::sched::{run_schedule, GROUP_BIT, ROLLOUT_BIT};
 use crate::world::Store;
 
 pub const FAMILIES: [&str; 7] = ["I1", "I2", "I3", "I4", "I5", "I6", "harness"];
@@ -118,10 +118,12 @@ pub fn replay_command(seed: u64, store: Store) -> String {
 }
 
 /// The seed of schedule `i` of a campaign; every third one draws from the rollout
-/// family ([`ROLLOUT_BIT`]).
+/// family ([`ROLLOUT_BIT`]), every second one has Alertmanager send groups
+/// ([`GROUP_BIT`]).
 pub fn schedule_seed(campaign: u64, i: u64) -> u64 {
     let family = if i % 3 == 2 { ROLLOUT_BIT } else { 0 };
-    classic_seed(campaign, i) | family
+    let group = if i % 2 == 1 { GROUP_BIT } else { 0 };
+    classic_seed(campaign, i) | family | group
 }
 
 fn classic_seed(campaign: u64, i: u64) -> u64 {

@@ -62,7 +62,7 @@ pub fn i1_scale_at_most_once(o: &Observed) -> (Vec<Violation>, usize) {
     let mut groups: BTreeMap<(usize, String, String), Vec<usize>> = BTreeMap::new();
     for (i, s) in o.scale_log.iter().enumerate() {
         if s.applied {
-            let occ = o.tasks[s.task].occ;
+            let occ = o.alert_of(s.task, s.alert).0;
             groups
                 .entry((occ, s.field("status"), s.field("value")))
                 .or_default()
@@ -140,23 +140,25 @@ pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
                 ),
             ));
         }
-        if d.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-            let ok = [
-                "acted",
-                "already_handled",
-                "skipped",
-                "circuit_open",
-                "no_matching_rule",
-                "ignored",
-            ];
-            if !ok.contains(&d.outcome.as_str()) && !d.failed_for_good {
-                out.push(v(
+        for a in &d.alerts {
+            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+                let ok = [
+                    "acted",
+                    "already_handled",
+                    "skipped",
+                    "circuit_open",
+                    "no_matching_rule",
+                    "ignored",
+                ];
+                if !ok.contains(&a.outcome.as_str()) && !a.failed_for_good {
+                    out.push(v(
                     "I2",
                     format!(
                         "firing occurrence {} answered {:?} with outcome {:?} by d{}: a 2xx must mean handled or a permanent reason",
-                        d.occ, d.status, d.outcome, d.task
+                        a.occ, d.status, a.outcome, d.task
                     ),
                 ));
+                }
             }
         }
     }
@@ -190,10 +192,12 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     // (occurrence, flag) -> first 2xx firing answer that turned it.
     let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
     for d in &o.deliveries {
-        if d.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-            for f in &d.flags_done {
-                let e = acked.entry((d.occ, f.clone())).or_insert(i64::MAX);
-                *e = (*e).min(d.end.unwrap_or(i64::MAX));
+        for a in &d.alerts {
+            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+                for f in &a.flags_done {
+                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
+                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
+                }
             }
         }
     }
@@ -205,7 +209,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         if c.from == c.to || c.to != init {
             continue;
         }
-        let occ = o.tasks[task].occ;
+        let occ = o.alert_of(task, c.alert).0;
         // (b)
         for ((other, flag), &at) in &acked {
             let oo = &o.scenario.occs[*other];
@@ -290,6 +294,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             }
         }
     }
+    out.extend(i3_flag_in_effect_when_acknowledged(o));
     // (a)
     if !o.aborted {
         for (flag, &init) in &initial {
@@ -309,12 +314,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                 .iter()
                 .enumerate()
                 .filter(|(_, oc)| oc.flags.contains(flag))
-                .all(|(i, _)| {
-                    o.streams
-                        .iter()
-                        .rfind(|s| s.occ == i && s.kind == Kind::Resolved)
-                        .is_some_and(|s| !s.ok_at.is_empty())
-                });
+                .all(|(i, _)| o.resolve_answered(i));
             let now = o
                 .final_flags
                 .iter()
@@ -346,6 +346,86 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     (out, ambiguous)
 }
 
+/// The on/off value the scenario's rules set a flag to.
+fn flag_desired(flag: &str) -> Option<bool> {
+    match flag {
+        "EnablePromotion" | "EnableRecommendations" | "NewCheckout" => Some(false),
+        "EnableItemCache" => Some(true),
+        _ => None,
+    }
+}
+
+/// I3 (e): a firing alert answered 2xx as having turned a flag finds it turned: when
+/// its delivery ends, Unleash shows the rule's value, unless during that delivery a
+/// human changed the flag or another delivery released that same occurrence (its own
+/// resolve). A delivery that sends a setting once for a group (storms coalesce) must
+/// still have it in effect for every alert it reports as done.
+fn i3_flag_in_effect_when_acknowledged(o: &Observed) -> Vec<Violation> {
+    let initial: BTreeMap<&str, bool> = INITIAL_FLAGS.iter().copied().collect();
+    let mut out = Vec::new();
+    for d in &o.deliveries {
+        let (Some(200..=299), Some(end)) = (d.status, d.end) else {
+            continue;
+        };
+        for a in d.alerts.iter().filter(|a| a.kind == Kind::Firing) {
+            for f in &a.flags_done {
+                let Some(want) = flag_desired(f) else {
+                    continue;
+                };
+                let log: Vec<&crate::world::FlagChange> = o
+                    .flag_log
+                    .iter()
+                    .filter(|c| c.flag == *f && c.at <= end)
+                    .collect();
+                let now = log
+                    .last()
+                    .map(|c| c.to)
+                    .or(initial.get(f.as_str()).copied());
+                if now == Some(want) {
+                    continue;
+                }
+                let excused = log.iter().any(|c| {
+                    c.at >= d.start
+                        && match c.who {
+                            Who::Human => true,
+                            Who::Remediator { task } => {
+                                task != d.task
+                                    && o.alert_of(task, c.alert) == (a.occ, Kind::Resolved)
+                            }
+                        }
+                });
+                if excused {
+                    continue;
+                }
+                let history: Vec<String> = log
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .map(|c| {
+                        let who = match c.who {
+                            Who::Remediator { task } => format!("d{task}"),
+                            Who::Human => "human".into(),
+                        };
+                        format!("{} ms {who} {}->{}", ms(c.at), c.from, c.to)
+                    })
+                    .collect();
+                out.push(v(
+                    "I3",
+                    format!(
+                        "d{} answered firing occurrence {} 2xx at {} ms as having turned {f} {want}, but Unleash shows {now:?} (no hand change, no resolve of it since the delivery started at {} ms). Last changes: {}",
+                        d.task,
+                        a.occ,
+                        ms(end),
+                        ms(d.start),
+                        history.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// I3 for rollouts (reported as I3, "rollout …"). A remediator PATCH sent by a
 /// firing delivery is a *set*, one sent by a resolve delivery a *restore*.
 /// (a) At quiescence, a strategy percentage that remediator changed, that no human
@@ -373,10 +453,12 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     // (occurrence, flag) -> first 2xx firing answer that set its rollout.
     let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
     for d in &o.deliveries {
-        if d.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-            for f in &d.rollouts_done {
-                let e = acked.entry((d.occ, f.clone())).or_insert(i64::MAX);
-                *e = (*e).min(d.end.unwrap_or(i64::MAX));
+        for a in &d.alerts {
+            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+                for f in &a.rollouts_done {
+                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
+                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
+                }
             }
         }
     }
@@ -400,8 +482,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         let Who::Remediator { task } = c.who else {
             continue;
         };
-        let occ = o.tasks[task].occ;
-        let kind = o.deliveries[task].kind;
+        let (occ, kind) = o.alert_of(task, c.alert);
         let what = format!("rollout of {} (strategy {})", c.flag, c.strategy);
         // (e)
         if rollout_strategy(&c.flag) != Some(c.strategy.as_str()) {
@@ -488,7 +569,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             continue;
         }
         let last_set = earlier.iter().rfind(|e| {
-            matches!(e.who, Who::Remediator { task } if o.deliveries[task].kind == Kind::Firing)
+            matches!(e.who, Who::Remediator { task } if o.alert_of(task, e.alert).1 == Kind::Firing)
         });
         let set = last_set.map(|e| e.to);
         if read.rollout == set {
@@ -546,12 +627,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                 .iter()
                 .enumerate()
                 .filter(|(_, oc)| oc.rollouts.contains(&flag))
-                .all(|(i, _)| {
-                    o.streams
-                        .iter()
-                        .rfind(|s| s.occ == i && s.kind == Kind::Resolved)
-                        .is_some_and(|s| !s.ok_at.is_empty())
-                });
+                .all(|(i, _)| o.resolve_answered(i));
             let now = o
                 .final_rollouts
                 .iter()
@@ -583,7 +659,7 @@ pub fn i4_policies(o: &Observed) -> Vec<Violation> {
     let mut first: BTreeMap<usize, i64> = BTreeMap::new();
     for s in &o.scale_log {
         if s.applied && s.field("rule") == GUARDED_RULE && s.field("status") == "firing" {
-            let occ = o.tasks[s.task].occ;
+            let occ = o.alert_of(s.task, s.alert).0;
             let e = first.entry(occ).or_insert(s.at);
             *e = (*e).min(s.at);
         }

@@ -159,7 +159,7 @@ fn replay_one(seed: u64, store: Store) -> bool {
     println!("\n-- deliveries");
     for d in &out.observed.deliveries {
         println!(
-            "d{} r{} {:?} occ {} start {} ms end {:?} status {:?} outcome {:?}{}{}",
+            "d{} r{} {:?} occ {} start {} ms end {:?} status {:?} outcome {:?}{}{}{}",
             d.task,
             d.replica,
             d.kind,
@@ -169,6 +169,16 @@ fn replay_one(seed: u64, store: Store) -> bool {
             d.status,
             d.outcome,
             if d.crashed { " CRASHED" } else { "" },
+            if d.alerts.len() > 1 {
+                let list: Vec<String> = d
+                    .alerts
+                    .iter()
+                    .map(|a| format!("{:?} occ {} {:?}", a.kind, a.occ, a.outcome))
+                    .collect();
+                format!(" group [{}]", list.join(", "))
+            } else {
+                String::new()
+            },
             d.panicked
                 .as_deref()
                 .map(|p| format!(" PANIC {p}"))

@@ -157,6 +157,10 @@ pub struct StreamPlan {
     pub start: i64,
     /// Firing: no new attempt at or after this time.
     pub end: i64,
+    /// Non-empty: the notification stream of a whole group (alertname) instead, whose
+    /// every notification carries its firing members and its resolved members not yet
+    /// answered 2xx (`kind`, `start` and `end` are then unused).
+    pub members: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +180,16 @@ pub struct Scenario {
     /// Strategies at the start: (flag, id, title, percentage).
     pub strategies: Vec<(&'static str, &'static str, &'static str, u8)>,
     pub faults: Faults,
+    /// Grouped deliveries ([`group`]): Alertmanager's group_wait and group_interval,
+    /// and the probability that a notification carries one of its alerts twice.
+    pub group: Option<Grouping>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Grouping {
+    pub wait_ms: i64,
+    pub interval_ms: i64,
+    pub dup: f64,
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of epoch milliseconds: the component's own.
@@ -208,6 +222,121 @@ pub fn body(o: &Occ, kind: Kind) -> Vec<u8> {
         "alerts": [alert],
     }))
     .expect("plain data serializes")
+}
+
+fn alert_json(o: &Occ, kind: Kind) -> serde_json::Value {
+    let status = match kind {
+        Kind::Firing => "firing",
+        Kind::Resolved => "resolved",
+    };
+    let ends = match kind {
+        Kind::Firing => "0001-01-01T00:00:00Z".to_string(),
+        Kind::Resolved => rfc3339(o.resolve_at),
+    };
+    serde_json::json!({
+        "status": status,
+        "labels": {"alertname": o.alert, "instance": o.instance, "service": "carts", "severity": "critical"},
+        "annotations": {"summary": format!("{} on carts", o.alert)},
+        "startsAt": o.starts_at, "endsAt": ends,
+        "generatorURL": "http://prometheus.sim/graph", "fingerprint": o.fingerprint,
+    })
+}
+
+/// The webhook body of one notification of a group: several alerts of one alertname,
+/// firing and resolved, as Alertmanager sends them (the group is "firing" while any
+/// of its alerts fires; common labels are the ones all alerts share).
+pub fn group_body(occs: &[Occ], alerts: &[(usize, Kind)]) -> Vec<u8> {
+    let first = &occs[alerts[0].0];
+    let firing = alerts.iter().any(|a| a.1 == Kind::Firing);
+    let status = if firing { "firing" } else { "resolved" };
+    let one_instance = alerts.iter().all(|a| occs[a.0].instance == first.instance);
+    let mut common =
+        serde_json::json!({"alertname": first.alert, "service": "carts", "severity": "critical"});
+    if one_instance {
+        common["instance"] = first.instance.clone().into();
+    }
+    let list: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|&(i, k)| alert_json(&occs[i], k))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "version": "4", "status": status, "receiver": "remediator",
+        "groupKey": format!("{{}}:{{alertname=\"{}\"}}", first.alert),
+        "truncatedAlerts": 0, "groupLabels": {"alertname": first.alert},
+        "commonLabels": common, "commonAnnotations": {}, "externalURL": "http://alertmanager.sim",
+        "alerts": list,
+    }))
+    .expect("plain data serializes")
+}
+
+/// Remediator's occurrence key of an alert of this simulation.
+pub fn occurrence_key(o: &Occ) -> String {
+    format!("alertmanager/{}/{}", o.fingerprint, o.starts_at)
+}
+
+/// Turn a drawn scenario into one with grouped deliveries: sometimes a storm (more
+/// occurrences of the first alert's rule on other instances, firing within a second
+/// or two of it), and one notification stream per alertname instead of one per
+/// occurrence. Scenarios with hand-made streams (a resolve sent first) keep them.
+pub fn group(rng: &mut fastrand::Rng, sc: &mut Scenario) {
+    let classic = sc.streams.len() == 2 * sc.occs.len()
+        && sc.streams.iter().enumerate().all(|(i, p)| p.occ == i / 2);
+    if !classic {
+        return;
+    }
+    if rng.f64() < 0.6 {
+        let base = sc.occs[0].clone();
+        let n = rng.usize(1..=4);
+        for k in 0..n {
+            let fire_at = base.fire_at + rng.i64(0..=2500);
+            // Some alerts of a storm flap: they resolve within seconds.
+            let resolve_at = fire_at
+                + if rng.f64() < 0.3 {
+                    rng.i64(1000..=12_000)
+                } else {
+                    rng.i64(15_000..=300_000)
+                };
+            let mut o = occ(
+                base.alert,
+                &format!("s{k}"),
+                fire_at,
+                resolve_at,
+                base.flags.clone(),
+            );
+            o.rollouts = base.rollouts.clone();
+            sc.occs.push(o);
+        }
+    }
+    let g = Grouping {
+        wait_ms: rng.i64(0..=5000),
+        interval_ms: rng.i64(0..=20_000),
+        dup: if rng.bool() { 0.1 } else { 0.0 },
+    };
+    let mut names: Vec<&'static str> = sc.occs.iter().map(|o| o.alert).collect();
+    names.dedup();
+    names.sort();
+    names.dedup();
+    sc.streams = names
+        .iter()
+        .map(|n| {
+            let members: Vec<usize> = (0..sc.occs.len())
+                .filter(|&i| sc.occs[i].alert == *n)
+                .collect();
+            let start = members
+                .iter()
+                .map(|&i| sc.occs[i].fire_at)
+                .min()
+                .unwrap_or(0);
+            StreamPlan {
+                occ: members[0],
+                kind: Kind::Firing,
+                start: start + g.wait_ms,
+                end: i64::MAX,
+                members,
+            }
+        })
+        .collect();
+    sc.group = Some(g);
 }
 
 fn occ(
@@ -262,12 +391,14 @@ fn normal_streams(occs: &[Occ]) -> Vec<StreamPlan> {
                     kind: Kind::Firing,
                     start: o.fire_at,
                     end: o.resolve_at,
+                    members: vec![],
                 },
                 StreamPlan {
                     occ: i,
                     kind: Kind::Resolved,
                     start: o.resolve_at,
                     end: i64::MAX,
+                    members: vec![],
                 },
             ]
         })
@@ -329,18 +460,21 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
                         kind: Kind::Resolved,
                         start: t0,
                         end: i64::MAX,
+                        members: vec![],
                     },
                     StreamPlan {
                         occ: 0,
                         kind: Kind::Firing,
                         start: o.fire_at,
                         end: o.resolve_at,
+                        members: vec![],
                     },
                     StreamPlan {
                         occ: 0,
                         kind: Kind::Resolved,
                         start: o.resolve_at,
                         end: i64::MAX,
+                        members: vec![],
                     },
                 ];
                 occs[0] = o;
@@ -460,6 +594,7 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
         hand_rollout: vec![],
         strategies: vec![],
         faults,
+        group: None,
     }
 }
 
@@ -554,18 +689,21 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
                         kind: Kind::Resolved,
                         start: t0,
                         end: i64::MAX,
+                        members: vec![],
                     },
                     StreamPlan {
                         occ: 0,
                         kind: Kind::Firing,
                         start: o.fire_at,
                         end: o.resolve_at,
+                        members: vec![],
                     },
                     StreamPlan {
                         occ: 0,
                         kind: Kind::Resolved,
                         start: o.resolve_at,
                         end: i64::MAX,
+                        members: vec![],
                     },
                 ];
                 occs[0] = o;
@@ -675,5 +813,6 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
         hand_rollout,
         strategies,
         faults,
+        group: None,
     }
 }

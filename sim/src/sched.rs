@@ -21,6 +21,10 @@ use crate::world::{
 /// the classic family, as they did before rollouts were simulated (so that earlier
 /// seeds replay unchanged).
 pub const ROLLOUT_BIT: u64 = 1 << 53;
+/// Seeds with this bit set have Alertmanager send groups: one notification stream per
+/// alertname whose deliveries carry all its firing alerts and its resolved ones not yet
+/// answered 2xx ([`scenario::group`]). Seeds without it replay as before.
+pub const GROUP_BIT: u64 = 1 << 54;
 
 /// Alertmanager's webhook timeout: past it, the attempt counts as failed and is
 /// retried while the original delivery may still be running.
@@ -34,6 +38,7 @@ const THREAD_WALL_LIMIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct DeliveryRec {
     pub task: usize,
+    /// The first alert of the body (the only one unless grouped).
     pub occ: usize,
     pub kind: Kind,
     pub replica: usize,
@@ -41,6 +46,19 @@ pub struct DeliveryRec {
     pub end: Option<i64>,
     /// HTTP status, or None: crashed / never finished.
     pub status: Option<u16>,
+    /// The first alert's outcome (or the error).
+    pub outcome: String,
+    /// Every alert of the body, in order, with what the report says of it.
+    pub alerts: Vec<AlertRec>,
+    pub crashed: bool,
+    pub panicked: Option<String>,
+}
+
+/// One alert of a delivery and its problem in the report.
+#[derive(Debug, Clone)]
+pub struct AlertRec {
+    pub occ: usize,
+    pub kind: Kind,
     pub outcome: String,
     /// Flags the report says were turned (on/off action outcome "done").
     pub flags_done: Vec<String>,
@@ -48,8 +66,6 @@ pub struct DeliveryRec {
     pub rollouts_done: Vec<String>,
     /// Outcome "failed", and every failed action was refused for good (not retryable).
     pub failed_for_good: bool,
-    pub crashed: bool,
-    pub panicked: Option<String>,
 }
 
 /// Per notification stream, what Alertmanager experienced.
@@ -68,6 +84,13 @@ pub struct StreamRec {
     /// (time, status or 0 for no response, outcome) of every attempt.
     pub answers: Vec<(i64, u16, String)>,
     pub liveness_violation: Option<String>,
+    /// A group's stream: its occurrences; those whose resolve was answered 2xx; those
+    /// whose resolve Alertmanager never sends (a later alert of the same labels
+    /// replaced it in the group); what the attempt in flight carries.
+    pub members: Vec<usize>,
+    pub resolved_ok: Vec<usize>,
+    pub dropped: Vec<usize>,
+    pub sent: Vec<(usize, Kind)>,
 }
 
 /// Everything a schedule produced; the invariants read only this.
@@ -92,6 +115,26 @@ pub struct Observed {
     pub aborted: bool,
     pub steps: u64,
     pub cas_races: u64,
+}
+
+impl Observed {
+    /// The occurrence and kind of alert `alert` of `task`'s body.
+    pub fn alert_of(&self, task: usize, alert: usize) -> (usize, Kind) {
+        let a = &self.tasks[task].alerts;
+        a.get(alert)
+            .or(a.last())
+            .copied()
+            .unwrap_or((0, Kind::Firing))
+    }
+
+    /// Occurrence `i` had its (last) resolve answered 2xx.
+    pub fn resolve_answered(&self, i: usize) -> bool {
+        self.streams
+            .iter()
+            .rfind(|s| s.members.is_empty() && s.occ == i && s.kind == Kind::Resolved)
+            .is_some_and(|s| !s.ok_at.is_empty())
+            || self.streams.iter().any(|s| s.resolved_ok.contains(&i))
+    }
 }
 
 pub struct Outcome {
@@ -141,8 +184,10 @@ struct TaskCtl {
 
 struct Pending {
     at: i64,
-    occ: usize,
-    kind: Kind,
+    alerts: Vec<(usize, Kind)>,
+    /// The other Alertmanager of an HA pair flushing a group on its own, later: the
+    /// body is what that group holds when it is sent.
+    peer_of: Option<usize>,
     stream: Option<usize>,
     replica: usize,
 }
@@ -179,30 +224,51 @@ impl Sim {
         lock(&self.world).rng.f64()
     }
 
-    fn spawn(&mut self, occ: usize, kind: Kind, stream: Option<usize>, replica: usize) -> usize {
+    fn spawn(
+        &mut self,
+        alerts: Vec<(usize, Kind)>,
+        stream: Option<usize>,
+        replica: usize,
+    ) -> usize {
         let task = self.tasks.len();
+        let (occ, kind) = alerts[0];
         let now = {
             let mut w = lock(&self.world);
             w.tasks.push(TaskInfo {
                 replica,
-                occ,
+                alerts: alerts.clone(),
+                keys: alerts
+                    .iter()
+                    .map(|a| scenario::occurrence_key(&self.sc.occs[a.0]))
+                    .collect(),
+                cur: 0,
                 crashed_at: None,
                 kv_faults: vec![],
                 uncertain: vec![],
             });
             let now = w.now;
+            let dup = if stream.is_none() {
+                " [HA duplicate]"
+            } else {
+                ""
+            };
             w.note(Some(task), || {
-                format!(
-                    "delivery starts: {:?} of occurrence {occ} ({} {}){}",
-                    kind,
-                    self.sc.occs[occ].alert,
-                    self.sc.occs[occ].instance,
-                    if stream.is_none() {
-                        " [HA duplicate]"
-                    } else {
-                        ""
-                    }
-                )
+                if self.sc.group.is_none() {
+                    format!(
+                        "delivery starts: {:?} of occurrence {occ} ({} {}){dup}",
+                        kind, self.sc.occs[occ].alert, self.sc.occs[occ].instance,
+                    )
+                } else {
+                    let list: Vec<String> = alerts
+                        .iter()
+                        .map(|(o, k)| format!("{k:?} {o} ({})", self.sc.occs[*o].instance))
+                        .collect();
+                    format!(
+                        "delivery starts: group {} of {}{dup}",
+                        self.sc.occs[occ].alert,
+                        list.join(", ")
+                    )
+                }
             });
             now
         };
@@ -210,7 +276,11 @@ impl Sim {
         let world = self.world.clone();
         let to_ctrl = self.to_ctrl.clone();
         let skew = self.sc.skews[replica];
-        let req = request(scenario::body(&self.sc.occs[occ], kind));
+        let req = if self.sc.group.is_none() {
+            request(scenario::body(&self.sc.occs[occ], kind))
+        } else {
+            request(scenario::group_body(&self.sc.occs, &alerts))
+        };
         let join = std::thread::Builder::new()
             .name(format!("sim-d{task}"))
             .spawn(move || {
@@ -260,9 +330,17 @@ impl Sim {
             end: None,
             status: None,
             outcome: String::new(),
-            flags_done: vec![],
-            rollouts_done: vec![],
-            failed_for_good: false,
+            alerts: alerts
+                .iter()
+                .map(|&(occ, kind)| AlertRec {
+                    occ,
+                    kind,
+                    outcome: String::new(),
+                    flags_done: vec![],
+                    rollouts_done: vec![],
+                    failed_for_good: false,
+                })
+                .collect(),
             crashed: false,
             panicked: None,
         });
@@ -305,7 +383,13 @@ impl Sim {
         while i < self.pending.len() {
             if self.pending[i].at <= now {
                 let p = self.pending.remove(i);
-                self.spawn(p.occ, p.kind, p.stream, p.replica);
+                let alerts = match p.peer_of {
+                    Some(s) => self.peer_content(s),
+                    None => p.alerts,
+                };
+                if !alerts.is_empty() {
+                    self.spawn(alerts, p.stream, p.replica);
+                }
             } else {
                 i += 1;
             }
@@ -329,31 +413,168 @@ impl Sim {
             if next > now {
                 continue;
             }
-            if st.kind == Kind::Firing && now >= st.end {
-                self.streams[s].done = true;
-                continue;
-            }
-            let occ = st.occ;
-            let kind = st.kind;
+            let alerts = if st.members.is_empty() {
+                if st.kind == Kind::Firing && now >= st.end {
+                    self.streams[s].done = true;
+                    continue;
+                }
+                vec![(st.occ, st.kind)]
+            } else {
+                match self.group_content(s) {
+                    Some(a) => a,
+                    None => continue,
+                }
+            };
             let replica = self.pick_replica(None);
-            let task = self.spawn(occ, kind, Some(s), replica);
+            self.streams[s].sent = alerts.clone();
+            let task = self.spawn(alerts.clone(), Some(s), replica);
             self.streams[s].inflight = Some((task, now, now + AM_TIMEOUT_MS));
             self.streams[s].next = None;
             if self.sc.ha_dup > 0.0 && self.rng_f64() < self.sc.ha_dup {
                 let r2 = self.pick_replica(Some(replica));
-                let at = {
+                let (at, peer_of) = {
                     let mut w = lock(&self.world);
-                    // Half the duplicates arrive at the very same instant.
-                    now + if w.rng.bool() { 0 } else { w.rng.i64(0..=30) }
+                    if self.sc.group.is_some() && w.rng.f64() < 0.3 {
+                        // Gossip lagged: the peer flushes the group itself, seconds later.
+                        (now + w.rng.i64(100..=15_000), Some(s))
+                    } else {
+                        // Half the duplicates arrive at the very same instant.
+                        (now + if w.rng.bool() { 0 } else { w.rng.i64(0..=30) }, None)
+                    }
                 };
                 self.pending.push(Pending {
                     at,
-                    occ,
-                    kind,
+                    peer_of,
+                    alerts,
                     stream: None,
                     replica: r2,
                 });
             }
+        }
+    }
+
+    /// What a group's notification carries now: its firing members, and its resolved
+    /// ones not yet answered 2xx (a resolved one whose labels fire again under a new
+    /// occurrence is replaced by it, as Alertmanager keeps one alert per label set),
+    /// in a seeded order, sometimes one of them twice. `None`: nothing to send now
+    /// (the next change is scheduled, or the stream is done).
+    fn group_content(&mut self, s: usize) -> Option<Vec<(usize, Kind)>> {
+        let now = self.now();
+        let g = self.sc.group.clone().expect("a group stream");
+        let occs = &self.sc.occs;
+        let st = &mut self.streams[s];
+        let firing: Vec<usize> = st
+            .members
+            .iter()
+            .copied()
+            .filter(|&i| occs[i].fire_at <= now && now < occs[i].resolve_at)
+            .collect();
+        for &i in &st.members {
+            let replaced = occs[i].resolve_at <= now
+                && firing
+                    .iter()
+                    .any(|&f| f != i && occs[f].fingerprint == occs[i].fingerprint);
+            if replaced && !st.resolved_ok.contains(&i) && !st.dropped.contains(&i) {
+                st.dropped.push(i);
+            }
+        }
+        let resolved: Vec<usize> = st
+            .members
+            .iter()
+            .copied()
+            .filter(|&i| {
+                occs[i].resolve_at <= now
+                    && !st.resolved_ok.contains(&i)
+                    && !st.dropped.contains(&i)
+            })
+            .collect();
+        if firing.is_empty() && resolved.is_empty() {
+            // Nothing fires now: wait for the next member to fire, or finish.
+            let upcoming = st
+                .members
+                .iter()
+                .map(|&i| occs[i].fire_at)
+                .filter(|&t| t > now)
+                .min();
+            match upcoming {
+                Some(t) => st.next = Some(t + g.wait_ms),
+                None => st.done = true,
+            }
+            return None;
+        }
+        let mut alerts: Vec<(usize, Kind)> = firing
+            .iter()
+            .map(|&i| (i, Kind::Firing))
+            .chain(resolved.iter().map(|&i| (i, Kind::Resolved)))
+            .collect();
+        let mut w = lock(&self.world);
+        w.rng.shuffle(&mut alerts);
+        if g.dup > 0.0 && w.rng.f64() < g.dup {
+            let a = alerts[w.rng.usize(0..alerts.len())];
+            let at = w.rng.usize(0..=alerts.len());
+            alerts.insert(at, a);
+        }
+        Some(alerts)
+    }
+
+    /// What the HA peer's own flush of group stream `s` carries now (it shares the
+    /// alerts, not the notification log): firing members and resolved ones not yet
+    /// answered 2xx, in a seeded order.
+    fn peer_content(&mut self, s: usize) -> Vec<(usize, Kind)> {
+        let now = self.now();
+        let occs = &self.sc.occs;
+        let st = &self.streams[s];
+        let mut alerts: Vec<(usize, Kind)> = st
+            .members
+            .iter()
+            .filter_map(|&i| {
+                if occs[i].fire_at <= now && now < occs[i].resolve_at {
+                    Some((i, Kind::Firing))
+                } else if occs[i].resolve_at <= now
+                    && !st.resolved_ok.contains(&i)
+                    && !st.dropped.contains(&i)
+                {
+                    Some((i, Kind::Resolved))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        lock(&self.world).rng.shuffle(&mut alerts);
+        alerts
+    }
+
+    /// After a group's notification was answered (2xx, or 4xx: dropped): the next one
+    /// at the repeat interval, or a group interval after the next change (an alert
+    /// firing or resolving), whichever comes first.
+    fn group_next(&mut self, s: usize) {
+        let now = self.now();
+        let g = self.sc.group.clone().expect("a group stream");
+        let occs = &self.sc.occs;
+        let st = &mut self.streams[s];
+        let pending_resolve = st.members.iter().any(|&i| {
+            occs[i].resolve_at <= now && !st.resolved_ok.contains(&i) && !st.dropped.contains(&i)
+        });
+        let change = st
+            .members
+            .iter()
+            .flat_map(|&i| [occs[i].fire_at, occs[i].resolve_at])
+            .filter(|&t| t > now)
+            .min();
+        let firing = st
+            .members
+            .iter()
+            .any(|&i| occs[i].fire_at <= now && now < occs[i].resolve_at);
+        let mut next = change.map(|t| t + g.interval_ms);
+        if firing {
+            next = Some(next.map_or(now + self.sc.repeat_ms, |n| n.min(now + self.sc.repeat_ms)));
+        }
+        if pending_resolve {
+            next = Some(now + g.interval_ms);
+        }
+        match next {
+            Some(n) => st.next = Some(n),
+            None => st.done = true,
         }
     }
 
@@ -399,32 +620,36 @@ impl Sim {
                 let status = resp.status().as_u16();
                 let v: serde_json::Value =
                     serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
-                let p0 = &v["problems"][0];
                 d.status = Some(status);
-                d.outcome = p0["outcome"]
-                    .as_str()
-                    .map(str::to_string)
-                    .or_else(|| v["error"].as_str().map(|e| format!("error: {e}")))
-                    .unwrap_or_default();
-                let done = |action: &str| -> Vec<String> {
-                    p0["actions"]
-                        .as_array()
-                        .map(|a| {
+                for (i, a) in d.alerts.iter_mut().enumerate() {
+                    // One problem per alert, in the body's order (none is rejected).
+                    let p = &v["problems"][i];
+                    a.outcome = p["outcome"]
+                        .as_str()
+                        .map(str::to_string)
+                        .or_else(|| v["error"].as_str().map(|e| format!("error: {e}")))
+                        .unwrap_or_default();
+                    let done = |action: &str| -> Vec<String> {
+                        p["actions"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter(|x| x["outcome"] == "done" && x["action"] == action)
+                                    .filter_map(|x| x["flag"].as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    a.flags_done = done("featuretoggle");
+                    a.rollouts_done = done("rollout");
+                    a.failed_for_good = a.outcome == "failed"
+                        && p["actions"].as_array().is_some_and(|a| {
                             a.iter()
-                                .filter(|x| x["outcome"] == "done" && x["action"] == action)
-                                .filter_map(|x| x["flag"].as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
-                d.flags_done = done("featuretoggle");
-                d.rollouts_done = done("rollout");
-                d.failed_for_good = d.outcome == "failed"
-                    && p0["actions"].as_array().is_some_and(|a| {
-                        a.iter()
-                            .filter(|x| x["outcome"] == "failed")
-                            .all(|x| x["retryable"] == false)
-                    });
+                                .filter(|x| x["outcome"] == "failed")
+                                .all(|x| x["retryable"] == false)
+                        });
+                }
+                d.outcome = d.alerts[0].outcome.clone();
             }
             Yield::Crashed => d.crashed = true,
             Yield::Panicked(m) => d.panicked = Some(m),
@@ -453,6 +678,15 @@ impl Sim {
                 st.failing_since = None;
                 st.backoff = 1000;
                 st.ok_at.push(now);
+                if !st.members.is_empty() {
+                    for (i, k) in std::mem::take(&mut st.sent) {
+                        if k == Kind::Resolved && !st.resolved_ok.contains(&i) {
+                            st.resolved_ok.push(i);
+                        }
+                    }
+                    self.group_next(s);
+                    return;
+                }
                 match st.kind {
                     Kind::Firing => st.next = Some(now + self.sc.repeat_ms),
                     Kind::Resolved => st.done = true,
@@ -460,6 +694,15 @@ impl Sim {
             }
             Some(400..=499) => {
                 // Dropped by Alertmanager (I2 reports it).
+                if !self.streams[s].members.is_empty() {
+                    for (i, k) in std::mem::take(&mut self.streams[s].sent) {
+                        if k == Kind::Resolved && !self.streams[s].dropped.contains(&i) {
+                            self.streams[s].dropped.push(i);
+                        }
+                    }
+                    self.group_next(s);
+                    return;
+                }
                 let st = &mut self.streams[s];
                 match st.kind {
                     Kind::Firing => st.next = Some(now + self.sc.repeat_ms),
@@ -598,7 +841,10 @@ impl Sim {
 pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
     install_panic_hook();
     let mut world = World::new(store, seed);
-    let sc = scenario::draw(&mut world.rng, seed & ROLLOUT_BIT != 0);
+    let mut sc = scenario::draw(&mut world.rng, seed & ROLLOUT_BIT != 0);
+    if seed & GROUP_BIT != 0 {
+        scenario::group(&mut world.rng, &mut sc);
+    }
     world.rules = sc.rules.clone();
     world.rules_later = sc.rules_later.clone();
     world.faults = sc.faults.clone();
@@ -641,6 +887,16 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
             );
             world.trace.as_mut().expect("tracing").push(line);
         }
+        if let Some(g) = &sc.group {
+            let line = format!(
+                "grouped: group_wait {} ms, group_interval {} ms, same alert twice {:.2}, streams {:?}",
+                g.wait_ms,
+                g.interval_ms,
+                g.dup,
+                sc.streams.iter().map(|p| p.members.clone()).collect::<Vec<_>>()
+            );
+            world.trace.as_mut().expect("tracing").push(line);
+        }
         if !sc.strategies.is_empty() {
             let line = format!(
                 "rollouts: strategies {:?}, hand changes {:?}",
@@ -669,6 +925,10 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
             done: false,
             answers: vec![],
             liveness_violation: None,
+            members: p.members.clone(),
+            resolved_ok: vec![],
+            dropped: vec![],
+            sent: vec![],
         })
         .collect();
     let (to_ctrl, from_threads) = mpsc::channel();

@@ -118,6 +118,8 @@ pub struct FlagChange {
     pub from: bool,
     pub to: bool,
     pub who: Who,
+    /// Which alert of the remediator delivery's body was being processed.
+    pub alert: usize,
 }
 
 /// One `flexibleRollout` strategy of a flag's `production` environment.
@@ -139,6 +141,8 @@ pub struct RolloutChange {
     pub from: u8,
     pub to: u8,
     pub who: Who,
+    /// Which alert of the remediator delivery's body was being processed.
+    pub alert: usize,
 }
 
 /// One GET of a flag by remediator, as far as rollouts are concerned: what the
@@ -147,6 +151,8 @@ pub struct RolloutChange {
 pub struct RolloutRead {
     pub at: i64,
     pub task: usize,
+    /// Which alert of the delivery's body was being processed.
+    pub alert: usize,
     pub flag: String,
     pub strategy: String,
     pub rollout: Option<u8>,
@@ -157,6 +163,8 @@ pub struct RolloutRead {
 pub struct ScaleRecv {
     pub at: i64,
     pub task: usize,
+    /// Which alert of the delivery's body was being processed.
+    pub alert: usize,
     pub body: serde_json::Value,
     pub idempotency_key: Option<String>,
     /// It took effect (not refused before applying, not a duplicate key).
@@ -179,7 +187,13 @@ impl ScaleRecv {
 #[derive(Debug, Clone, Default)]
 pub struct TaskInfo {
     pub replica: usize,
-    pub occ: usize,
+    /// The alerts of the body, in order: (occurrence, firing or resolved).
+    pub alerts: Vec<(usize, crate::scenario::Kind)>,
+    /// Their occurrence keys as remediator names them (`alertmanager/{fp}/{startsAt}`).
+    pub keys: Vec<String>,
+    /// The alert being processed: remediator logs one line per alert when it is done
+    /// with it (`remediator: {occurrence} …`), which moves this on.
+    pub cur: usize,
     /// Set when the instance died (injected crash) at this global time.
     pub crashed_at: Option<i64>,
     /// Global times of injected key-value faults in this delivery.
@@ -264,6 +278,12 @@ impl World {
         }
     }
 
+    /// The alert of `task`'s body being processed now.
+    pub fn cur(&self, task: usize) -> usize {
+        let t = &self.tasks[task];
+        t.cur.min(t.alerts.len().saturating_sub(1))
+    }
+
     fn faulty(&mut self, p: f64) -> bool {
         p > 0.0 && self.now < self.faults.until_ms && self.rng.f64() < p
     }
@@ -278,6 +298,7 @@ impl World {
             from,
             to: !from,
             who: Who::Human,
+            alert: 0,
         });
         self.note(None, || format!("HUMAN flips {flag} {from} -> {}", !from));
     }
@@ -303,6 +324,7 @@ impl World {
             from,
             to,
             who: Who::Human,
+            alert: 0,
         });
         self.note(None, || {
             format!("HUMAN sets the rollout of {flag} ({id}) {from} -> {to}")
@@ -399,6 +421,7 @@ impl World {
                         let read = RolloutRead {
                             at: self.now,
                             task,
+                            alert: self.cur(task),
                             flag: flag.clone(),
                             strategy: s.id.clone(),
                             rollout: s.rollout.parse().ok(),
@@ -442,6 +465,7 @@ impl World {
                         from,
                         to,
                         who: Who::Remediator { task },
+                        alert: self.cur(task),
                     });
                     if self.faulty(self.faults.unleash_apply_then_timeout) {
                         let now = self.now;
@@ -480,6 +504,7 @@ impl World {
                         from: current,
                         to,
                         who: Who::Remediator { task },
+                        alert: self.cur(task),
                     });
                     if self.faulty(self.faults.unleash_apply_then_timeout) {
                         let now = self.now;
@@ -554,6 +579,7 @@ impl World {
             self.scale_log.push(ScaleRecv {
                 at: self.now,
                 task,
+                alert: self.cur(task),
                 body,
                 idempotency_key,
                 applied,
@@ -918,6 +944,15 @@ impl Platform for SimPlatform {
 
     fn log(&self, line: &str) {
         let mut w = self.w();
+        let t = &mut w.tasks[self.task];
+        if let Some(key) = t.keys.get(t.cur) {
+            if line.strip_prefix("remediator: ").is_some_and(|r| {
+                r.strip_prefix(key.as_str())
+                    .is_some_and(|r| r.starts_with(' '))
+            }) {
+                t.cur += 1;
+            }
+        }
         w.note(Some(self.task), || format!("log {line}"));
     }
 }

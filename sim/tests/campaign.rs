@@ -35,6 +35,7 @@ fn brief_campaign_finds_no_violations() {
 #[test]
 fn a_schedule_replays_exactly() {
     let rollout = remediator_sim::sched::ROLLOUT_BIT;
+    let group = remediator_sim::sched::GROUP_BIT;
     for seed in [
         1u64,
         7,
@@ -44,6 +45,8 @@ fn a_schedule_replays_exactly() {
         5_086_422_442_392_720,
         rollout | 42,
         rollout | 1234,
+        group | 42,
+        group | rollout | 1234,
     ] {
         for store in [Store::Sqlite, Store::Redis] {
             let a = run_schedule(seed, store, true);
