@@ -326,3 +326,94 @@ fn a_later_alert_of_a_delivery_sends_again_when_the_flag_was_restored_in_between
     );
     assert_eq!(turned(&r, "off"), 2, "{report}");
 }
+
+/// The Recorder, with one concurrent delivery run at a chosen moment of another: when
+/// the first delivery logs `trigger`, `then` is handled as a delivery of its own.
+struct Interleaved<'a> {
+    inner: &'a Recorder,
+    trigger: &'a str,
+    then: std::cell::RefCell<Option<Vec<u8>>>,
+}
+
+impl remediator::platform::Platform for Interleaved<'_> {
+    fn send(
+        &self,
+        req: remediator::platform::OutboundRequest,
+        timeout: std::time::Duration,
+    ) -> Result<remediator::platform::OutboundResponse, remediator::platform::SendError> {
+        self.inner.send(req, timeout)
+    }
+    fn variable(&self, name: &str) -> Option<String> {
+        self.inner.variable(name)
+    }
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        self.inner.read_file(path)
+    }
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, remediator::platform::KvError> {
+        self.inner.kv_get(key)
+    }
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), remediator::platform::KvError> {
+        self.inner.kv_set(key, value)
+    }
+    fn kv_delete(&self, key: &str) -> Result<(), remediator::platform::KvError> {
+        self.inner.kv_delete(key)
+    }
+    fn kv_keys(&self) -> Result<Vec<String>, remediator::platform::KvError> {
+        self.inner.kv_keys()
+    }
+    fn kv_compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, remediator::platform::KvError> {
+        self.inner.kv_compare_and_swap(key, expected, new)
+    }
+    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, remediator::platform::KvError> {
+        self.inner.kv_increment(key, delta)
+    }
+    fn sleep(&self, duration: std::time::Duration) {
+        self.inner.sleep(duration)
+    }
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
+    }
+    fn log(&self, line: &str) {
+        self.inner.log(line);
+        if line.contains(self.trigger) {
+            if let Some(body) = self.then.borrow_mut().take() {
+                let (status, report) = self.inner.post("/", &body);
+                assert_eq!(status, 200, "the concurrent delivery: {report}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_storm_delivery_sends_again_when_another_delivery_restored_the_flag_between_its_alerts() {
+    // One delivery carries a and b (one rule, one flag). Between them, another delivery
+    // resolves a: a was the last holder, so the flag is restored and freed. b then holds
+    // it afresh and must send the change itself, though this delivery already set it
+    // for a: "already set" only counts while a still holds it.
+    let r = Recorder::new();
+    let instances = ["a".to_string(), "b".to_string()];
+    let p = Interleaved {
+        inner: &r,
+        trigger: "fp-a/",
+        then: std::cell::RefCell::new(Some(storm("resolved", &instances[..1]))),
+    };
+    let req = http::Request::post("/")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
+        .body(storm("firing", &instances))
+        .unwrap();
+    let resp = remediator::app::handle(&p, req);
+    let report: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(resp.status(), 200, "{report}");
+    assert!(p.then.borrow().is_none(), "the concurrent resolve ran");
+    assert_eq!((turned(&r, "off"), turned(&r, "on")), (2, 1), "{report}");
+    assert!(
+        !r.flag(PROMO, "production"),
+        "b fires: the flag must be off. {report}"
+    );
+}
