@@ -33,10 +33,19 @@ fn rollout(id: &'static str, title: &'static str, percent: u8) -> Strategy {
 
 type Strategies = Rc<RefCell<Vec<Strategy>>>;
 
+/// What the stand-in does with a PATCH.
+#[derive(Clone, Copy, PartialEq)]
+enum Patch {
+    Apply,
+    /// Answer 200 without applying it (for read-back tests).
+    Ignore,
+    /// Answer 503 (Unleash down for writes).
+    Fail,
+}
+
 /// GET the flag (strategies under `environments[]`, none at the top level, as in
-/// Unleash 8), PATCH a strategy with a JSON patch. `apply: false` answers 200 to
-/// a PATCH without applying it (for read-back tests).
-fn stand_in(r: &Recorder, strategies: &Strategies, apply: bool) {
+/// Unleash 8), PATCH a strategy with a JSON patch, as `on_patch` says.
+fn stand_in(r: &Recorder, strategies: &Strategies, on_patch: Patch) {
     let strategies = strategies.clone();
     r.answer(move |s| {
         let base = format!("http://unleash.test:4242/api/admin/projects/default/features/{FLAG}");
@@ -57,6 +66,9 @@ fn stand_in(r: &Recorder, strategies: &Strategies, apply: bool) {
         }
         let prefix = format!("{base}/environments/production/strategies/");
         if let (Some(id), "PATCH") = (s.url.strip_prefix(&prefix), s.method.as_str()) {
+            if on_patch == Patch::Fail {
+                return respond(503, r#"{"message":"maintenance"}"#);
+            }
             let patch = s.json();
             assert_eq!(patch[0]["op"], "replace", "{patch}");
             assert_eq!(patch[0]["path"], "/parameters/rollout", "{patch}");
@@ -65,7 +77,7 @@ fn stand_in(r: &Recorder, strategies: &Strategies, apply: bool) {
             let Some(st) = list.iter_mut().find(|st| st.id == id) else {
                 return respond(404, r#"{"name":"NotFoundError","message":"strategy not found"}"#);
             };
-            if apply {
+            if on_patch == Patch::Apply {
                 st.rollout = patch[0]["value"].as_str().expect("a string value").into();
             }
             return respond(200, "");
@@ -122,7 +134,7 @@ fn setup(rules: &str, strategies: Vec<Strategy>) -> (Recorder, Strategies) {
     let r = Recorder::new();
     r.set_rules(rules);
     let s = Rc::new(RefCell::new(strategies));
-    stand_in(&r, &s, true);
+    stand_in(&r, &s, Patch::Apply);
     (r, s)
 }
 
@@ -327,7 +339,7 @@ fn read_back_reports_verified_or_fails_the_action_when_unleash_does_not_show_it(
 
     // Unleash answers 200 but shows the old value: a failure of that action, retried.
     let (r, s) = setup(&verify, vec![rollout("s-1", "", 50)]);
-    stand_in(&r, &s, false);
+    stand_in(&r, &s, Patch::Ignore);
     let (status, report) = r.post("/", &alert("firing", "a"));
     let a = action(&report);
     assert_eq!(
@@ -337,7 +349,7 @@ fn read_back_reports_verified_or_fails_the_action_when_unleash_does_not_show_it(
     );
     assert!(a["error"].as_str().unwrap().contains("at 50%"), "{report}");
     // It stays held, so its resolve still restores (nothing to restore here: it is at 50%).
-    stand_in(&r, &s, true);
+    stand_in(&r, &s, Patch::Apply);
     let (status, report) = r.post("/", &alert("firing", "a"));
     assert_eq!(
         (status, &action(&report)["verified"]),
@@ -506,18 +518,7 @@ rules:
     assert_eq!(percent_of(&s, "s-1"), "10");
     r.advance(6 * 60 * 1000);
     // Unleash fails every PATCH of step 2 (reads still work).
-    let inner = s.clone();
-    r.answer(move |sent| {
-        if sent.method == "PATCH" {
-            return respond(503, r#"{"message":"maintenance"}"#);
-        }
-        let list: Vec<Value> = inner
-            .borrow()
-            .iter()
-            .map(|st| json!({"id": st.id, "name": st.name, "title": st.title, "parameters": {"rollout": st.rollout}}))
-            .collect();
-        respond(200, &json!({"environments": [{"name": "production", "enabled": true, "strategies": list}]}).to_string())
-    });
+    stand_in(&r, &s, Patch::Fail);
     let (status, report) = r.post("/", &alert("firing", "a"));
     assert_eq!(
         (status, &report["problems"][0]["outcome"]),
@@ -525,7 +526,7 @@ rules:
         "{report}"
     );
     assert_eq!(percent_of(&s, "s-1"), "10");
-    stand_in(&r, &s, true);
+    stand_in(&r, &s, Patch::Apply);
     let (status, report) = r.post("/", &alert("resolved", "a"));
     assert_eq!(status, 200, "{report}");
     assert_eq!(

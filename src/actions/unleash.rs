@@ -32,6 +32,16 @@ fn feature_request(
     )
 }
 
+/// `flag "F" in project "P", environment "E"`: how messages name a flag setting.
+fn flag_in(project: &UnleashName, flag: &UnleashName, environment: &UnleashName) -> String {
+    format!(
+        "flag {:?} in project {:?}, environment {:?}",
+        flag.as_str(),
+        project.as_str(),
+        environment.as_str()
+    )
+}
+
 /// The flag's entry for `environment`, from a successful `GET` of the flag.
 fn environment_of(
     resp: &OutboundResponse,
@@ -194,23 +204,16 @@ impl Toggle {
         let resp = result.map_err(|e| transport_error("Unleash", &e))?;
         if resp.status().is_success() {
             return Ok(format!(
-                "turned {} flag {:?} in project {:?}, environment {:?}",
+                "turned {} {}",
                 if self.enabled { "on" } else { "off" },
-                self.flag.as_str(),
-                self.project.as_str(),
-                self.environment.as_str()
+                flag_in(&self.project, &self.flag, &self.environment)
             ));
         }
         Err(self.failure(&resp, cfg))
     }
 
     fn failure(&self, resp: &OutboundResponse, cfg: &Config) -> ActionError {
-        let what = format!(
-            "flag {:?} in project {:?}, environment {:?}",
-            self.flag.as_str(),
-            self.project.as_str(),
-            self.environment.as_str()
-        );
+        let what = flag_in(&self.project, &self.flag, &self.environment);
         failure(resp, &what, self.environment.as_str(), cfg)
     }
 }
@@ -348,12 +351,7 @@ impl Rollout {
     }
 
     fn what(&self) -> String {
-        format!(
-            "flag {:?} in project {:?}, environment {:?}",
-            self.flag.as_str(),
-            self.project.as_str(),
-            self.environment.as_str()
-        )
+        flag_in(&self.project, &self.flag, &self.environment)
     }
 
     /// The strategy this change is about, and its percentage. `by_id`: the id found

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{typed, typed_at, Format, IngestError, Ingested, Rejected, MAX_REJECTED};
+use crate::config::clip;
 use crate::problem::{fingerprint_labels, Links, Problem, Source, Status};
 
 /// Other fields (Alertmanager 0.34's `routeLabels`, Grafana's `orgId`, `state`, `values`,
@@ -79,7 +80,7 @@ fn build(format: Format, source: Source, hook: Webhook) -> Result<Ingested, Inge
     let mut rejected = Vec::new();
     let mut unreported: u64 = 0;
     for (index, value) in hook.alerts.into_iter().enumerate() {
-        match problem(source, index, value).map_err(clip) {
+        match problem(source, index, value).map_err(clip_reason) {
             Ok(p) => problems.push(p),
             Err(reason) if rejected.len() < MAX_REJECTED => {
                 rejected.push(Rejected { index, reason })
@@ -99,7 +100,7 @@ fn build(format: Format, source: Source, hook: Webhook) -> Result<Ingested, Inge
         notification_reason: hook
             .notification_reason
             .filter(|r| !r.is_empty())
-            .map(|r| clip_to(r, 100)),
+            .map(|r| clip(&r, 100)),
     })
 }
 
@@ -128,18 +129,15 @@ fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
         starts_at: a.starts_at,
         fingerprint,
         links: Links {
-            rule_uid: a
-                .rule_uid
-                .filter(|s| !s.is_empty())
-                .map(|s| clip_to(s, 100)),
+            rule_uid: a.rule_uid.filter(|s| !s.is_empty()).map(|s| clip(&s, 100)),
             dashboard_url: a
                 .dashboard_url
                 .filter(|s| !s.is_empty())
-                .map(|s| clip_to(s, 2000)),
+                .map(|s| clip(&s, 2000)),
             panel_url: a
                 .panel_url
                 .filter(|s| !s.is_empty())
-                .map(|s| clip_to(s, 2000)),
+                .map(|s| clip(&s, 2000)),
         },
     })
 }
@@ -147,15 +145,8 @@ fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
 /// Reasons quote the offending value: a huge one is cut (the body may be 1 MiB).
 const MAX_REASON_CHARS: usize = 200;
 
-fn clip(reason: String) -> String {
-    clip_to(reason, MAX_REASON_CHARS)
-}
-
-fn clip_to(s: String, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s,
-    }
+fn clip_reason(reason: String) -> String {
+    clip(&reason, MAX_REASON_CHARS)
 }
 
 fn refusal(rejected: &[Rejected], unreported: u64) -> String {

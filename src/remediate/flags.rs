@@ -2,7 +2,7 @@
 //! need it changed: the first holder stores what it was, the last one to resolve
 //! restores it, once, and never over a change made by hand since.
 
-use super::{ticket, Delivery};
+use super::Delivery;
 use crate::actions::unleash::{Rollout, Toggle};
 use crate::actions::ActionError;
 use crate::audit::Event;
@@ -204,12 +204,11 @@ pub(super) fn hold_and_set(
 ) -> (Result<String, ActionError>, Option<bool>) {
     match Lever::of(t).and_then(|lever| hold(d, okey, &lever).map(|h| (lever, h))) {
         Err(e) => (Err(e), None),
-        Ok((lever, (strategy, holders))) => {
+        Ok((lever, held)) => {
             let (key, desired) = (lever.key(), lever.desired());
-            let already = d
-                .flags_set
-                .iter()
-                .any(|(k, v, by)| *k == key && *v == desired && by != okey && holders.contains(by));
+            let already = d.flags_set.iter().any(|(k, v, by)| {
+                *k == key && *v == desired && by != okey && held.holders.contains(by)
+            });
             if already {
                 let detail = format!(
                     "flag {:?} in environment {:?} held {} (set by this delivery for another alert; not sent again)",
@@ -219,8 +218,8 @@ pub(super) fn hold_and_set(
                 );
                 return (Ok(detail), None);
             }
-            let result = set_and_verify(d, &lever, strategy.as_deref(), verify);
-            if result.0.is_ok() {
+            let result = set_and_verify(d, &lever, held.strategy.as_deref(), verify);
+            if result.0.is_ok() && held.unconfirmed {
                 if let Err(e) = confirmed(d, &key, desired) {
                     // Only costs precision: an earlier setting stays "remediator's own".
                     d.p.log(&format!(
@@ -228,6 +227,8 @@ pub(super) fn hold_and_set(
                         lever.flag()
                     ));
                 }
+            }
+            if result.0.is_ok() {
                 d.flags_set.push((key, desired, okey.to_string()));
             }
             result
@@ -238,34 +239,28 @@ pub(super) fn hold_and_set(
 /// Unleash answered 2xx to setting `desired`: the earlier settings are no longer
 /// remediator's (one more write, only after a ladder step or a takeover).
 fn confirmed(d: &mut Delivery, tkey: &str, desired: Setting) -> Result<(), CellError> {
-    let id = d.id;
-    let mut seq = d.seq;
-    let r = cell::update(
-        d.p,
-        tkey,
-        || {
-            seq += 1;
-            ticket(id, seq)
-        },
-        |t: Option<&Target>| match t {
-            Some(t) if !t.earlier.is_empty() && t.desired == desired && t.restoring.is_none() => {
-                let mut n = t.clone();
-                n.earlier.clear();
-                Change::Write(n, ())
-            }
-            _ => Change::Keep(()),
-        },
-    );
-    d.seq = seq;
-    r.map(|_| ())
+    d.update_cell(tkey, |t: Option<&Target>| match t {
+        Some(t) if !t.earlier.is_empty() && t.desired == desired && t.restoring.is_none() => {
+            let mut n = t.clone();
+            n.earlier.clear();
+            Change::Write(n, ())
+        }
+        _ => Change::Keep(()),
+    })
+    .map(|_| ())
 }
 
-/// Become a holder; returns the rollout strategy's id and the holders now.
-fn hold(
-    d: &mut Delivery,
-    okey: &str,
-    lever: &Lever,
-) -> Result<(Option<String>, Vec<String>), ActionError> {
+/// What [`hold`] left in the target.
+struct Held {
+    /// Rollouts: the strategy's id.
+    strategy: Option<String>,
+    holders: Vec<String>,
+    /// It lists earlier settings (`Target::earlier`) that a 2xx will confirm away.
+    unconfirmed: bool,
+}
+
+/// Become a holder of the lever's setting.
+fn hold(d: &mut Delivery, okey: &str, lever: &Lever) -> Result<Held, ActionError> {
     let (flag, environment, desired) = (lever.flag(), lever.environment(), lever.desired());
     let tkey = lever.key();
     let state_error = |e: CellError| ActionError {
@@ -308,7 +303,12 @@ fn hold(
                 }
                 let mine = tg.holders.iter().any(|h| h == okey);
                 if mine && tg.restoring.is_none() && tg.desired == desired {
-                    (None, (tg.strategy.clone(), tg.holders.clone()))
+                    let held = Held {
+                        strategy: tg.strategy.clone(),
+                        holders: tg.holders.clone(),
+                        unconfirmed: !tg.earlier.is_empty(),
+                    };
+                    (None, held)
                 } else {
                     let mut n = tg.clone();
                     if !mine {
@@ -320,8 +320,12 @@ fn hold(
                     n.desired = desired;
                     n.restoring = None;
                     n.expires_ms = now.saturating_add(claim::RETENTION_MS);
-                    let holders = n.holders.clone();
-                    (Some(n), (tg.strategy.clone(), holders))
+                    let held = Held {
+                        strategy: n.strategy.clone(),
+                        holders: n.holders.clone(),
+                        unconfirmed: !n.earlier.is_empty(),
+                    };
+                    (Some(n), held)
                 }
             }
             None => {
@@ -344,7 +348,12 @@ fn hold(
                     restoring: None,
                     expires_ms: now.saturating_add(claim::RETENTION_MS),
                 };
-                (Some(target), (strategy, vec![okey.to_string()]))
+                let held = Held {
+                    strategy,
+                    holders: vec![okey.to_string()],
+                    unconfirmed: false,
+                };
+                (Some(target), held)
             }
         };
         if let Some(new) = new {
@@ -489,26 +498,15 @@ pub(super) fn release_and_restore(
     d.flags_set.retain(|(k, _, _)| *k != tkey);
     if result.is_ok() {
         // Done restoring: the target is free again (unless someone took it over).
-        let id = d.id;
-        let mut seq = d.seq;
-        let freed = cell::update(
-            d.p,
-            &tkey,
-            || {
-                seq += 1;
-                ticket(id, seq)
-            },
-            |t: Option<&Target>| match t {
-                Some(t) if t.restoring.as_ref().is_some_and(|r| r.by == okey) => {
-                    let mut n = t.clone();
-                    n.restoring = None;
-                    n.holders.clear();
-                    Change::Write(n, ())
-                }
-                _ => Change::Keep(()),
-            },
-        );
-        d.seq = seq;
+        let freed = d.update_cell(&tkey, |t: Option<&Target>| match t {
+            Some(t) if t.restoring.as_ref().is_some_and(|r| r.by == okey) => {
+                let mut n = t.clone();
+                n.restoring = None;
+                n.holders.clear();
+                Change::Write(n, ())
+            }
+            _ => Change::Keep(()),
+        });
         if let (Err(e), Ok(detail)) = (freed, &result) {
             // The flag is restored: retrying would restore it again, over whatever
             // happened since. The target stays "restoring" until its lease runs out;

@@ -7,21 +7,20 @@ use std::time::Duration;
 mod flags;
 
 use crate::actions::scale::ScaleRequest;
-use crate::actions::unleash::{Rollout, Toggle};
 use crate::actions::ActionError;
 use crate::audit::{self, Event};
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{
     self, legacy, ActionState, Lease, Occurrence, Phase, RuleHistory, Setting, StoredAction, Taken,
 };
-use crate::config::{Config, Secret};
+use crate::config::{clip, Config};
 use crate::plan::{self, Decision};
 use crate::platform::Platform;
 use crate::problem::Problem;
 use crate::report::{
     ActionOutcome, ActionReport, ActionTarget, FirstHandled, ProblemOutcome, ProblemReport,
 };
-use crate::rules::{Action, Rule, RuleSet, ScaleChange};
+use crate::rules::{Action, Rule, RuleSet, ScaleChange, UnleashName};
 use flags::Lever;
 
 /// How long one delivery (all its alerts together) waits for concurrent ones
@@ -29,98 +28,9 @@ use flags::Lever;
 pub const WAIT_FOR_CLAIM: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
-/// One action, resolved against the configuration and the problem: exactly what
-/// would be sent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    Toggle(Toggle),
-    Rollout(Rollout),
-    Scale(ScaleRequest),
-}
-
-impl Step {
-    pub fn resolve(action: &Action, rule: &Rule, problem: &Problem, cfg: &Config) -> Step {
-        match action {
-            Action::Flag {
-                flag,
-                enabled,
-                project,
-                environment,
-                ..
-            } => Step::Toggle(Toggle {
-                project: project
-                    .clone()
-                    .unwrap_or_else(|| cfg.unleash_project.clone()),
-                flag: flag.clone(),
-                environment: environment
-                    .clone()
-                    .unwrap_or_else(|| cfg.unleash_environment.clone()),
-                enabled: *enabled,
-            }),
-            Action::Rollout {
-                flag,
-                percent,
-                strategy,
-                project,
-                environment,
-                ..
-            } => Step::Rollout(Rollout {
-                project: project
-                    .clone()
-                    .unwrap_or_else(|| cfg.unleash_project.clone()),
-                flag: flag.clone(),
-                environment: environment
-                    .clone()
-                    .unwrap_or_else(|| cfg.unleash_environment.clone()),
-                strategy: strategy.clone(),
-                percent: *percent,
-            }),
-            Action::Scale { change, .. } => {
-                Step::Scale(ScaleRequest::new(&rule.name, *change, problem, ""))
-            }
-        }
-    }
-
-    pub fn target(&self) -> ActionTarget {
-        match self {
-            Step::Toggle(t) => ActionTarget::Flag {
-                flag: t.flag.to_string(),
-                project: t.project.to_string(),
-                environment: t.environment.to_string(),
-                enabled: t.enabled,
-            },
-            Step::Rollout(r) => ActionTarget::Rollout {
-                flag: r.flag.to_string(),
-                project: r.project.to_string(),
-                environment: r.environment.to_string(),
-                strategy: r.strategy.clone(),
-                rollout: r.percent.get(),
-            },
-            Step::Scale(s) => ActionTarget::Scale {
-                value: s.value.clone(),
-                service: s.service.clone(),
-                namespace: s.namespace.clone(),
-            },
-        }
-    }
-
-    pub fn scale_url(cfg: &Config) -> String {
-        format!("{}{}", cfg.scale_url, cfg.scale_path)
-    }
-
-    /// What would be sent, for dry-run reports (no credentials).
-    pub fn describe(&self, cfg: &Config) -> String {
-        let none = Secret::default();
-        let req = match self {
-            Step::Toggle(t) => return Lever::Toggle(t.clone()).describe(cfg),
-            Step::Rollout(r) => return Lever::Rollout(r.clone()).describe(cfg),
-            Step::Scale(s) => s.request(&Self::scale_url(cfg), &none),
-        };
-        match req {
-            Ok(req) => format!("would send {} {}", req.method(), req.uri()),
-            Err(e) => format!("would fail: {}", e.message),
-        }
-    }
+/// Where scale calls go.
+pub fn scale_url(cfg: &Config) -> String {
+    format!("{}{}", cfg.scale_url, cfg.scale_path)
 }
 
 /// Outbound calls within one delivery's time budget (kept below the sender's own
@@ -174,14 +84,6 @@ impl Outbound<'_> {
     }
 }
 
-/// Audit entries stay small whatever the input (Spin values are limited to 1 MB).
-fn clip(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 /// Everything one delivery shares across its problems.
 pub struct Delivery<'a> {
     pub p: &'a dyn Platform,
@@ -229,6 +131,28 @@ impl Delivery<'_> {
     fn ticket(&mut self) -> i64 {
         self.seq += 1;
         ticket(self.id, self.seq)
+    }
+
+    /// [`cell::update`] with this delivery's tickets.
+    fn update_cell<T, R>(
+        &mut self,
+        key: &str,
+        f: impl FnMut(Option<&T>) -> Change<T, R>,
+    ) -> Result<(R, bool), CellError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let (p, id) = (self.p, self.id);
+        let seq = &mut self.seq;
+        cell::update(
+            p,
+            key,
+            || {
+                *seq += 1;
+                ticket(id, *seq)
+            },
+            f,
+        )
     }
 
     fn skew_ms(&self) -> i64 {
@@ -355,32 +279,48 @@ impl Delivery<'_> {
     }
 }
 
-/// What an action is, as it will be stored and undone.
+/// What an action is, as it will be stored and undone: the configured project and
+/// environment filled in, the scale request's value and labels resolved.
 pub fn taken(action: &Action, rule: &Rule, problem: &Problem, cfg: &Config) -> Taken {
-    match Step::resolve(action, rule, problem, cfg) {
-        Step::Toggle(t) => Taken::Flag {
-            flag: t.flag.to_string(),
-            project: t.project.to_string(),
-            environment: t.environment.to_string(),
-            enabled: t.enabled,
+    let project = |p: &Option<UnleashName>| p.as_ref().unwrap_or(&cfg.unleash_project).to_string();
+    let environment =
+        |e: &Option<UnleashName>| e.as_ref().unwrap_or(&cfg.unleash_environment).to_string();
+    match action {
+        Action::Flag {
+            flag,
+            enabled,
+            project: p,
+            environment: e,
+            ..
+        } => Taken::Flag {
+            flag: flag.to_string(),
+            project: project(p),
+            environment: environment(e),
+            enabled: *enabled,
         },
-        Step::Rollout(r) => Taken::Rollout {
-            flag: r.flag.to_string(),
-            project: r.project.to_string(),
-            environment: r.environment.to_string(),
-            strategy: r.strategy,
-            percent: r.percent.get(),
+        Action::Rollout {
+            flag,
+            percent,
+            strategy,
+            project: p,
+            environment: e,
+            ..
+        } => Taken::Rollout {
+            flag: flag.to_string(),
+            project: project(p),
+            environment: environment(e),
+            strategy: strategy.clone(),
+            percent: percent.get(),
         },
-        Step::Scale(s) => {
-            let undo = match action {
-                Action::Scale {
-                    change, on_resolve, ..
-                } => on_resolve.or_else(|| change.inverse()),
-                Action::Flag { .. } | Action::Rollout { .. } => None,
-            };
+        Action::Scale {
+            change, on_resolve, ..
+        } => {
+            let s = ScaleRequest::new(&rule.name, *change, problem, "");
             Taken::Scale {
                 value: s.value,
-                undo: undo.map(|u| u.to_string()),
+                undo: on_resolve
+                    .or_else(|| change.inverse())
+                    .map(|u| u.to_string()),
                 service: s.service,
                 namespace: s.namespace,
             }
@@ -790,7 +730,7 @@ fn describe(t: &Taken, to: Option<Setting>, cfg: &Config) -> String {
                 Err(e) => e.message,
             }
         }
-        Taken::Scale { .. } => format!("would send POST {}", Step::scale_url(cfg)),
+        Taken::Scale { .. } => format!("would send POST {}", scale_url(cfg)),
     }
 }
 
@@ -862,30 +802,19 @@ fn admit(
         None => legacy::rule_history(d.p, &rule.name),
         Some(_) => None,
     };
-    let id = d.id;
-    let mut seq = d.seq;
-    let (answer, _) = cell::update(
-        d.p,
-        &key,
-        || {
-            seq += 1;
-            ticket(id, seq)
-        },
-        |h: Option<&RuleHistory>| {
-            let mut h = h.cloned().or_else(|| legacy.clone()).unwrap_or_default();
-            if let Some(gate) = plan::policy_gate(rule, &h, now, new_occurrence) {
-                return Change::Keep(Err(gate));
-            }
-            h.record(
-                now,
-                keep_ms,
-                now.saturating_add(keep_ms)
-                    .saturating_add(claim::RETENTION_MS),
-            );
-            Change::Write(h, Ok(()))
-        },
-    )?;
-    d.seq = seq;
+    let (answer, _) = d.update_cell(&key, |h: Option<&RuleHistory>| {
+        let mut h = h.cloned().or_else(|| legacy.clone()).unwrap_or_default();
+        if let Some(gate) = plan::policy_gate(rule, &h, now, new_occurrence) {
+            return Change::Keep(Err(gate));
+        }
+        h.record(
+            now,
+            keep_ms,
+            now.saturating_add(keep_ms)
+                .saturating_add(claim::RETENTION_MS),
+        );
+        Change::Write(h, Ok(()))
+    })?;
     Ok(answer)
 }
 
@@ -1007,7 +936,7 @@ fn send_scale(
     let s = ScaleRequest::new(&rec.rule, change, problem, &key);
     // `+1` twice is +2: never retried here; the sender's retry and the record decide.
     d.outbound().once(|timeout| {
-        let req = s.request(&Step::scale_url(d.cfg), &d.cfg.scale_token)?;
+        let req = s.request(&scale_url(d.cfg), &d.cfg.scale_token)?;
         s.outcome(d.p.send(req, timeout), d.cfg)
     })
 }
