@@ -1,0 +1,311 @@
+//! remediator's own metrics, in Prometheus's text exposition format (0.0.4).
+//!
+//! Counters live in key-value so that they survive instances and are shared by
+//! replicas: one key per series, `metrics/<series>`, where `<series>` is the series
+//! exactly as exposed (`name{label="value",…}`), changed only by atomic increments
+//! (Spin's SQLite `increment` fails on a value it did not write itself). A delivery
+//! adds one increment per distinct series it touched, never one per alert.
+//!
+//! What is counted is derived from the finished report by the serde names of its
+//! enums, so an outcome or action kind added later is counted without a change here.
+//!
+//! A scrape finds the series through an index of the keys (`metrics/index`),
+//! rebuilt from a full key listing only when a delivery created a series since
+//! (it bumps `metrics/generation`, once per series ever) or every
+//! [`RELIST_EVERY_MS`]: listing every key of the store on every scrape would cost
+//! as much as the store is large, and a fixed enumeration of the possible series
+//! would have to know every outcome, action kind and rule name in advance.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::claim::cell::decode_lock;
+use crate::platform::{KvError, Platform};
+use crate::report::{ProblemOutcome, Report};
+
+/// Prefix of every key this module writes.
+const PREFIX: &str = "metrics/";
+/// Bumped (by increment only) each time a delivery creates a counter key.
+const GENERATION_KEY: &str = "metrics/generation";
+/// The keys of the counters, as of a generation (plain JSON, never incremented).
+const INDEX_KEY: &str = "metrics/index";
+/// A scrape lists the keys again after this long even without a new generation
+/// (a delivery that created a series but failed to bump the generation).
+pub const RELIST_EVERY_MS: i64 = 10 * 60 * 1000;
+/// Spin's key limit is 256 bytes; a series key is kept well below it.
+const MAX_SERIES_BYTES: usize = 200;
+/// Longest label value kept whole (rule names are the only free-form ones).
+const MAX_LABEL_CHARS: usize = 100;
+
+pub const DELIVERIES: &str = "remediator_deliveries_total";
+pub const PROBLEMS: &str = "remediator_problems_total";
+pub const ACTIONS: &str = "remediator_actions_total";
+pub const CIRCUIT_OPEN: &str = "remediator_circuit_open_total";
+pub const RULES_SOURCE: &str = "remediator_rules_source";
+pub const RULES_LAST_FETCH: &str = "remediator_rules_last_fetch_success_timestamp_seconds";
+
+/// The counter families, in the order they are exposed, with their help text.
+const COUNTERS: [(&str, &str); 4] = [
+    (
+        DELIVERIES,
+        "Requests to a webhook route, by route and the status code answered.",
+    ),
+    (
+        PROBLEMS,
+        "Problems (alerts) handled, by the outcome reported for them.",
+    ),
+    (ACTIONS, "Actions reported, by kind and outcome."),
+    (
+        CIRCUIT_OPEN,
+        "Problems refused because the rule's circuit breaker was open, by rule.",
+    ),
+];
+
+/// The states of `remediator_rules_source`, one of which is 1.
+pub const RULES_STATES: [&str; 4] = ["bundled", "url", "last_known_good", "degraded"];
+
+/// A label value escaped as the exposition format wants it: `\`, `"` and line feed.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A label value short enough for a key: cut, with a hash of the whole value so
+/// that two long values that share a beginning stay apart.
+fn bounded(v: &str) -> String {
+    if v.chars().count() <= MAX_LABEL_CHARS {
+        return v.to_string();
+    }
+    let head: String = v.chars().take(MAX_LABEL_CHARS - 10).collect();
+    format!("{head}…{}", &crate::state::hash(&[v])[..8])
+}
+
+/// `name{l1="v1",…}` with escaped values; this text is also the series' key.
+pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let body: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(&bounded(v))))
+        .collect();
+    format!("{name}{{{}}}", body.join(","))
+}
+
+/// The serde name of a unit enum value (`"already_handled"`), or of an internally
+/// tagged one's tag (`"featuretoggle"`).
+fn serde_name(v: &impl Serialize, tag: Option<&str>) -> String {
+    let value = serde_json::to_value(v).unwrap_or_default();
+    let named = match tag {
+        Some(t) => value.get(t).cloned().unwrap_or_default(),
+        None => value,
+    };
+    named.as_str().unwrap_or("unknown").to_string()
+}
+
+/// What one request to a webhook route adds to the counters: series → delta.
+/// `report` is the whole report (before it is shortened), when there is one.
+pub fn tally(route: &str, status: u16, report: Option<&Report>) -> BTreeMap<String, i64> {
+    let mut deltas = BTreeMap::new();
+    let mut add = |s: String| *deltas.entry(s).or_insert(0) += 1;
+    add(series(
+        DELIVERIES,
+        &[("route", route), ("code", &status.to_string())],
+    ));
+    for p in report.map(|r| r.problems.as_slice()).unwrap_or_default() {
+        add(series(
+            PROBLEMS,
+            &[("outcome", &serde_name(&p.outcome, None))],
+        ));
+        if p.outcome == ProblemOutcome::CircuitOpen {
+            add(series(
+                CIRCUIT_OPEN,
+                &[("rule", p.rule.as_deref().unwrap_or(""))],
+            ));
+        }
+        for a in &p.actions {
+            add(series(
+                ACTIONS,
+                &[
+                    ("kind", &serde_name(&a.target, Some("action"))),
+                    ("result", &serde_name(&a.outcome, None)),
+                ],
+            ));
+        }
+    }
+    deltas
+}
+
+/// Add a delivery's deltas: one increment per series. Returns the errors (the
+/// caller logs them; a metrics write never changes a delivery's answer).
+pub fn record(p: &dyn Platform, deltas: &BTreeMap<String, i64>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut created = false;
+    for (s, delta) in deltas {
+        if s.len() > MAX_SERIES_BYTES {
+            errors.push(format!("series too long to store: {} bytes", s.len()));
+            continue;
+        }
+        match p.kv_increment(&format!("{PREFIX}{s}"), *delta) {
+            // Counters only grow, so the increment that returns its own delta made the key.
+            Ok(v) => created |= v == *delta,
+            Err(e) => errors.push(format!("{s}: {e}")),
+        }
+    }
+    if created {
+        if let Err(e) = p.kv_increment(GENERATION_KEY, 1) {
+            errors.push(format!("generation: {e}"));
+        }
+    }
+    errors
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    generation: i64,
+    listed_at_ms: i64,
+    keys: Vec<String>,
+}
+
+/// Every counter as stored: (series, value), sorted by series. Lists the keys only
+/// when the index is missing, behind the generation, or older than [`RELIST_EVERY_MS`].
+pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
+    let number = |raw: Option<Vec<u8>>| raw.as_deref().and_then(decode_lock);
+    let generation = number(p.kv_get(GENERATION_KEY)?).unwrap_or(0);
+    let now = p.now_ms();
+    let index: Option<Index> = p
+        .kv_get(INDEX_KEY)?
+        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    let keys = match index {
+        Some(i) if i.generation == generation && (now - i.listed_at_ms).abs() < RELIST_EVERY_MS => {
+            i.keys
+        }
+        _ => {
+            let keys: Vec<String> = p
+                .kv_keys()?
+                .into_iter()
+                .filter(|k| is_counter_key(k))
+                .collect();
+            let index = Index {
+                generation,
+                listed_at_ms: now,
+                keys,
+            };
+            // Losing this write only means listing again at the next scrape.
+            if let Err(e) = serde_json::to_vec(&index)
+                .map_err(|e| KvError(e.to_string()))
+                .and_then(|b| p.kv_set(INDEX_KEY, &b))
+            {
+                p.log(&format!(
+                    "remediator: WARNING metrics index not written: {e}"
+                ));
+            }
+            index.keys
+        }
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(v) = number(p.kv_get(&key)?) {
+            out.push((key[PREFIX.len()..].to_string(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_counter_key(k: &str) -> bool {
+    k.strip_prefix(PREFIX)
+        .is_some_and(|s| COUNTERS.iter().any(|(name, _)| family_of(s) == *name))
+}
+
+fn family_of(series: &str) -> &str {
+    series.split('{').next().unwrap_or(series)
+}
+
+/// The gauges computed at scrape time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauges {
+    /// One of [`RULES_STATES`], or `None` when no rules could be loaded at all
+    /// (then `degraded` is 1).
+    pub rules_state: Option<&'static str>,
+    /// When the rules URL last answered with valid rules, Unix ms.
+    pub rules_last_success_ms: Option<i64>,
+}
+
+/// The exposition text: every family with `# HELP` and `# TYPE`, series grouped
+/// by family and sorted.
+pub fn render(counters: &[(String, i64)], gauges: &Gauges) -> String {
+    let mut out = String::new();
+    for (name, help) in COUNTERS {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for (s, v) in counters.iter().filter(|(s, _)| family_of(s) == name) {
+            out.push_str(&format!("{s} {v}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "# HELP {RULES_SOURCE} Where the effective rules come from: 1 for the current state.\n# TYPE {RULES_SOURCE} gauge\n"
+    ));
+    let current = gauges.rules_state.unwrap_or("degraded");
+    for state in RULES_STATES {
+        out.push_str(&format!(
+            "{} {}\n",
+            series(RULES_SOURCE, &[("state", state)]),
+            u8::from(state == current)
+        ));
+    }
+    if let Some(ms) = gauges.rules_last_success_ms {
+        out.push_str(&format!(
+            "# HELP {RULES_LAST_FETCH} When the rules URL last answered with valid rules (200 or 304).\n# TYPE {RULES_LAST_FETCH} gauge\n{RULES_LAST_FETCH} {}.{:03}\n",
+            ms.div_euclid(1000),
+            ms.rem_euclid(1000)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_long_ones_bounded() {
+        assert_eq!(escape_label("a\\b\"c\nd\te"), "a\\\\b\\\"c\\nd\te");
+        assert_eq!(
+            series(CIRCUIT_OPEN, &[("rule", "say \"hi\"\n")]),
+            "remediator_circuit_open_total{rule=\"say \\\"hi\\\"\\n\"}"
+        );
+        let a = format!("{}a", "x".repeat(300));
+        let b = format!("{}b", "x".repeat(300));
+        let (sa, sb) = (series("m", &[("rule", &a)]), series("m", &[("rule", &b)]));
+        assert_ne!(sa, sb);
+        assert!(sa.len() < MAX_SERIES_BYTES, "{}", sa.len());
+    }
+
+    #[test]
+    fn render_groups_families_and_shows_one_rules_state() {
+        let text = render(
+            &[
+                (series(DELIVERIES, &[("route", "/"), ("code", "200")]), 2),
+                (series(PROBLEMS, &[("outcome", "acted")]), 1),
+            ],
+            &Gauges {
+                rules_state: Some("last_known_good"),
+                rules_last_success_ms: Some(1_764_165_726_005),
+            },
+        );
+        assert!(text.contains("# TYPE remediator_deliveries_total counter\nremediator_deliveries_total{route=\"/\",code=\"200\"} 2\n# HELP remediator_problems_total"), "{text}");
+        assert!(text.contains("remediator_rules_source{state=\"last_known_good\"} 1\n"));
+        assert!(text.contains("remediator_rules_source{state=\"url\"} 0\n"));
+        assert!(text
+            .ends_with("remediator_rules_last_fetch_success_timestamp_seconds 1764165726.005\n"));
+    }
+}
