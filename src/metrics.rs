@@ -1,20 +1,28 @@
 //! remediator's own metrics, in Prometheus's text exposition format (0.0.4).
 //!
 //! Counters live in key-value so that they survive instances and are shared by
-//! replicas: one key per series, `metrics/<series>`, where `<series>` is the series
-//! exactly as exposed (`name{label="value",…}`), changed only by atomic increments
-//! (Spin's SQLite `increment` fails on a value it did not write itself). A delivery
-//! adds one increment per distinct series it touched, never one per alert.
+//! replicas, changed only by atomic increments (Spin's SQLite `increment` fails on
+//! a value it did not write itself). A delivery costs one increment:
+//! - the common delivery, which touches each series once (one alert, or alerts of
+//!   different outcomes), adds 1 to the count of its *signature*, the key
+//!   `metrics/d/<series> <series> …` (its series exactly as exposed,
+//!   `name{label="value",…}`, space-separated); a scrape adds each signature's
+//!   count to each of its series. Signatures are as many as the combinations of
+//!   route, status, outcome, action kind and result (and rule, for an open
+//!   circuit) that occur, not as many as deliveries;
+//! - a delivery that touches a series more than once (a storm of alerts) adds its
+//!   delta to each series' own key, `metrics/<series>`: one increment per distinct
+//!   series, never one per alert.
 //!
 //! What is counted is derived from the finished report by the serde names of its
 //! enums, so an outcome or action kind added later is counted without a change here.
 //!
-//! A scrape finds the series through an index of the keys (`metrics/index`),
-//! rebuilt from a full key listing only when a delivery created a series since
-//! (it bumps `metrics/generation`, once per series ever) or every
-//! [`RELIST_EVERY_MS`]: listing every key of the store on every scrape would cost
-//! as much as the store is large, and a fixed enumeration of the possible series
-//! would have to know every outcome, action kind and rule name in advance.
+//! A scrape finds the keys through an index (`metrics/index`), rebuilt from a full
+//! key listing only when a delivery created a key since (it bumps
+//! `metrics/generation`, once per key ever) or every [`RELIST_EVERY_MS`]: listing
+//! every key of the store on every scrape would cost as much as the store is large,
+//! and a fixed enumeration of the possible series would have to know every outcome,
+//! action kind and rule name in advance.
 
 use std::collections::BTreeMap;
 
@@ -33,8 +41,12 @@ const INDEX_KEY: &str = "metrics/index";
 /// A scrape lists the keys again after this long even without a new generation
 /// (a delivery that created a series but failed to bump the generation).
 pub const RELIST_EVERY_MS: i64 = 10 * 60 * 1000;
-/// Spin's key limit is 256 bytes; a series key is kept well below it.
-const MAX_SERIES_BYTES: usize = 200;
+/// Prefix of the signature counters.
+const SIGNATURE_PREFIX: &str = "metrics/d/";
+/// Spin's key limit is 256 bytes; keys are kept below it.
+const MAX_KEY_BYTES: usize = 240;
+/// Most series in one signature (deliveries, problems, actions, circuit).
+const MAX_SIGNATURE_SERIES: usize = 4;
 /// Longest label value kept whole (rule names are the only free-form ones).
 const MAX_LABEL_CHARS: usize = 100;
 
@@ -145,20 +157,36 @@ pub fn tally(route: &str, status: u16, report: Option<&Report>) -> BTreeMap<Stri
     deltas
 }
 
-/// Add a delivery's deltas: one increment per series. Returns the errors (the
-/// caller logs them; a metrics write never changes a delivery's answer).
+/// The keys and increments that record a delivery's deltas: its signature when
+/// it touches each series once and the key fits, else one key per series.
+pub fn increments(deltas: &BTreeMap<String, i64>) -> Vec<(String, i64)> {
+    let signature = format!(
+        "{SIGNATURE_PREFIX}{}",
+        deltas.keys().cloned().collect::<Vec<_>>().join(" ")
+    );
+    if deltas.values().all(|d| *d == 1)
+        && deltas.len() <= MAX_SIGNATURE_SERIES
+        && signature.len() <= MAX_KEY_BYTES
+    {
+        return vec![(signature, 1)];
+    }
+    deltas
+        .iter()
+        .map(|(s, d)| (format!("{PREFIX}{s}"), *d))
+        .filter(|(k, _)| k.len() <= MAX_KEY_BYTES)
+        .collect()
+}
+
+/// Add a delivery's deltas (see [`increments`]). Returns the errors (the caller
+/// logs them; a metrics write never changes a delivery's answer).
 pub fn record(p: &dyn Platform, deltas: &BTreeMap<String, i64>) -> Vec<String> {
     let mut errors = Vec::new();
     let mut created = false;
-    for (s, delta) in deltas {
-        if s.len() > MAX_SERIES_BYTES {
-            errors.push(format!("series too long to store: {} bytes", s.len()));
-            continue;
-        }
-        match p.kv_increment(&format!("{PREFIX}{s}"), *delta) {
+    for (key, delta) in increments(deltas) {
+        match p.kv_increment(&key, delta) {
             // Counters only grow, so the increment that returns its own delta made the key.
-            Ok(v) => created |= v == *delta,
-            Err(e) => errors.push(format!("{s}: {e}")),
+            Ok(v) => created |= v == delta,
+            Err(e) => errors.push(format!("{key}: {e}")),
         }
     }
     if created {
@@ -167,6 +195,26 @@ pub fn record(p: &dyn Platform, deltas: &BTreeMap<String, i64>) -> Vec<String> {
         }
     }
     errors
+}
+
+/// The series of a signature: split at spaces outside quoted label values.
+fn signature_series(sig: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in sig.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                out.push(&sig[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&sig[start..]);
+    out
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -212,19 +260,28 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
             index.keys
         }
     };
-    let mut out = Vec::with_capacity(keys.len());
+    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
     for key in keys {
-        if let Some(v) = number(p.kv_get(&key)?) {
-            out.push((key[PREFIX.len()..].to_string(), v));
+        let Some(v) = number(p.kv_get(&key)?) else {
+            continue;
+        };
+        let series = match key.strip_prefix(SIGNATURE_PREFIX) {
+            Some(sig) => signature_series(sig),
+            None => vec![&key[PREFIX.len()..]],
+        };
+        for s in series.into_iter().filter(|s| is_counter(s)) {
+            *sums.entry(s.to_string()).or_insert(0) += v;
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(sums.into_iter().collect())
+}
+
+fn is_counter(series: &str) -> bool {
+    COUNTERS.iter().any(|(name, _)| family_of(series) == *name)
 }
 
 fn is_counter_key(k: &str) -> bool {
-    k.strip_prefix(PREFIX)
-        .is_some_and(|s| COUNTERS.iter().any(|(name, _)| family_of(s) == *name))
+    k.starts_with(SIGNATURE_PREFIX) || k.strip_prefix(PREFIX).is_some_and(is_counter)
 }
 
 fn family_of(series: &str) -> &str {
@@ -287,7 +344,23 @@ mod tests {
         let b = format!("{}b", "x".repeat(300));
         let (sa, sb) = (series("m", &[("rule", &a)]), series("m", &[("rule", &b)]));
         assert_ne!(sa, sb);
-        assert!(sa.len() < MAX_SERIES_BYTES, "{}", sa.len());
+        assert!(sa.len() < MAX_KEY_BYTES - PREFIX.len(), "{}", sa.len());
+    }
+
+    #[test]
+    fn a_delivery_is_one_signature_unless_it_touches_a_series_twice() {
+        let d = series(DELIVERIES, &[("route", "/"), ("code", "200")]);
+        let odd = series(CIRCUIT_OPEN, &[("rule", "a \"b c\" \\\" d")]);
+        let once: BTreeMap<String, i64> = [(d.clone(), 1), (odd.clone(), 1)].into();
+        let keys = increments(&once);
+        assert_eq!(keys, [(format!("{SIGNATURE_PREFIX}{odd} {d}"), 1)]);
+        let sig = keys[0].0.strip_prefix(SIGNATURE_PREFIX).unwrap();
+        assert_eq!(signature_series(sig), [odd.as_str(), d.as_str()]);
+        let storm: BTreeMap<String, i64> = [(d.clone(), 1), (odd.clone(), 3)].into();
+        assert_eq!(
+            increments(&storm),
+            [(format!("{PREFIX}{odd}"), 3), (format!("{PREFIX}{d}"), 1)]
+        );
     }
 
     #[test]

@@ -439,9 +439,53 @@ fn failed_actions_and_dry_runs_are_counted_by_result() {
 }
 
 #[test]
-fn metrics_cost_one_increment_per_distinct_series_per_delivery() {
+fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
     let r = Recorder::new();
     let p = Counting::new(&r);
+    let metric_writes = |run: &dyn Fn()| {
+        p.writes.borrow_mut().clear();
+        run();
+        let w = p.writes.borrow();
+        (
+            w.iter()
+                .filter(|k| k.starts_with("metrics/"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            w.len(),
+        )
+    };
+    let cpu_at = |starts: &str| {
+        String::from_utf8(alertmanager(
+            "firing",
+            &[("cpu_usage", None, &[("service", "carts")])],
+        ))
+        .unwrap()
+        .replace("2026-11-26T14:02:06.305Z", starts)
+    };
+    let acted = r#"metrics/d/remediator_actions_total{kind="scaling",result="done"} remediator_deliveries_total{route="/",code="200"} remediator_problems_total{outcome="acted"}"#;
+    // An acting delivery: one increment of its signature (and, the first time,
+    // of the generation that tells scrapes to list the keys again).
+    let (m, _) = metric_writes(&|| {
+        webhook(&p, "/", WEBHOOK_TOKEN, cpu_at("t1").as_bytes());
+    });
+    assert_eq!(m, [acted, "metrics/generation"]);
+    let (m, acting_total) = metric_writes(&|| {
+        webhook(&p, "/", WEBHOOK_TOKEN, cpu_at("t2").as_bytes());
+    });
+    assert_eq!(m, [acted]);
+    // No match: one increment.
+    let one = alertmanager("firing", &[("DiskFull", None, &[])]);
+    webhook(&p, "/", WEBHOOK_TOKEN, &one);
+    let (m, no_match_total) = metric_writes(&|| {
+        webhook(&p, "/", WEBHOOK_TOKEN, &one);
+    });
+    assert_eq!(
+        m,
+        [
+            r#"metrics/d/remediator_deliveries_total{route="/",code="200"} remediator_problems_total{outcome="no_matching_rule"}"#
+        ]
+    );
+    // A storm of three that match nothing: one increment per distinct series.
     let storm = alertmanager(
         "firing",
         &[
@@ -450,29 +494,42 @@ fn metrics_cost_one_increment_per_distinct_series_per_delivery() {
             ("Other", None, &[]),
         ],
     );
-    // The first delivery creates its two series and bumps the generation once.
     webhook(&p, "/", WEBHOOK_TOKEN, &storm);
-    assert_eq!(p.metric_writes(), 3, "{:?}", p.writes.borrow());
-    p.writes.borrow_mut().clear();
-    // After that: deliveries{code} and problems{no_matching_rule}, whatever the alert count.
-    webhook(&p, "/", WEBHOOK_TOKEN, &storm);
-    assert_eq!(p.metric_writes(), 2, "{:?}", p.writes.borrow());
-    let no_match_total = p.writes.borrow().len();
-    p.writes.borrow_mut().clear();
-    // Acting: deliveries, problems{acted}, actions{featuretoggle,done} (+1 the first time).
-    webhook(&p, "/", WEBHOOK_TOKEN, &failure_rate("firing"));
-    assert_eq!(p.metric_writes(), 3 + 1, "{:?}", p.writes.borrow());
-    let acting_total = p.writes.borrow().len();
-    p.writes.borrow_mut().clear();
-    // Refused: deliveries only (its series exists after the first).
-    webhook(&p, "/", "wrong", &storm);
-    p.writes.borrow_mut().clear();
-    webhook(&p, "/", "wrong", &storm);
+    let (m, _) = metric_writes(&|| {
+        webhook(&p, "/", WEBHOOK_TOKEN, &storm);
+    });
     assert_eq!(
-        *p.writes.borrow(),
-        [r#"metrics/remediator_deliveries_total{route="/",code="401"}"#]
+        m,
+        [
+            r#"metrics/remediator_deliveries_total{route="/",code="200"}"#,
+            r#"metrics/remediator_problems_total{outcome="no_matching_rule"}"#
+        ]
     );
-    println!("durable writes per delivery with metrics: no match {no_match_total}, acting (first time) {acting_total}");
+    // Refused: one increment.
+    webhook(&p, "/", "wrong", &storm);
+    let (m, refused_total) = metric_writes(&|| {
+        webhook(&p, "/", "wrong", &storm);
+    });
+    assert_eq!(
+        m,
+        [r#"metrics/d/remediator_deliveries_total{route="/",code="401"}"#]
+    );
+    println!("durable writes per delivery with metrics: no match {no_match_total}, acting {acting_total}, refused {refused_total}");
+    // And the sums are exact.
+    let m: BTreeMap<_, _> = counters(&r).into_iter().collect();
+    assert_eq!(
+        m[r#"remediator_deliveries_total{route="/",code="200"}"#],
+        6.0
+    );
+    assert_eq!(
+        m[r#"remediator_problems_total{outcome="no_matching_rule"}"#],
+        8.0
+    );
+    assert_eq!(m[r#"remediator_problems_total{outcome="acted"}"#], 2.0);
+    assert_eq!(
+        m[r#"remediator_deliveries_total{route="/",code="401"}"#],
+        2.0
+    );
 }
 
 #[test]
