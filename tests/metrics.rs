@@ -46,13 +46,6 @@ impl<'a> Counting<'a> {
         }
         Ok(())
     }
-    fn metric_writes(&self) -> usize {
-        self.writes
-            .borrow()
-            .iter()
-            .filter(|k| k.starts_with("metrics/"))
-            .count()
-    }
 }
 
 impl Platform for Counting<'_> {
