@@ -507,7 +507,22 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
         m,
         [r#"metrics/d/remediator_deliveries_total{route="/",code="401"}"#]
     );
-    println!("durable writes per delivery with metrics: no match {no_match_total}, acting {acting_total}, refused {refused_total}");
+    // Turning a flag: one more write than without metrics.
+    let flag_at = |status: &str, starts: &str| {
+        String::from_utf8(failure_rate(status))
+            .unwrap()
+            .replace("2026-11-26T14:02:06.305Z", starts)
+    };
+    webhook(&p, "/", WEBHOOK_TOKEN, flag_at("firing", "f1").as_bytes());
+    webhook(&p, "/", WEBHOOK_TOKEN, flag_at("resolved", "f1").as_bytes());
+    assert!(r.flag("EnablePromotion", "production"));
+    let (m, flag_total) = metric_writes(&|| {
+        webhook(&p, "/", WEBHOOK_TOKEN, flag_at("firing", "f2").as_bytes());
+    });
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].starts_with("metrics/d/"), "{m:?}");
+    assert!(!r.flag("EnablePromotion", "production"));
+    println!("durable writes per delivery with metrics: no match {no_match_total}, acting (scale) {acting_total}, acting (flag) {flag_total}, refused {refused_total}");
     // And the sums are exact.
     let m: BTreeMap<_, _> = counters(&r).into_iter().collect();
     assert_eq!(
