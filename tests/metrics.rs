@@ -527,7 +527,7 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
     let m: BTreeMap<_, _> = counters(&r).into_iter().collect();
     assert_eq!(
         m[r#"remediator_deliveries_total{route="/",code="200"}"#],
-        6.0
+        9.0
     );
     assert_eq!(
         m[r#"remediator_problems_total{outcome="no_matching_rule"}"#],
