@@ -533,7 +533,8 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
         m[r#"remediator_problems_total{outcome="no_matching_rule"}"#],
         8.0
     );
-    assert_eq!(m[r#"remediator_problems_total{outcome="acted"}"#], 2.0);
+    assert_eq!(m[r#"remediator_problems_total{outcome="acted"}"#], 4.0);
+    assert_eq!(m[r#"remediator_problems_total{outcome="reverted"}"#], 1.0);
     assert_eq!(
         m[r#"remediator_deliveries_total{route="/",code="401"}"#],
         2.0
