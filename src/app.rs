@@ -69,7 +69,7 @@ fn webhook_route(
     req: &Request<Vec<u8>>,
     route: &str,
     format: Option<Format>,
-) -> (Response<Vec<u8>>, std::collections::BTreeMap<String, i64>) {
+) -> (Response<Vec<u8>>, metrics::Deltas) {
     if req.method() != Method::POST {
         return (method_not_allowed("POST"), metrics::tally(route, 405, None));
     }

@@ -24,9 +24,7 @@
 //! and a fixed enumeration of the possible series would have to know every outcome,
 //! action kind and rule name in advance.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::claim::cell::decode_lock;
 use crate::platform::{KvError, Platform};
@@ -113,22 +111,27 @@ pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
     format!("{name}{{{}}}", body.join(","))
 }
 
-/// The serde name of a unit enum value (`"already_handled"`), or of an internally
-/// tagged one's tag (`"featuretoggle"`).
+/// The serde name of a unit enum value (`"already_handled"`), or the tag of an
+/// internally tagged one (`{"action":"featuretoggle",…}`), which serde writes first.
+/// (Compact JSON, as the audit already writes it: no serializer is added for this.)
 fn serde_name(v: &impl Serialize, tag: Option<&str>) -> String {
-    let value = serde_json::to_value(v).unwrap_or_default();
-    let named = match tag {
-        Some(t) => value.get(t).cloned().unwrap_or_default(),
-        None => value,
+    let json = serde_json::to_vec(v).unwrap_or_default();
+    let json = String::from_utf8_lossy(&json);
+    let rest = match tag {
+        Some(t) => json.strip_prefix(&format!("{{\"{t}\":")),
+        None => Some(json.as_ref()),
     };
-    named.as_str().unwrap_or("unknown").to_string()
+    rest.and_then(|r| r.strip_prefix('"'))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// What one request to a webhook route adds to the counters: series → delta.
 /// `report` is the whole report (before it is shortened), when there is one.
-pub fn tally(route: &str, status: u16, report: Option<&Report>) -> BTreeMap<String, i64> {
-    let mut deltas = BTreeMap::new();
-    let mut add = |s: String| *deltas.entry(s).or_insert(0) += 1;
+pub fn tally(route: &str, status: u16, report: Option<&Report>) -> Deltas {
+    let mut deltas: Deltas = Vec::new();
+    let mut add = |s: String| add_to(&mut deltas, s, 1);
     add(series(
         DELIVERIES,
         &[("route", route), ("code", &status.to_string())],
@@ -154,17 +157,32 @@ pub fn tally(route: &str, status: u16, report: Option<&Report>) -> BTreeMap<Stri
             ));
         }
     }
+    deltas.sort();
     deltas
+}
+
+/// Series and how much to add to each, sorted by series, each series once.
+pub type Deltas = Vec<(String, i64)>;
+
+fn add_to(v: &mut Deltas, series: String, n: i64) {
+    match v.iter_mut().find(|(s, _)| *s == series) {
+        Some((_, total)) => *total += n,
+        None => v.push((series, n)),
+    }
 }
 
 /// The keys and increments that record a delivery's deltas: its signature when
 /// it touches each series once and the key fits, else one key per series.
-pub fn increments(deltas: &BTreeMap<String, i64>) -> Vec<(String, i64)> {
+pub fn increments(deltas: &Deltas) -> Vec<(String, i64)> {
     let signature = format!(
         "{SIGNATURE_PREFIX}{}",
-        deltas.keys().cloned().collect::<Vec<_>>().join(" ")
+        deltas
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    if deltas.values().all(|d| *d == 1)
+    if deltas.iter().all(|(_, d)| *d == 1)
         && deltas.len() <= MAX_SIGNATURE_SERIES
         && signature.len() <= MAX_KEY_BYTES
     {
@@ -179,7 +197,7 @@ pub fn increments(deltas: &BTreeMap<String, i64>) -> Vec<(String, i64)> {
 
 /// Add a delivery's deltas (see [`increments`]). Returns the errors (the caller
 /// logs them; a metrics write never changes a delivery's answer).
-pub fn record(p: &dyn Platform, deltas: &BTreeMap<String, i64>) -> Vec<String> {
+pub fn record(p: &dyn Platform, deltas: &Deltas) -> Vec<String> {
     let mut errors = Vec::new();
     let mut created = false;
     for (key, delta) in increments(deltas) {
@@ -217,11 +235,34 @@ fn signature_series(sig: &str) -> Vec<&str> {
     out
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The index as stored: `<generation> <listed_at_ms>` and then one key per line
+/// (keys hold no line feed: label values have theirs escaped).
 struct Index {
     generation: i64,
     listed_at_ms: i64,
     keys: Vec<String>,
+}
+
+impl Index {
+    fn encode(&self) -> String {
+        let mut out = format!("{} {}", self.generation, self.listed_at_ms);
+        for k in &self.keys {
+            out.push('\n');
+            out.push_str(k);
+        }
+        out
+    }
+
+    fn decode(raw: &[u8]) -> Option<Index> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let mut lines = text.split('\n');
+        let (generation, listed_at_ms) = lines.next()?.split_once(' ')?;
+        Some(Index {
+            generation: generation.parse().ok()?,
+            listed_at_ms: listed_at_ms.parse().ok()?,
+            keys: lines.map(str::to_string).collect(),
+        })
+    }
 }
 
 /// Every counter as stored: (series, value), sorted by series. Lists the keys only
@@ -230,9 +271,7 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
     let number = |raw: Option<Vec<u8>>| raw.as_deref().and_then(decode_lock);
     let generation = number(p.kv_get(GENERATION_KEY)?).unwrap_or(0);
     let now = p.now_ms();
-    let index: Option<Index> = p
-        .kv_get(INDEX_KEY)?
-        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    let index = p.kv_get(INDEX_KEY)?.as_deref().and_then(Index::decode);
     let keys = match index {
         Some(i) if i.generation == generation && (now - i.listed_at_ms).abs() < RELIST_EVERY_MS => {
             i.keys
@@ -249,10 +288,7 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
                 keys,
             };
             // Losing this write only means listing again at the next scrape.
-            if let Err(e) = serde_json::to_vec(&index)
-                .map_err(|e| KvError(e.to_string()))
-                .and_then(|b| p.kv_set(INDEX_KEY, &b))
-            {
+            if let Err(e) = p.kv_set(INDEX_KEY, index.encode().as_bytes()) {
                 p.log(&format!(
                     "remediator: WARNING metrics index not written: {e}"
                 ));
@@ -260,7 +296,7 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
             index.keys
         }
     };
-    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+    let mut sums: Deltas = Vec::new();
     for key in keys {
         let Some(v) = number(p.kv_get(&key)?) else {
             continue;
@@ -270,10 +306,11 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
             None => vec![&key[PREFIX.len()..]],
         };
         for s in series.into_iter().filter(|s| is_counter(s)) {
-            *sums.entry(s.to_string()).or_insert(0) += v;
+            add_to(&mut sums, s.to_string(), v);
         }
     }
-    Ok(sums.into_iter().collect())
+    sums.sort();
+    Ok(sums)
 }
 
 fn is_counter(series: &str) -> bool {
@@ -351,12 +388,12 @@ mod tests {
     fn a_delivery_is_one_signature_unless_it_touches_a_series_twice() {
         let d = series(DELIVERIES, &[("route", "/"), ("code", "200")]);
         let odd = series(CIRCUIT_OPEN, &[("rule", "a \"b c\" \\\" d")]);
-        let once: BTreeMap<String, i64> = [(d.clone(), 1), (odd.clone(), 1)].into();
+        let once = vec![(odd.clone(), 1), (d.clone(), 1)];
         let keys = increments(&once);
         assert_eq!(keys, [(format!("{SIGNATURE_PREFIX}{odd} {d}"), 1)]);
         let sig = keys[0].0.strip_prefix(SIGNATURE_PREFIX).unwrap();
         assert_eq!(signature_series(sig), [odd.as_str(), d.as_str()]);
-        let storm: BTreeMap<String, i64> = [(d.clone(), 1), (odd.clone(), 3)].into();
+        let storm = vec![(odd.clone(), 3), (d.clone(), 1)];
         assert_eq!(
             increments(&storm),
             [(format!("{PREFIX}{odd}"), 3), (format!("{PREFIX}{d}"), 1)]
