@@ -34,7 +34,7 @@ use crate::report::{ProblemOutcome, Report};
 const PREFIX: &str = "metrics/";
 /// Bumped (by increment only) each time a delivery creates a counter key.
 const GENERATION_KEY: &str = "metrics/generation";
-/// The keys of the counters, as of a generation (plain JSON, never incremented).
+/// The keys of the counters, as of a generation (plain text, never incremented).
 const INDEX_KEY: &str = "metrics/index";
 /// A scrape lists the keys again after this long even without a new generation
 /// (a delivery that created a series but failed to bump the generation).
@@ -45,8 +45,9 @@ const SIGNATURE_PREFIX: &str = "metrics/d/";
 const MAX_KEY_BYTES: usize = 240;
 /// Most series in one signature (deliveries, problems, actions, circuit).
 const MAX_SIGNATURE_SERIES: usize = 4;
-/// Longest label value kept whole (rule names are the only free-form ones).
-const MAX_LABEL_CHARS: usize = 100;
+/// Longest label value kept whole, in bytes (rule names are the only free-form
+/// ones); even escaped, a series of one such label fits in a key.
+const MAX_LABEL_BYTES: usize = 80;
 
 pub const DELIVERIES: &str = "remediator_deliveries_total";
 pub const PROBLEMS: &str = "remediator_problems_total";
@@ -92,11 +93,14 @@ pub fn escape_label(v: &str) -> String {
 /// A label value short enough for a key: cut, with a hash of the whole value so
 /// that two long values that share a beginning stay apart.
 fn bounded(v: &str) -> String {
-    if v.chars().count() <= MAX_LABEL_CHARS {
+    if v.len() <= MAX_LABEL_BYTES {
         return v.to_string();
     }
-    let head: String = v.chars().take(MAX_LABEL_CHARS - 10).collect();
-    format!("{head}…{}", &crate::state::hash(&[v])[..8])
+    let mut cut = MAX_LABEL_BYTES - 12;
+    while !v.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…{}", &v[..cut], &crate::state::hash(&[v])[..8])
 }
 
 /// `name{l1="v1",…}` with escaped values; this text is also the series' key.
@@ -191,7 +195,6 @@ pub fn increments(deltas: &Deltas) -> Vec<(String, i64)> {
     deltas
         .iter()
         .map(|(s, d)| (format!("{PREFIX}{s}"), *d))
-        .filter(|(k, _)| k.len() <= MAX_KEY_BYTES)
         .collect()
 }
 
@@ -201,6 +204,10 @@ pub fn record(p: &dyn Platform, deltas: &Deltas) -> Vec<String> {
     let mut errors = Vec::new();
     let mut created = false;
     for (key, delta) in increments(deltas) {
+        if key.len() > MAX_KEY_BYTES {
+            errors.push(format!("{key}: key too long"));
+            continue;
+        }
         match p.kv_increment(&key, delta) {
             // Counters only grow, so the increment that returns its own delta made the key.
             Ok(v) => created |= v == delta,
@@ -377,11 +384,14 @@ mod tests {
             series(CIRCUIT_OPEN, &[("rule", "say \"hi\"\n")]),
             "remediator_circuit_open_total{rule=\"say \\\"hi\\\"\\n\"}"
         );
-        let a = format!("{}a", "x".repeat(300));
-        let b = format!("{}b", "x".repeat(300));
-        let (sa, sb) = (series("m", &[("rule", &a)]), series("m", &[("rule", &b)]));
+        let a = format!("{}a", "\"é".repeat(300));
+        let b = format!("{}b", "\"é".repeat(300));
+        let (sa, sb) = (
+            series(CIRCUIT_OPEN, &[("rule", &a)]),
+            series(CIRCUIT_OPEN, &[("rule", &b)]),
+        );
         assert_ne!(sa, sb);
-        assert!(sa.len() < MAX_KEY_BYTES - PREFIX.len(), "{}", sa.len());
+        assert!(sa.len() <= MAX_KEY_BYTES - PREFIX.len(), "{}", sa.len());
     }
 
     #[test]
