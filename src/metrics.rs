@@ -105,27 +105,33 @@ fn bounded(v: &str) -> String {
 
 /// `name{l1="v1",…}` with escaped values; this text is also the series' key.
 pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return name.to_string();
+    let mut out = name.to_string();
+    for (i, (k, v)) in labels.iter().enumerate() {
+        out.push(if i == 0 { '{' } else { ',' });
+        out.push_str(k);
+        out.push_str("=\"");
+        out.push_str(&escape_label(&bounded(v)));
+        out.push('"');
     }
-    let body: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(&bounded(v))))
-        .collect();
-    format!("{name}{{{}}}", body.join(","))
+    if !labels.is_empty() {
+        out.push('}');
+    }
+    out
 }
 
 /// The serde name of a unit enum value (`"already_handled"`), or the tag of an
-/// internally tagged one (`{"action":"featuretoggle",…}`), which serde writes first.
-/// (Compact JSON, as the audit already writes it: no serializer is added for this.)
+/// internally tagged one (`{"action": "featuretoggle", …}`), which serde writes
+/// first. (Pretty JSON, as the report is written: no serializer is added for this.)
 fn serde_name(v: &impl Serialize, tag: Option<&str>) -> String {
-    let json = serde_json::to_vec(v).unwrap_or_default();
+    let json = serde_json::to_vec_pretty(v).unwrap_or_default();
     let json = String::from_utf8_lossy(&json);
-    let rest = match tag {
-        Some(t) => json.strip_prefix(&format!("{{\"{t}\":")),
-        None => Some(json.as_ref()),
+    let value = match tag {
+        Some(t) => json
+            .split_once(&format!("\"{t}\": \""))
+            .map(|(_, rest)| rest),
+        None => json.strip_prefix('"'),
     };
-    rest.and_then(|r| r.strip_prefix('"'))
+    value
         .and_then(|r| r.split('"').next())
         .unwrap_or("unknown")
         .to_string()
@@ -161,17 +167,18 @@ pub fn tally(route: &str, status: u16, report: Option<&Report>) -> Deltas {
             ));
         }
     }
-    deltas.sort();
     deltas
 }
 
 /// Series and how much to add to each, sorted by series, each series once.
 pub type Deltas = Vec<(String, i64)>;
 
+/// Kept sorted as it grows (a sort would add a large generic instantiation to the
+/// component for a handful of entries).
 fn add_to(v: &mut Deltas, series: String, n: i64) {
-    match v.iter_mut().find(|(s, _)| *s == series) {
-        Some((_, total)) => *total += n,
-        None => v.push((series, n)),
+    match v.binary_search_by(|(s, _)| s.as_str().cmp(&series)) {
+        Ok(i) => v[i].1 += n,
+        Err(i) => v.insert(i, (series, n)),
     }
 }
 
@@ -316,7 +323,6 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
             add_to(&mut sums, s.to_string(), v);
         }
     }
-    sums.sort();
     Ok(sums)
 }
 
@@ -357,11 +363,8 @@ pub fn render(counters: &[(String, i64)], gauges: &Gauges) -> String {
     ));
     let current = gauges.rules_state.unwrap_or("degraded");
     for state in RULES_STATES {
-        out.push_str(&format!(
-            "{} {}\n",
-            series(RULES_SOURCE, &[("state", state)]),
-            u8::from(state == current)
-        ));
+        let one = if state == current { "1" } else { "0" };
+        out.push_str(&format!("{RULES_SOURCE}{{state=\"{state}\"}} {one}\n"));
     }
     if let Some(ms) = gauges.rules_last_success_ms {
         out.push_str(&format!(
