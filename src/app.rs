@@ -99,15 +99,10 @@ fn metrics_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
     if !auth::bearer_allows(&cfg.metrics_token, presented) {
-        let mut r = error(
+        return error(
             401,
             "missing or wrong credential: send Authorization: Bearer <metrics_token>",
         );
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer"),
-        );
-        return r;
     }
     let counters = match metrics::read(p) {
         Ok(c) => c,

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::claim::cell::decode_lock;
 use crate::platform::{KvError, Platform};
-use crate::report::{ProblemOutcome, Report};
+use crate::report::{ActionTarget, ProblemOutcome, Report};
 
 /// Prefix of every key this module writes.
 const PREFIX: &str = "metrics/";
@@ -39,6 +39,8 @@ const INDEX_KEY: &str = "metrics/index";
 /// A scrape lists the keys again after this long even without a new generation
 /// (a delivery that created a series but failed to bump the generation).
 pub const RELIST_EVERY_MS: i64 = 10 * 60 * 1000;
+/// Prefix of the per-series counters (every family's name starts so).
+const SERIES_PREFIX: &str = "metrics/remediator_";
 /// Prefix of the signature counters.
 const SIGNATURE_PREFIX: &str = "metrics/d/";
 /// Spin's key limit is 256 bytes; keys are kept below it.
@@ -119,20 +121,21 @@ pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
     out
 }
 
-/// The serde name of a unit enum value (`"already_handled"`), or the tag of an
-/// internally tagged one (`{"action": "featuretoggle", …}`), which serde writes
-/// first. (Pretty JSON, as the report is written: no serializer is added for this.)
-fn serde_name(v: &impl Serialize, tag: Option<&str>) -> String {
+/// The serde name of a unit enum value (`"already_handled"`), in pretty JSON as the
+/// report is written, so that no serializer is added to the component for this.
+fn serde_name(v: &impl Serialize) -> String {
     let json = serde_json::to_vec_pretty(v).unwrap_or_default();
+    let name = String::from_utf8_lossy(&json);
+    name.trim_matches('"').to_string()
+}
+
+/// An action's kind: the tag serde writes first (`{"action":"featuretoggle",…}`),
+/// in compact JSON as the audit writes it.
+fn action_kind(target: &ActionTarget) -> String {
+    let json = serde_json::to_vec(target).unwrap_or_default();
     let json = String::from_utf8_lossy(&json);
-    let value = match tag {
-        Some(t) => json
-            .split_once(&format!("\"{t}\": \""))
-            .map(|(_, rest)| rest),
-        None => json.strip_prefix('"'),
-    };
-    value
-        .and_then(|r| r.split('"').next())
+    json.strip_prefix("{\"action\":\"")
+        .and_then(|rest| rest.split('"').next())
         .unwrap_or("unknown")
         .to_string()
 }
@@ -147,10 +150,7 @@ pub fn tally(route: &str, status: u16, report: Option<&Report>) -> Deltas {
         &[("route", route), ("code", &status.to_string())],
     ));
     for p in report.map(|r| r.problems.as_slice()).unwrap_or_default() {
-        add(series(
-            PROBLEMS,
-            &[("outcome", &serde_name(&p.outcome, None))],
-        ));
+        add(series(PROBLEMS, &[("outcome", &serde_name(&p.outcome))]));
         if p.outcome == ProblemOutcome::CircuitOpen {
             add(series(
                 CIRCUIT_OPEN,
@@ -161,8 +161,8 @@ pub fn tally(route: &str, status: u16, report: Option<&Report>) -> Deltas {
             add(series(
                 ACTIONS,
                 &[
-                    ("kind", &serde_name(&a.target, Some("action"))),
-                    ("result", &serde_name(&a.outcome, None)),
+                    ("kind", &action_kind(&a.target)),
+                    ("result", &serde_name(&a.outcome)),
                 ],
             ));
         }
@@ -294,7 +294,7 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
             let keys: Vec<String> = p
                 .kv_keys()?
                 .into_iter()
-                .filter(|k| is_counter_key(k))
+                .filter(|k| k.starts_with(SIGNATURE_PREFIX) || k.starts_with(SERIES_PREFIX))
                 .collect();
             let index = Index {
                 generation,
@@ -319,19 +319,11 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
             Some(sig) => signature_series(sig),
             None => vec![&key[PREFIX.len()..]],
         };
-        for s in series.into_iter().filter(|s| is_counter(s)) {
+        for s in series {
             add_to(&mut sums, s.to_string(), v);
         }
     }
     Ok(sums)
-}
-
-fn is_counter(series: &str) -> bool {
-    COUNTERS.iter().any(|(name, _)| family_of(series) == *name)
-}
-
-fn is_counter_key(k: &str) -> bool {
-    k.starts_with(SIGNATURE_PREFIX) || k.strip_prefix(PREFIX).is_some_and(is_counter)
 }
 
 fn family_of(series: &str) -> &str {
