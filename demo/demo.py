@@ -173,6 +173,7 @@ class Demo:
         self.unleash = self.env["E2E_UNLEASH_URL"]
         self.admin = self.env["E2E_UNLEASH_ADMIN_TOKEN"]
         self.webhook_token = os.urandom(16).hex()
+        self.metrics_token = os.urandom(16).hex()
         self.marks = {}      # stage -> Unix seconds (first time seen)
         self.lines = []      # (t, source, text) printed timeline
         self.seen = set()
@@ -237,6 +238,7 @@ class Demo:
             "unleash_project": "default", "unleash_environment": "production",
             "scale_url": self.env["E2E_RECEIVER_URL"], "scale_path": "/scale",
             "webhook_token": self.webhook_token, "rules_file": "/remediation.yaml",
+            "metrics_token": self.metrics_token,
         }
         penv = {k: v for k, v in os.environ.items() if not k.startswith("SPIN_VARIABLE_")}
         penv.update({"SPIN_VARIABLE_" + k.upper(): v for k, v in variables.items()})
@@ -288,6 +290,10 @@ receivers:
     def start_prometheus(self):
         d = os.path.join(RUN, "prometheus")
         os.makedirs(os.path.join(d, "data"), exist_ok=True)
+        cred = os.path.join(d, "remediator-metrics-token")
+        with open(cred, "w") as f:
+            f.write(self.metrics_token)
+        os.chmod(cred, 0o600)
         with open(os.path.join(d, "rules.yml"), "w") as f:
             f.write("""groups:
   - name: shop
@@ -317,8 +323,14 @@ scrape_configs:
   - job_name: shop
     static_configs:
       - targets: ['127.0.0.1:%d']
+  - job_name: remediator        # its own counters (GET /metrics)
+    static_configs:
+      - targets: ['127.0.0.1:%d']
+    authorization:
+      type: Bearer
+      credentials_file: %s
 """ % (json.dumps(os.path.join(d, "rules.yml")), self.ports["alertmanager"],
-       self.ports["shop"]))
+       self.ports["shop"], self.ports["remediator"], json.dumps(cred)))
         self.procs.start("prometheus", [
             "prometheus", "--config.file=" + os.path.join(d, "prometheus.yml"),
             "--storage.tsdb.path=" + os.path.join(d, "data"),
@@ -523,6 +535,14 @@ scrape_configs:
             series = [(float(t), float(v)) for t, v in body["data"]["result"][0]["values"]
                       if v not in ("NaN", "+Inf", "-Inf")]
         flag_on_now = self.flag_enabled()
+        # remediator's own counters, as the demo's Prometheus scraped them from /metrics.
+        own = {}
+        for name, label in (("problems", "outcome"), ("deliveries", "code")):
+            for r in self.prom_query('remediator_%s_total{job="remediator"}' % name):
+                key = r["metric"].get(label, "")
+                if name == "deliveries":
+                    key = "%s %s" % (r["metric"].get("route", ""), key)
+                own.setdefault(name, {})[key] = float(r["value"][1])
         acted = [e for e in self.audit if e["event"] == "acted"]
         circuit = [e for e in self.audit if e["event"] == "circuit_open"]
         m = self.marks
@@ -559,6 +579,7 @@ scrape_configs:
             "alert_resolved": "prometheus_resolved" in m,
             "actions": len(acted),
             "circuit_open": len(circuit),
+            "remediator_metrics": own,
             "seconds": {
                 "failure_start_to_flag_off": d("shop_sees_flag_on", "unleash_flag_off"),
                 "flag_on_to_failure_start": d("flag_turned_on", "shop_sees_flag_on"),
@@ -594,6 +615,8 @@ scrape_configs:
         log("  flag off -> alert resolved: %s" % summary["seconds"]["flag_off_to_alert_resolved"])
         for k, v in recovery:
             log("    %-56s %s" % (k, v))
+        log("demo: remediator's /metrics, as Prometheus scraped it: problems %s" % ", ".join(
+            "%s=%g" % kv for kv in sorted(own.get("problems", {}).items())))
         log("demo: wrote %s and %s" % (os.path.join(OUT, "timeline.html"),
                                        os.path.join(OUT, "summary.json")))
         return summary

@@ -8,6 +8,7 @@ use crate::auth;
 use crate::claim;
 use crate::config::Config;
 use crate::ingest::{self, Format, IngestError};
+use crate::metrics;
 use crate::platform::Platform;
 use crate::remediate::{remediate, Delivery, WAIT_FOR_CLAIM};
 use crate::report::Report;
@@ -32,31 +33,99 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         .iter()
         .find(|(r, _)| *r == path)
         .map(|(_, f)| *f);
-    match (req.method(), path.as_str(), webhook) {
-        (&Method::GET, "/healthz", _) => health(p),
-        (&Method::GET, "/audit", _) => audit_handler(p, &req),
-        (&Method::GET, "/rules", _) => rules_handler(p, &req),
-        (&Method::POST, "/simulate", _) => match webhook_handler(p, &req, None, Mode::Simulate) {
+    if let Some(format) = webhook {
+        let (response, deltas) = webhook_route(p, &req, &path, format);
+        let errors = metrics::record(p, &deltas);
+        if !errors.is_empty() {
+            p.log(&format!(
+                "remediator: WARNING metrics not recorded: {}",
+                crate::report::log_safe(&errors.join("; "))
+            ));
+        }
+        return response;
+    }
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => health(p),
+        (&Method::GET, "/audit") => audit_handler(p, &req),
+        (&Method::GET, "/rules") => rules_handler(p, &req),
+        (&Method::GET, "/metrics") => metrics_handler(p, &req),
+        (&Method::POST, "/simulate") => match webhook_handler(p, &req, None, Mode::Simulate) {
             Ok(report) => json_response(200, &report),
             Err(e) => error(e.status(), &e.message()),
         },
-        (&Method::POST, _, Some(format)) => match webhook_handler(p, &req, format, Mode::Act) {
-            Ok(mut report) => {
-                // The status covers every alert, shown or not.
-                let status = report.status();
-                report.shorten(MAX_ALERTS);
-                json_response(status, &report)
-            }
-            Err(e) => error(e.status(), &e.message()),
-        },
-        (_, "/healthz" | "/audit" | "/rules", _) => method_not_allowed("GET"),
-        (_, "/simulate", _) => method_not_allowed("POST"),
-        (_, _, Some(_)) => method_not_allowed("POST"),
+        (_, "/healthz" | "/audit" | "/rules" | "/metrics") => method_not_allowed("GET"),
+        (_, "/simulate") => method_not_allowed("POST"),
         _ => error(
             404,
             &format!("no route {path}: webhooks go to POST /, /alertmanager, /grafana or /keptn"),
         ),
     }
+}
+
+/// A request to a webhook route: the response, and what it adds to the counters
+/// (derived from the whole report, before it is shortened).
+fn webhook_route(
+    p: &dyn Platform,
+    req: &Request<Vec<u8>>,
+    route: &str,
+    format: Option<Format>,
+) -> (Response<Vec<u8>>, metrics::Deltas) {
+    if req.method() != Method::POST {
+        return (method_not_allowed("POST"), metrics::tally(route, 405, None));
+    }
+    match webhook_handler(p, req, format, Mode::Act) {
+        Ok(mut report) => {
+            // The status covers every alert, shown or not.
+            let status = report.status();
+            let deltas = metrics::tally(route, status, Some(&report));
+            report.shorten(MAX_ALERTS);
+            (json_response(status, &report), deltas)
+        }
+        Err(e) => (
+            error(e.status(), &e.message()),
+            metrics::tally(route, e.status(), None),
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus's text format. Guarded by `metrics_token` when set.
+fn metrics_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    let cfg = match Config::load(|n| p.variable(n)) {
+        Ok(c) => c,
+        Err(e) => return error(500, &format!("configuration: {e}")),
+    };
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !auth::bearer_allows(&cfg.metrics_token, presented) {
+        return error(
+            401,
+            "missing or wrong credential: send Authorization: Bearer <metrics_token>",
+        );
+    }
+    let counters = match metrics::read(p) {
+        Ok(c) => c,
+        Err(e) => return error(503, &format!("state store unavailable: {e}")),
+    };
+    let gauges = match rules_source::effective(p, &cfg) {
+        Ok(e) => metrics::Gauges {
+            rules_state: Some(e.state),
+            rules_last_success_ms: e.last_success_ms,
+        },
+        Err(_) => metrics::Gauges {
+            rules_state: None,
+            rules_last_success_ms: None,
+        },
+    };
+    Response::builder()
+        .status(200)
+        .header(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(metrics::render(&counters, &gauges).into_bytes())
+        .unwrap_or_default()
 }
 
 /// Everything that can stop a webhook before any rule runs, with its status code.

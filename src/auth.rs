@@ -66,6 +66,16 @@ pub fn hmac_hex(secret: &[u8], message: &[&[u8]]) -> String {
         .collect()
 }
 
+/// A route guarded by its own optional bearer credential (`/metrics`): an empty
+/// `token` lets everyone in; else `Authorization: Bearer <token>`, compared in
+/// constant time.
+pub fn bearer_allows(token: &crate::config::Secret, authorization: Option<&[u8]>) -> bool {
+    token.is_empty()
+        || authorization
+            .and_then(|h| scheme(h, "Bearer"))
+            .is_some_and(|t| eq(t, token.expose().as_bytes()))
+}
+
 /// Accept the request when any configured method accepts it.
 pub fn check(cfg: &Config, req: &Presented) -> Result<(), AuthError> {
     let a = &cfg.auth;

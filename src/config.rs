@@ -80,6 +80,8 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// Read each flag back after changing it (a rule's `verify` overrides it).
     pub unleash_verify: bool,
+    /// Bearer credential for `GET /metrics`; empty: open, as Prometheus targets usually are.
+    pub metrics_token: Secret,
 }
 
 impl Config {
@@ -187,6 +189,8 @@ impl Config {
                 "milliseconds",
             )?),
             unleash_verify: flag("unleash_verify")?,
+            // Only compared, never sent: any value will do.
+            metrics_token: Secret::new(get("metrics_token")?),
         })
     }
 }
@@ -220,6 +224,7 @@ impl Config {
             &self.auth.bearer,
             &self.auth.basic_password,
             &self.auth.hmac_secret,
+            &self.metrics_token,
         ]
         .iter()
         .filter(|s| !s.is_empty())
@@ -376,6 +381,7 @@ pub(crate) mod tests {
             ("outbound_budget_ms", "8000"),
             ("max_clock_skew_ms", "5000"),
             ("unleash_verify", "false"),
+            ("metrics_token", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -130,6 +130,11 @@ pub struct Effective {
     pub fetched_at: Option<String>,
     /// Why the preferred source was not used (fetch or validation error).
     pub warning: Option<String>,
+    /// What `remediator_rules_source` says: `bundled`, `url`, `last_known_good`, or
+    /// `degraded` (a rules URL is set but nothing good was ever fetched from it).
+    pub state: &'static str,
+    /// When the rules URL last answered with valid rules (200 or 304), Unix ms.
+    pub last_success_ms: Option<i64>,
 }
 
 /// A fetched rules file that parsed and validated.
@@ -148,6 +153,9 @@ pub struct SourceState {
     /// Last time the URL was asked (whatever the answer): one request per TTL.
     pub checked_at_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// Last time the URL answered with valid rules (200 or 304).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok_at_ms: Option<i64>,
 }
 
 fn content_version(text: &str) -> String {
@@ -165,12 +173,24 @@ fn bundled(p: &dyn Platform, cfg: &Config, warning: Option<String>) -> Result<Ef
         text,
         source: format!("bundled {}", cfg.rules_file),
         fetched_at: None,
+        state: if warning.is_some() {
+            "degraded"
+        } else {
+            "bundled"
+        },
         warning,
+        last_success_ms: None,
     })
 }
 
 fn from_cache(c: &Cached, source: String, warning: Option<String>) -> Result<Effective, String> {
     Ok(Effective {
+        state: if warning.is_some() {
+            "last_known_good"
+        } else {
+            "url"
+        },
+        last_success_ms: None,
         rules: rules::parse(&c.text)
             .map_err(|e| scrub(&format!("cached rules from {}: {e}", c.url), &c.url))?,
         version: c.etag.clone().unwrap_or_else(|| content_version(&c.text)),
@@ -210,10 +230,14 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
     } else if !fresh {
         st.checked_at_ms = Some(now);
         match fetch(p, cfg, &url, st.last_good.as_ref()) {
-            Ok(Fetched::NotModified) => st.last_error = None,
+            Ok(Fetched::NotModified) => {
+                st.last_error = None;
+                st.ok_at_ms = Some(now);
+            }
             Ok(Fetched::New(c)) => {
                 st.last_good = Some(c);
                 st.last_error = None;
+                st.ok_at_ms = Some(now);
             }
             Err(e) => st.last_error = Some(scrub(&cfg.redact(&e), &url)),
         }
@@ -228,7 +252,11 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
         }
     }
     let warning = st.last_error.as_deref().map(|w| scrub(w, &url));
-    match &st.last_good {
+    // Records written before `ok_at_ms` existed: the last new fetch is a lower bound.
+    let last_success_ms = st
+        .ok_at_ms
+        .or(st.last_good.as_ref().map(|c| c.fetched_at_ms));
+    let effective = match &st.last_good {
         Some(c) if warning.is_none() => from_cache(c, format!("url {shown}"), None),
         Some(c) => from_cache(
             c,
@@ -250,7 +278,11 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
                     .unwrap_or_else(|| "rules URL not fetched".into())
             )),
         ),
-    }
+    };
+    effective.map(|e| Effective {
+        last_success_ms,
+        ..e
+    })
 }
 
 enum Fetched {

@@ -492,7 +492,12 @@ fn per_rule_dry_run_records_no_state() {
         assert_eq!(outcome(&report), "dry_run");
     }
     assert!(r.sent().is_empty());
-    assert!(r.kv.borrow().keys().all(|k| k.starts_with("audit/")));
+    // Only what is observed: the audit, and the metrics' counts of it.
+    assert!(r
+        .kv
+        .borrow()
+        .keys()
+        .all(|k| k.starts_with("audit/") || k.starts_with("metrics/")));
     assert!(r
         .audit("")
         .iter()

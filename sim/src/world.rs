@@ -74,6 +74,7 @@ pub fn variables() -> BTreeMap<String, String> {
         ("outbound_budget_ms", budget.as_str()),
         ("max_clock_skew_ms", skew.as_str()),
         ("unleash_verify", "false"),
+        ("metrics_token", ""),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -6,7 +6,10 @@ across both processes. Exactly one of them may act:
 
 * scale: alert `cpu_usage` (rule: scale +1) -> a scale receiver gets exactly one request;
 * flag:  alert "Failure rate increase" (rule: turn a flag off) -> Unleash logs exactly one
-  `feature-environment-disabled` event for the flag, and the flag is off.
+  `feature-environment-disabled` event for the flag, and the flag is off;
+* and in both: the two replicas' GET /metrics show the same counters (kept in the shared
+  Redis), grown by exactly the blast's deliveries by code, its problems by outcome, and the
+  one action.
 
 So that nothing else on the machine can blur the counts, the replicas get their own scale
 receiver (scale_receiver.py on a free port) and rules naming a flag of this run's own
@@ -311,9 +314,39 @@ def check_outcomes(results):
     assert not bad, "unexpected outcomes %s" % results
 
 
+def counters(origin):
+    """The counter lines of a replica's GET /metrics (open: no metrics_token here)."""
+    status, text = http("GET", origin + "/metrics")
+    assert status == 200, (status, text)
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("remediator_") and line.split("{")[0].endswith("_total"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def check_metrics(origins, before, results, kind):
+    """Both replicas expose the same counters (kept in the shared Redis), grown by exactly
+    what the blast's deliveries were answered: by code, by outcome, and one action."""
+    want = dict(before)
+
+    def add(key, n):
+        want[key] = want.get(key, 0) + n
+    for key, n in results.items():
+        code, outcome = key.split(":", 1)
+        add('remediator_deliveries_total{route="/alertmanager",code="%s"}' % code, n)
+        add('remediator_problems_total{outcome="%s"}' % outcome, n)
+    add('remediator_actions_total{kind="%s",result="done"}' % kind, 1)
+    for origin in origins:
+        got = counters(origin)
+        assert got == want, "%s/metrics:\n got  %s\n want %s" % (origin, got, want)
+
+
 def scenario_scale(env, origins, mode, receiver):
     case = "redis-replicas-scale-%s-%s" % (mode, uuid.uuid4().hex[:6])
     _, before = http("GET", receiver + "/_requests")
+    metrics_before = counters(origins[0])
     results, per, took = blast(origins, delivery("cpu_usage", "cpu_usage", case),
                                env["E2E_WEBHOOK_TOKEN"])
     time.sleep(0.5)
@@ -323,6 +356,7 @@ def scenario_scale(env, origins, mode, receiver):
         % (mode, results, per, took, len(new)))
     check_outcomes(results)
     assert len(new) == 1, "want exactly one scale request, got %d: %s" % (len(new), new)
+    check_metrics(origins, metrics_before, results, "scaling")
 
 
 def unleash(env, method, path, body=None):
@@ -341,6 +375,7 @@ def scenario_flag(env, origins, mode, receiver):
     assert status == 200, status
     _, ev = unleash(env, "GET", "/api/admin/events/%s" % flag)
     last_id = max([e["id"] for e in ev.get("events", [])] or [0])
+    metrics_before = counters(origins[0])
     results, per, took = blast(
         origins, delivery("HighFailureRate", "Failure rate increase on carts", case),
         env["E2E_WEBHOOK_TOKEN"])
@@ -356,6 +391,7 @@ def scenario_flag(env, origins, mode, receiver):
     check_outcomes(results)
     assert len(disabled) == 1, "want exactly one disable event, got %s" % disabled
     assert enabled == [False], enabled
+    check_metrics(origins, metrics_before, results, "featuretoggle")
 
 
 def main():
