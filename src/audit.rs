@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::platform::{KvError, Platform};
+use crate::problem::{Links, Status};
 use crate::report::ActionTarget;
 
 /// Batches kept; older ones are deleted as new ones are written.
@@ -54,12 +55,33 @@ pub struct Entry {
     /// Why the sender sent the delivery (Alertmanager 0.32+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_reason: Option<String>,
+    /// Firing or resolved (older entries have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The alert's `summary` annotation (decisions only; older entries have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The alert's `generatorURL` and Grafana links (decisions only).
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub links: Links,
+}
+
+impl Event {
+    /// The name the JSON API uses (`acted`, `already_handled`, ...).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 impl Entry {
     pub fn flag(&self) -> Option<&str> {
         match &self.action {
-            Some(ActionTarget::Flag { flag, .. }) => Some(flag),
+            Some(ActionTarget::Flag { flag, .. } | ActionTarget::Rollout { flag, .. }) => {
+                Some(flag)
+            }
             _ => None,
         }
     }
@@ -101,6 +123,8 @@ pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), 
 pub struct Filter {
     pub rule: Option<String>,
     pub flag: Option<String>,
+    /// An event name (`acted`, `reverted`, `circuit_open`, ...).
+    pub outcome: Option<String>,
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub limit: usize,
@@ -115,6 +139,7 @@ impl Filter {
                 .flag
                 .as_ref()
                 .is_none_or(|f| e.flag() == Some(f.as_str()))
+            && self.outcome.as_ref().is_none_or(|o| e.event.name() == *o)
             && self.since_ms.is_none_or(|t| e.at_ms >= t)
             && self.until_ms.is_none_or(|t| e.at_ms <= t)
     }
