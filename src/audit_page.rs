@@ -46,73 +46,104 @@ const OUTCOMES: [&str; 11] = [
     "error",
 ];
 
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The page under construction: `t` appends markup, `e` appends escaped text.
+struct W(String);
+
+// Not inlined: hundreds of call sites would each grow the wasm.
+impl W {
+    #[inline(never)]
+    fn t(&mut self, s: &str) -> &mut Self {
+        self.0.push_str(s);
+        self
+    }
+
+    #[inline(never)]
+    fn e(&mut self, s: &str) -> &mut Self {
+        for c in s.chars() {
+            match c {
+                '&' => self.0.push_str("&amp;"),
+                '<' => self.0.push_str("&lt;"),
+                '>' => self.0.push_str("&gt;"),
+                '"' => self.0.push_str("&quot;"),
+                '\'' => self.0.push_str("&#39;"),
+                c => self.0.push(c),
+            }
+        }
+        self
+    }
+
+    /// `a_b` as "a b".
+    fn words(&mut self, name: &str) -> &mut Self {
+        self.e(&name.replace('_', " "))
+    }
+
+    /// A link when `url` is http(s) (never `javascript:` or `data:`), else the text.
+    fn link(&mut self, url: &str, text: &str, class: &str) -> &mut Self {
+        let url = url.trim_start();
+        let scheme = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+        if scheme.starts_with("http://") || scheme.starts_with("https://") {
+            self.t("<a class=\"").t(class).t("\" href=\"").e(url);
+            self.t("\" rel=\"noopener noreferrer\">").e(text).t("</a>")
+        } else {
+            self.t("<span class=\"nolink ").t(class).t("\">").e(text);
+            self.t(": ").e(url).t("</span>")
         }
     }
-    out
+
+    /// A link to this page filtered by `name=value`.
+    fn filter_link(&mut self, name: &str, value: &str) -> &mut Self {
+        self.t("<a class=\"filter\" href=\"/audit?").t(name).t("=");
+        self.t(&percent_encode(value)).t("\">").e(value).t("</a>")
+    }
+}
+
+pub fn html_escape(s: &str) -> String {
+    let mut w = W(String::with_capacity(s.len()));
+    w.e(s);
+    w.0
 }
 
 /// Percent-encode everything but RFC 3986's unreserved characters.
 pub fn percent_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
     out
 }
 
-/// A link when `url` is http(s) (no `javascript:` or `data:`), else the text itself.
-fn link(url: &str, text: &str, class: &str) -> String {
-    let lower = url.trim_start().to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        format!(
-            "<a class=\"{class}\" href=\"{}\" rel=\"noopener noreferrer\">{}</a>",
-            html_escape(url.trim_start()),
-            html_escape(text)
-        )
-    } else {
-        format!(
-            "<span class=\"{class} nolink\">{}: {}</span>",
-            html_escape(text),
-            html_escape(url)
-        )
-    }
-}
-
 /// The flag's page in Unleash's UI.
 pub fn unleash_flag_url(unleash_url: &str, project: &str, flag: &str) -> String {
-    format!(
-        "{}/projects/{}/features/{}",
-        unleash_url.trim_end_matches('/'),
-        percent_encode(project),
-        percent_encode(flag)
-    )
+    let mut u = unleash_url.trim_end_matches('/').to_string();
+    u.push_str("/projects/");
+    u.push_str(&percent_encode(project));
+    u.push_str("/features/");
+    u.push_str(&percent_encode(flag));
+    u
 }
 
 /// "42 s ago", "3 min ago", "2 h 5 min ago", "4 d ago".
 pub fn age(now_ms: i64, at_ms: i64) -> String {
     let s = now_ms.saturating_sub(at_ms) / 1000;
-    match s {
-        i64::MIN..=0 => "just now".into(),
-        1..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=86_399 if s % 3600 / 60 == 0 => format!("{} h ago", s / 3600),
-        3600..=86_399 => format!("{} h {} min ago", s / 3600, s % 3600 / 60),
-        _ => format!("{} d ago", s / 86_400),
+    let (n, unit, rest) = match s {
+        i64::MIN..=0 => return "just now".into(),
+        1..=59 => (s, " s", 0),
+        60..=3599 => (s / 60, " min", 0),
+        3600..=86_399 => (s / 3600, " h", s % 3600 / 60),
+        _ => (s / 86_400, " d", 0),
+    };
+    let n = n.to_string();
+    if rest > 0 {
+        return [&n, unit, " ", &rest.to_string(), " min ago"].concat();
     }
+    [&n, unit, " ago"].concat()
 }
 
 fn on_off(enabled: bool) -> &'static str {
@@ -131,41 +162,41 @@ fn change(t: &ActionTarget) -> String {
             environment,
             enabled,
             ..
-        } => format!("{flag} {} in {environment}", on_off(*enabled)),
+        } => [flag, " ", on_off(*enabled), " in ", environment].concat(),
         ActionTarget::Rollout {
             flag,
             environment,
             rollout,
             ..
-        } => format!("{flag}'s rollout to {rollout}% in {environment}"),
+        } => [
+            flag,
+            "'s rollout to ",
+            &rollout.to_string(),
+            "% in ",
+            environment,
+        ]
+        .concat(),
         ActionTarget::Scale {
             value,
             service,
             namespace,
         } => {
             let what = match (service, namespace) {
-                (Some(s), Some(n)) => format!("{n}/{s}"),
+                (Some(s), Some(n)) => [n, "/", s].concat(),
                 (Some(s), None) => s.clone(),
                 _ => "the service".into(),
             };
-            format!("{what} by {value}")
+            [&what, " by ", value].concat()
         }
     }
 }
 
-fn base_verb(t: &ActionTarget) -> &'static str {
+/// How to say what was done to a target: ("turned", "turn"), ...
+fn verbs(t: &ActionTarget) -> (&'static str, &'static str) {
     match t {
-        ActionTarget::Flag { .. } => "turn",
-        ActionTarget::Rollout { .. } => "set",
-        ActionTarget::Scale { .. } => "scale",
-    }
-}
-
-fn verb(t: &ActionTarget) -> &'static str {
-    match t {
-        ActionTarget::Flag { .. } => "turned",
-        ActionTarget::Rollout { .. } => "set",
-        ActionTarget::Scale { .. } => "scaled",
+        ActionTarget::Flag { .. } => ("turned ", "failed to turn "),
+        ActionTarget::Rollout { .. } => ("set ", "failed to set "),
+        ActionTarget::Scale { .. } => ("scaled ", "failed to scale "),
     }
 }
 
@@ -184,72 +215,51 @@ fn tone(event: &str) -> &'static str {
 fn sentence(e: &Entry, first_acted_ms: Option<i64>, now_ms: i64) -> String {
     let detail = e.detail.as_deref().unwrap_or("");
     let reason = e.summary.as_deref().unwrap_or(&e.title);
-    let with = |head: String| {
-        if detail.is_empty() {
-            head
-        } else {
-            format!("{head}: {detail}")
-        }
-    };
-    match (e.event, &e.action) {
-        (Event::Acted, Some(t)) => format!("{} {}: {reason}", verb(t), change(t)),
-        (Event::Failed, Some(t)) => with(format!("failed to {} {}", base_verb(t), change(t))),
+    let mut head = match (e.event, &e.action) {
+        (Event::Acted, Some(t)) => return [verbs(t).0, &change(t), ": ", reason].concat(),
+        (Event::Failed, Some(t)) => [verbs(t).1, &change(t)].concat(),
         (Event::Reverted, Some(ActionTarget::Flag { flag, enabled, .. })) => {
-            format!("reverted: {flag} back {}", on_off(*enabled))
+            return ["reverted: ", flag, " back ", on_off(*enabled)].concat()
         }
         (Event::Reverted, Some(ActionTarget::Rollout { flag, rollout, .. })) => {
-            format!("reverted: {flag}'s rollout back to {rollout}%")
+            let pct = rollout.to_string();
+            return ["reverted: ", flag, "'s rollout back to ", &pct, "%"].concat();
         }
-        (Event::Reverted, Some(t)) => format!("reverted: scaled {}", change(t)),
-        (Event::RevertSkipped, Some(t)) => with(format!("not reverted ({})", change(t))),
-        (Event::AlreadyHandled, _) => match first_acted_ms {
-            Some(at) if detail == "already handled" || detail.is_empty() => {
-                format!("already handled (first acted {})", age(now_ms, at))
+        (Event::Reverted, Some(t)) => return ["reverted: scaled ", &change(t)].concat(),
+        (Event::RevertSkipped, Some(t)) => ["not reverted (", &change(t), ")"].concat(),
+        (Event::AlreadyHandled, _) => {
+            let head = match first_acted_ms {
+                Some(at) => ["already handled (first acted ", &age(now_ms, at), ")"].concat(),
+                None => "already handled".into(),
+            };
+            if detail == "already handled" {
+                return head;
             }
-            Some(at) => format!(
-                "already handled (first acted {}): {detail}",
-                age(now_ms, at)
-            ),
-            None => with("already handled".into()),
-        },
-        (Event::Skipped, _) => with("skipped".into()),
+            head
+        }
         (Event::CircuitOpen, _) => {
-            let d = detail
-                .strip_prefix("CIRCUIT OPEN: ")
-                .unwrap_or(detail)
-                .to_string();
-            format!("circuit open: {d}")
+            let d = detail.strip_prefix("CIRCUIT OPEN: ").unwrap_or(detail);
+            return ["circuit open: ", d].concat();
         }
-        (Event::NoMatchingRule, _) => "no matching rule: nothing done".into(),
+        (Event::NoMatchingRule, _) => return "no matching rule: nothing done".into(),
         (Event::InProgress, _) => {
-            "in progress: another delivery was acting; the sender retries".into()
+            return "in progress: another delivery was acting; the sender retries".into()
         }
-        (Event::DryRun, _) => detail.to_string(),
-        (Event::Error, _) => with("error".into()),
-        // Events this page does not know by name (newer versions add some): generic.
+        (Event::DryRun, _) => return detail.into(),
+        // Skipped, Error, and events this page has no sentence for (newer versions
+        // add some): the event's name, what it touched, and the detail.
         (ev, target) => {
             let mut head = ev.name().replace('_', " ");
             if let Some(t) = target {
-                head = format!("{head} ({})", change(t));
+                head = [&head, " (", &change(t), ")"].concat();
             }
-            with(head)
+            head
         }
+    };
+    if !detail.is_empty() {
+        head = [&head, ": ", detail].concat();
     }
-}
-
-fn time_cell(at: &str, at_ms: i64, now_ms: i64) -> String {
-    // "2026-12-07T10:01:02.345Z" -> "10:01:02"; the full stamp in the title.
-    let hms = at.get(11..19).unwrap_or(at);
-    format!(
-        "<time datetime=\"{a}\" title=\"{a}\">{t} <span class=\"age\">{g}</span></time>",
-        a = html_escape(at),
-        t = html_escape(hms),
-        g = html_escape(&age(now_ms, at_ms))
-    )
-}
-
-fn query_href(name: &str, value: &str) -> String {
-    format!("/audit?{name}={}", percent_encode(value))
+    head
 }
 
 struct Group<'a> {
@@ -258,7 +268,7 @@ struct Group<'a> {
     entries: Vec<&'a Entry>,
 }
 
-/// Occurrences, newest activity first; entries within oldest first.
+/// Occurrences, newest activity first; entries within, oldest first.
 fn groups(entries: &[Entry]) -> Vec<Group<'_>> {
     let mut out: Vec<Group> = Vec::new();
     for e in entries {
@@ -270,12 +280,11 @@ fn groups(entries: &[Entry]) -> Vec<Group<'_>> {
             }),
         }
     }
+    // `read` gives newest first (by delivery, then within each); no sort needed (and
+    // none linked: a sort instantiation costs kilobytes of wasm).
     for g in &mut out {
-        // Stable: entries of one delivery keep their order.
         g.entries.reverse();
-        g.entries.sort_by_key(|e| (e.at_ms, e.delivery));
     }
-    out.sort_by_key(|g| std::cmp::Reverse(g.entries.iter().map(|e| e.at_ms).max()));
     out
 }
 
@@ -283,18 +292,44 @@ fn bookkeeping(e: &Entry) -> bool {
     matches!(e.event, Event::Received | Event::Matched)
 }
 
-fn render_group(g: &Group, now_ms: i64, unleash_url: &str) -> String {
-    let first = g.entries[0];
-    let last = g.entries[g.entries.len() - 1];
-    let title = g
-        .entries
-        .iter()
-        .rev()
-        .map(|e| e.title.as_str())
-        .next()
-        .unwrap_or("");
-    let summary = g.entries.iter().rev().find_map(|e| e.summary.as_deref());
-    let rule = g.entries.iter().rev().find_map(|e| e.rule.as_deref());
+fn time_cell(w: &mut W, at: &str, at_ms: i64, now_ms: i64) {
+    // "2026-12-07T10:01:02.345Z": "10:01:02" shown, the full stamp in the title.
+    w.t("<time datetime=\"")
+        .e(at)
+        .t("\" title=\"")
+        .e(at)
+        .t("\">");
+    w.e(at.get(11..19).unwrap_or(at)).t(" <span class=\"age\">");
+    w.t(&age(now_ms, at_ms)).t("</span></time>");
+}
+
+fn row(w: &mut W, e: &Entry, name: &str, text: &str, detail: Option<&str>, now_ms: i64) {
+    let tone = tone(name);
+    w.t("<li class=\"step tone-")
+        .t(tone)
+        .t("\" data-event=\"")
+        .e(name);
+    w.t("\" data-delivery=\"")
+        .t(&e.delivery.to_string())
+        .t("\">");
+    time_cell(w, &e.at, e.at_ms, now_ms);
+    w.t("<span class=\"badge tone-")
+        .t(tone)
+        .t("\">")
+        .words(name)
+        .t("</span>");
+    w.t("<p class=\"sentence\">").e(text).t("</p>");
+    if let Some(d) = detail {
+        w.t("<p class=\"detail\">").e(d).t("</p>");
+    }
+    w.t("</li>");
+}
+
+fn render_group(w: &mut W, g: &Group, now_ms: i64, unleash_url: &str) {
+    let (first, last) = (g.entries[0], g.entries[g.entries.len() - 1]);
+    let latest = |f: fn(&Entry) -> Option<&str>| g.entries.iter().rev().find_map(|e| f(e));
+    let summary = latest(|e| e.summary.as_deref());
+    let rule = latest(|e| e.rule.as_deref());
     let links = g
         .entries
         .iter()
@@ -307,42 +342,28 @@ fn render_group(g: &Group, now_ms: i64, unleash_url: &str) -> String {
         .find(|e| e.event == Event::Acted)
         .map(|e| e.at_ms);
 
-    // Deliveries: each one's status, for the fold line.
-    let mut deliveries: Vec<(i64, Option<Status>)> = Vec::new();
-    for e in &g.entries {
-        if !deliveries.iter().any(|(d, _)| *d == e.delivery) {
-            deliveries.push((e.delivery, e.status));
-        }
-    }
-    let firing = deliveries
-        .iter()
-        .filter(|(_, s)| *s == Some(Status::Firing))
-        .count();
-    let resolved = deliveries
-        .iter()
-        .filter(|(_, s)| *s == Some(Status::Resolved))
-        .count();
-    let mut fold = format!(
-        "{} deliver{}",
-        deliveries.len(),
-        if deliveries.len() == 1 { "y" } else { "ies" }
-    );
-    if firing + resolved > 0 {
-        fold.push_str(&format!(" ({firing} firing, {resolved} resolved)"));
-    }
-    let mut reasons: Vec<&str> = g
-        .entries
-        .iter()
-        .filter_map(|e| e.notification_reason.as_deref())
-        .collect();
-    reasons.dedup();
-    if !reasons.is_empty() {
-        fold.push_str(&format!("; sent because: {}", reasons.join(", ")));
-    }
-
-    // The flags this occurrence touched, linked to Unleash.
+    // The timeline: decisions as sentences; a delivery that left nothing but
+    // bookkeeping (a resolve with nothing to undo) as one row saying so.
+    let mut rows = W(String::new());
+    let mut state = String::from("received");
+    let (mut deliveries, mut firing, mut resolved) = (0, 0, 0);
+    let mut reasons: Vec<&str> = Vec::new();
     let mut flags: Vec<(&str, &str)> = Vec::new();
-    for e in &g.entries {
+    for (i, e) in g.entries.iter().enumerate() {
+        let new_delivery = i == 0 || g.entries[i - 1].delivery != e.delivery;
+        if new_delivery {
+            deliveries += 1;
+            match e.status {
+                Some(Status::Firing) => firing += 1,
+                Some(Status::Resolved) => resolved += 1,
+                None => {}
+            }
+        }
+        if let Some(r) = &e.notification_reason {
+            if !reasons.contains(&r.as_str()) {
+                reasons.push(r);
+            }
+        }
         if let Some(
             ActionTarget::Flag { flag, project, .. } | ActionTarget::Rollout { flag, project, .. },
         ) = &e.action
@@ -351,27 +372,66 @@ fn render_group(g: &Group, now_ms: i64, unleash_url: &str) -> String {
                 flags.push((flag, project));
             }
         }
+        if bookkeeping(e) {
+            let decided = g
+                .entries
+                .iter()
+                .any(|o| o.delivery == e.delivery && !bookkeeping(o));
+            if decided || !new_delivery {
+                continue;
+            }
+            let (name, text) = match e.status {
+                Some(Status::Resolved) => ("resolved", "resolved: nothing to undo"),
+                _ => ("received", "received: no decision recorded"),
+            };
+            row(&mut rows, e, name, text, None, now_ms);
+            state = name.into();
+            continue;
+        }
+        let name = e.event.name();
+        let mut text = sentence(e, first_acted_ms, now_ms);
+        if e.dry_run && !text.starts_with("dry run") {
+            text = ["dry run: ", &text].concat();
+        }
+        // The action's own result (e.g. the Unleash call) under the sentence.
+        let detail = e
+            .detail
+            .as_deref()
+            .filter(|d| !d.is_empty() && matches!(e.event, Event::Acted | Event::Reverted));
+        row(&mut rows, e, &name, &text, detail, now_ms);
+        state = name;
     }
 
-    let mut meta = Vec::new();
+    let tone = tone(&state);
+    let title = last.title.as_str();
+    w.t("<section class=\"group tone-")
+        .t(tone)
+        .t("\" data-occurrence=\"");
+    w.e(g.occurrence)
+        .t("\" data-state=\"")
+        .e(&state)
+        .t("\"><header><h2>");
+    w.t("<span class=\"badge tone-")
+        .t(tone)
+        .t("\">")
+        .words(&state);
+    w.t("</span> ").e(title).t("</h2>");
+    if let Some(s) = summary.filter(|s| *s != title) {
+        w.t("<p class=\"summary\">").e(s).t("</p>");
+    }
+    let mut sep = "<p class=\"meta\">";
     if let Some(r) = rule {
-        meta.push(format!(
-            "rule <a class=\"filter\" href=\"{}\">{}</a>",
-            html_escape(&query_href("rule", r)),
-            html_escape(r)
-        ));
+        w.t(sep).t("rule ").filter_link("rule", r);
+        sep = " · ";
     }
     for (flag, project) in &flags {
-        meta.push(format!(
-            "flag <a class=\"filter\" href=\"{}\">{}</a> {}",
-            html_escape(&query_href("flag", flag)),
-            html_escape(flag),
-            link(
-                &unleash_flag_url(unleash_url, project, flag),
-                "in Unleash",
-                "unleash"
-            )
-        ));
+        w.t(sep).t("flag ").filter_link("flag", flag).t(" ");
+        w.link(
+            &unleash_flag_url(unleash_url, project, flag),
+            "in Unleash",
+            "unleash",
+        );
+        sep = " · ";
     }
     if let Some(l) = links {
         for (url, text, class) in [
@@ -380,134 +440,71 @@ fn render_group(g: &Group, now_ms: i64, unleash_url: &str) -> String {
             (&l.dashboard_url, "Grafana dashboard", "dashboard"),
         ] {
             if let Some(u) = url {
-                meta.push(link(u, text, class));
+                w.t(sep).link(u, text, class);
+                sep = " · ";
             }
         }
     }
-
-    let mut rows = String::new();
-    let mut state = String::from("received");
-    let mut shown_deliveries: Vec<i64> = Vec::new();
-    for (i, e) in g.entries.iter().enumerate() {
-        if bookkeeping(e) {
-            // A delivery that left nothing but bookkeeping (a resolve with nothing to
-            // undo): one row saying so, at its first entry.
-            let decided = g
-                .entries
-                .iter()
-                .any(|o| o.delivery == e.delivery && !bookkeeping(o));
-            if decided || shown_deliveries.contains(&e.delivery) {
-                continue;
-            }
-            shown_deliveries.push(e.delivery);
-            let (name, text) = match e.status {
-                Some(Status::Resolved) => ("resolved", "resolved: nothing to undo".to_string()),
-                Some(Status::Firing) => ("received", "firing: no decision recorded".into()),
-                None => ("received", "received: no decision recorded".into()),
-            };
-            rows.push_str(&row(e, i, name, &text, None, now_ms));
-            state = name.into();
-            continue;
-        }
-        let name = e.event.name();
-        let mut text = sentence(e, first_acted_ms, now_ms);
-        if e.dry_run && !text.starts_with("dry run") {
-            text = format!("dry run: {text}");
-        }
-        // The action's own result (e.g. the Unleash call) under the sentence.
-        let detail = e
-            .detail
-            .as_deref()
-            .filter(|d| !d.is_empty() && matches!(e.event, Event::Acted | Event::Reverted));
-        rows.push_str(&row(e, i, &name, &text, detail, now_ms));
-        state = name;
+    if sep != "<p class=\"meta\">" {
+        w.t("</p>");
     }
-
-    format!(
-        "<section class=\"group tone-{tone}\" data-occurrence=\"{occ}\" data-state=\"{state_e}\">\
-<header><h2><span class=\"badge tone-{tone}\">{state_t}</span> {title}</h2>{summary}\
-{meta}\
-<p class=\"fold\">{fold}; first seen {first_t} UTC ({first_age}), last {last_t} UTC ({last_age})</p>\
-<p class=\"occ\">occurrence {occ}</p></header>\
-<ol class=\"steps\">{rows}</ol></section>\n",
-        tone = tone(&state),
-        occ = html_escape(g.occurrence),
-        state_e = html_escape(&state),
-        state_t = html_escape(&state.replace('_', " ")),
-        title = html_escape(title),
-        summary = summary
-            .filter(|s| *s != title)
-            .map(|s| format!("<p class=\"summary\">{}</p>", html_escape(s)))
-            .unwrap_or_default(),
-        meta = if meta.is_empty() {
-            String::new()
-        } else {
-            format!("<p class=\"meta\">{}</p>", meta.join(" · "))
-        },
-        fold = html_escape(&fold),
-        first_t = html_escape(&first.at.replace('T', " ").replace('Z', "")),
-        first_age = html_escape(&age(now_ms, first.at_ms)),
-        last_t = html_escape(last.at.get(11..19).unwrap_or(&last.at)),
-        last_age = html_escape(&age(now_ms, last.at_ms)),
-    )
+    w.t("<p class=\"fold\">").t(&deliveries.to_string());
+    w.t(if deliveries == 1 {
+        " delivery"
+    } else {
+        " deliveries"
+    });
+    if firing + resolved > 0 {
+        w.t(" (").t(&firing.to_string()).t(" firing, ");
+        w.t(&resolved.to_string()).t(" resolved)");
+    }
+    if !reasons.is_empty() {
+        w.t("; sent because: ").e(&reasons.join(", "));
+    }
+    w.t("; first seen ")
+        .e(&first.at.replace('T', " ").replace('Z', ""));
+    w.t(" UTC (").t(&age(now_ms, first.at_ms)).t("), last ");
+    w.e(last.at.get(11..19).unwrap_or(&last.at)).t(" UTC (");
+    w.t(&age(now_ms, last.at_ms))
+        .t(")</p><p class=\"occ\">occurrence ");
+    w.e(g.occurrence)
+        .t("</p></header><ol class=\"steps\">")
+        .t(&rows.0);
+    w.t("</ol></section>\n");
 }
 
-fn row(e: &Entry, i: usize, name: &str, text: &str, detail: Option<&str>, now_ms: i64) -> String {
-    format!(
-        "<li class=\"step tone-{tone}\" data-event=\"{n}\" data-delivery=\"{d}\" data-i=\"{i}\">{time}\
-<span class=\"badge tone-{tone}\">{label}</span><p class=\"sentence\">{text}</p>{detail}</li>",
-        detail = detail
-            .map(|d| format!("<p class=\"detail\">{}</p>", html_escape(d)))
-            .unwrap_or_default(),
-        tone = tone(name),
-        n = html_escape(name),
-        d = e.delivery,
-        time = time_cell(&e.at, e.at_ms, now_ms),
-        label = html_escape(&name.replace('_', " ")),
-        text = html_escape(text),
-    )
-}
-
-fn form(q: &Query) -> String {
-    let input = |name: &str, label: &str, value: &Option<String>, hint: &str| {
-        format!(
-            "<label>{label} <input name=\"{name}\" value=\"{}\" placeholder=\"{hint}\"></label>",
-            html_escape(value.as_deref().unwrap_or(""))
-        )
+fn form(w: &mut W, q: &Query) {
+    w.t("<form class=\"filters\" method=\"get\" action=\"/audit\">");
+    let input = |w: &mut W, name: &str, value: &Option<String>, hint: &str| {
+        w.t("<label>")
+            .t(name)
+            .t(" <input name=\"")
+            .t(name)
+            .t("\" value=\"");
+        w.e(value.as_deref().unwrap_or(""));
+        w.t("\" placeholder=\"").t(hint).t("\"></label>");
     };
-    let mut options = String::from("<option value=\"\">any</option>");
+    input(w, "rule", &q.rule, "rule name");
+    input(w, "flag", &q.flag, "flag name");
+    w.t("<label>outcome <select name=\"outcome\"><option value=\"\">any</option>");
     let current = q.outcome.as_deref().unwrap_or("");
-    let mut names: Vec<&str> = OUTCOMES.to_vec();
-    if !current.is_empty() && !names.contains(&current) {
-        names.push(current);
+    let unknown = (!current.is_empty() && !OUTCOMES.contains(&current)).then_some(current);
+    for n in OUTCOMES.iter().copied().chain(unknown) {
+        w.t("<option value=\"").e(n).t("\"");
+        if n == current {
+            w.t(" selected");
+        }
+        w.t(">").words(n).t("</option>");
     }
-    for n in names {
-        options.push_str(&format!(
-            "<option value=\"{v}\"{sel}>{t}</option>",
-            v = html_escape(n),
-            sel = if n == current { " selected" } else { "" },
-            t = html_escape(&n.replace('_', " "))
-        ));
+    w.t("</select></label>");
+    input(w, "since", &q.since, "2026-12-07T10:00:00Z");
+    input(w, "until", &q.until, "UTC, RFC 3339 or ms");
+    if let Some(l) = &q.limit {
+        w.t("<input type=\"hidden\" name=\"limit\" value=\"")
+            .e(l)
+            .t("\">");
     }
-    let limit = q
-        .limit
-        .as_deref()
-        .map(|l| {
-            format!(
-                "<input type=\"hidden\" name=\"limit\" value=\"{}\">",
-                html_escape(l)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<form class=\"filters\" method=\"get\" action=\"/audit\">{}{}\
-<label>outcome <select name=\"outcome\">{options}</select></label>{}{}{limit}\
-<button type=\"submit\">Filter</button> <a href=\"/audit\">clear</a></form>",
-        input("rule", "rule", &q.rule, "rule name"),
-        input("flag", "flag", &q.flag, "flag name"),
-        input("since", "since", &q.since, "2026-12-07T10:00:00Z"),
-        input("until", "until", &q.until, "UTC, RFC 3339 or ms"),
-    )
+    w.t("<button type=\"submit\">Filter</button> <a href=\"/audit\">clear</a></form>\n");
 }
 
 const STYLE: &str = "\
@@ -543,6 +540,8 @@ a{color:#1f5fbf}a.filter{font-weight:600}\
 .more{color:#555}";
 
 /// The whole page.
+
+/// The whole page.
 pub fn render(
     entries: &[Entry],
     now_ms: i64,
@@ -551,32 +550,35 @@ pub fn render(
     unleash_url: &str,
 ) -> String {
     let gs = groups(entries);
-    let mut body = String::new();
+    let mut w = W(String::with_capacity(4096 + entries.len() * 600));
+    w.t("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+    w.t("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+    w.t("<title>remediator audit</title><style>").t(STYLE);
+    w.t("</style></head><body><main><h1>remediator audit</h1><p class=\"lead\">");
+    w.t(&gs.len().to_string()).t(if gs.len() == 1 {
+        " occurrence, "
+    } else {
+        " occurrences, "
+    });
+    w.t(&entries.len().to_string())
+        .t(" entries, newest first; times in UTC (now ");
+    w.t(&crate::audit::rfc3339(now_ms)).t(").</p>");
+    form(&mut w, q);
     for g in &gs {
-        body.push_str(&render_group(g, now_ms, unleash_url));
+        render_group(&mut w, g, now_ms, unleash_url);
     }
     if gs.is_empty() {
-        body.push_str("<p class=\"empty\">No audit entries match.</p>");
+        w.t("<p class=\"empty\">No audit entries match.</p>");
     }
-    let more = if entries.len() >= limit {
-        format!(
-            "<p class=\"more\">Showing the newest {limit} entries; older ones: add <code>limit=</code> (up to 5000) or narrow the time.</p>"
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>remediator audit</title><style>{STYLE}</style></head><body><main>\
-<h1>remediator audit</h1><p class=\"lead\">{ng} occurrence{s}, {ne} entries, newest first; times in UTC (now {now}).</p>\
-{form}\n{body}{more}</main></body></html>\n",
-        ng = gs.len(),
-        s = if gs.len() == 1 { "" } else { "s" },
-        ne = entries.len(),
-        now = html_escape(&crate::audit::rfc3339(now_ms)),
-        form = form(q),
-    )
+    if entries.len() >= limit {
+        w.t("<p class=\"more\">Showing the newest ")
+            .t(&limit.to_string());
+        w.t(
+            " entries; for older ones add <code>limit=</code> (up to 5000) or narrow the time.</p>",
+        );
+    }
+    w.t("</main></body></html>\n");
+    w.0
 }
 
 /// `GET /audit?rule=&flag=&outcome=&since=&until=&limit=`: newest first, JSON, or this
