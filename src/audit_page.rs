@@ -540,8 +540,6 @@ a{color:#1f5fbf}a.filter{font-weight:600}\
 .more{color:#555}";
 
 /// The whole page.
-
-/// The whole page.
 pub fn render(
     entries: &[Entry],
     now_ms: i64,
