@@ -402,10 +402,16 @@ fn render_group(w: &mut W, g: &Group, now_ms: i64, unleash_url: &str) {
         state = name;
     }
 
+    // The card's colour: the most serious thing that happened to this occurrence (its
+    // badge says where it is now).
+    let card = ["bad", "ok", "warn", "other"]
+        .into_iter()
+        .find(|t| rows.0.contains(&["step tone-", t, "\""].concat()))
+        .unwrap_or("quiet");
     let tone = tone(&state);
     let title = last.title.as_str();
     w.t("<section class=\"group tone-")
-        .t(tone)
+        .t(card)
         .t("\" data-occurrence=\"");
     w.e(g.occurrence)
         .t("\" data-state=\"")
@@ -497,8 +503,8 @@ fn form(w: &mut W, q: &Query) {
         w.t(">").words(n).t("</option>");
     }
     w.t("</select></label>");
-    input(w, "since", &q.since, "2026-12-07T10:00:00Z");
-    input(w, "until", &q.until, "UTC, RFC 3339 or ms");
+    input(w, "since", &q.since, "RFC 3339 or Unix ms");
+    input(w, "until", &q.until, "RFC 3339 or Unix ms");
     if let Some(l) = &q.limit {
         w.t("<input type=\"hidden\" name=\"limit\" value=\"")
             .e(l)

@@ -40,26 +40,27 @@ function check(name, ok, detail = "") {
 }
 
 const profile = mkdtempSync(join(tmpdir(), "remediator-chromium-"));
-const browser = await chromium.launch({
-  executablePath,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    `--user-data-dir=${profile}`,
-  ],
-});
+let context;
 try {
-  const context = await browser.newContext({
+  // A fresh profile each run (playwright passes it as --user-data-dir).
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
     viewport: { width: 1280, height: 900 },
     extraHTTPHeaders: { Authorization: `Bearer ${token}` },
   });
-  const page = await context.newPage();
+
+  const page = context.pages()[0] || (await context.newPage());
   const problems = [];
   page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
   page.on("pageerror", (e) => problems.push(String(e)));
@@ -140,7 +141,7 @@ try {
 } catch (e) {
   check("the browser run completed", false, String(e && e.stack || e));
 } finally {
-  await browser.close();
+  if (context) await context.close();
   rmSync(profile, { recursive: true, force: true });
 }
 console.log(`audit_page: ${passed} passed, ${failed} failed`);
