@@ -33,6 +33,11 @@ pub enum Event {
     Reverted,
     RevertSkipped,
     Error,
+    /// An event this build does not know (written by a newer version, e.g. during a
+    /// rolling update): its batch still reads, and the page shows it generically.
+    /// Stays last (serde's rule): new events go above it.
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -648,9 +648,9 @@ pub fn handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
     Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header("content-security-policy", CSP)
-        .header("x-content-type-options", "nosniff")
-        .header("referrer-policy", "no-referrer")
+        .header(http::header::CONTENT_SECURITY_POLICY, CSP)
+        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(http::header::REFERRER_POLICY, "no-referrer")
         .header(http::header::CACHE_CONTROL, "no-store")
         .body(page.into_bytes())
         .unwrap_or_default()
@@ -812,6 +812,14 @@ mod tests {
         e.detail = Some("kept".into());
         assert_eq!(sentence(&e, None, NOW), "revert skipped: kept");
         assert_eq!(tone("budget_exhausted"), "other");
+        let mut u = entry(1, T0, Event::Unknown, "am/fp/s");
+        u.detail = Some("max_changes reached".into());
+        u.action = flag(false);
+        assert_eq!(
+            sentence(&u, None, NOW),
+            "unknown (EnablePromotion off in production): max_changes reached"
+        );
+        assert_eq!(tone(&u.event.name()), "other");
         let html = page(&[e], &Query::default());
         assert!(html.contains("data-event=\"revert_skipped\""));
     }

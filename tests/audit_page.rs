@@ -97,3 +97,29 @@ fn filters_round_trip_through_the_url() {
     // The JSON API is unchanged for clients that do not ask for HTML.
     assert_eq!(r.audit("?outcome=reverted").len(), 1);
 }
+
+#[test]
+fn an_event_from_a_newer_version_still_reads_and_renders_generically() {
+    let r = Recorder::new();
+    // A batch as a newer replica might write it (an event this build has no name for,
+    // and a field it does not know).
+    let batch = serde_json::json!([{
+        "delivery": 1, "at": "2025-11-26T14:02:06.000Z", "at_ms": 1_764_165_726_000i64,
+        "event": "budget_exhausted", "occurrence": "alertmanager/fp/s", "title": "HighFailureRate",
+        "rule": "Failure rate increase", "detail": "max_changes 5 per 1h reached in project default",
+        "budget": {"count": 5},
+    }]);
+    r.kv.borrow_mut()
+        .insert("audit/1".into(), serde_json::to_vec(&batch).unwrap());
+    r.kv.borrow_mut().insert("audit/head".into(), b"1".to_vec());
+    let entries = r.audit("");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["event"], "unknown");
+    let (status, _, html) = page(&r, "");
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("unknown: max_changes 5 per 1h reached in project default"),
+        "{html}"
+    );
+    assert!(html.contains("data-event=\"unknown\""), "{html}");
+}
