@@ -208,11 +208,24 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Parse RFC 3339 (`2026-11-26T14:02:06Z`, with optional fraction and offset) or
-/// plain Unix milliseconds, for `?since=` / `?until=`.
+/// plain Unix milliseconds, for `?since=` / `?until=`. What people type into the audit
+/// page's form is accepted too: without seconds or zone (`2026-11-26T14:02`, UTC).
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Some(ms);
     }
+    let full;
+    let s = match s.len() {
+        16 => {
+            full = [s, ":00Z"].concat();
+            &full
+        }
+        19 => {
+            full = [s, "Z"].concat();
+            &full
+        }
+        _ => s,
+    };
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -273,6 +286,10 @@ mod tests {
             Some("2024-02-29T00:00:00.000Z")
         );
         assert_eq!(parse_time("12345"), Some(12345));
+        // As typed into the audit page: UTC, seconds optional.
+        assert_eq!(parse_time("2025-11-26T14:02:06"), Some(1_764_165_726_000));
+        assert_eq!(parse_time("2025-11-26 14:02"), Some(1_764_165_720_000));
+        assert_eq!(parse_time("2025-11-26T14:0"), None);
         assert_eq!(parse_time("yesterday"), None);
     }
 }

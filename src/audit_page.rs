@@ -29,6 +29,8 @@ pub struct Query {
     pub since: Option<String>,
     pub until: Option<String>,
     pub limit: Option<String>,
+    /// What is wrong with them, shown above the form (the page answers 400).
+    pub error: Option<String>,
 }
 
 /// Outcomes offered in the filter's list (any other value given is kept as well).
@@ -503,8 +505,8 @@ fn form(w: &mut W, q: &Query) {
         w.t(">").words(n).t("</option>");
     }
     w.t("</select></label>");
-    input(w, "since", &q.since, "RFC 3339 or Unix ms");
-    input(w, "until", &q.until, "RFC 3339 or Unix ms");
+    input(w, "since", &q.since, "UTC, e.g. 2026-12-07T10:00");
+    input(w, "until", &q.until, "UTC, e.g. 2026-12-07T11:30");
     if let Some(l) = &q.limit {
         w.t("<input type=\"hidden\" name=\"limit\" value=\"")
             .e(l)
@@ -543,7 +545,8 @@ a{color:#1f5fbf}a.filter{font-weight:600}\
 .badge.tone-other{background:#e9e5fb;color:#45379e}\
 .step.tone-quiet .sentence{color:#5b6372}\
 .empty{background:#fff;border:1px dashed #c5cad3;border-radius:8px;padding:20px;color:#555}\
-.more{color:#555}";
+.more{color:#555}\
+.error{background:#fbe0e0;color:#9c1f1f;border-radius:8px;padding:8px 14px}";
 
 /// The whole page.
 pub fn render(
@@ -567,11 +570,14 @@ pub fn render(
     w.t(&entries.len().to_string())
         .t(" entries, newest first; times in UTC (now ");
     w.t(&crate::audit::rfc3339(now_ms)).t(").</p>");
+    if let Some(e) = &q.error {
+        w.t("<p class=\"error\">").e(e).t("</p>");
+    }
     form(&mut w, q);
     for g in &gs {
         render_group(&mut w, g, now_ms, unleash_url);
     }
-    if gs.is_empty() {
+    if gs.is_empty() && q.error.is_none() {
         w.t("<p class=\"empty\">No audit entries match.</p>");
     }
     if entries.len() >= limit {
@@ -618,15 +624,29 @@ pub fn handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
         Some(Ok(l)) => l.clamp(1, 5000),
         Some(Err(_)) => return app::error(400, "limit: not a whole number (1 to 5000)"),
     };
+    let mut q = Query {
+        rule: text("rule"),
+        flag: text("flag"),
+        outcome: text("outcome"),
+        since: text("since"),
+        until: text("until"),
+        limit: text("limit"),
+        error: None,
+    };
     let filter = match (time("since"), time("until")) {
         (Ok(since_ms), Ok(until_ms)) => audit::Filter {
-            rule: text("rule"),
-            flag: text("flag"),
-            outcome: text("outcome"),
+            rule: q.rule.clone(),
+            flag: q.flag.clone(),
+            outcome: q.outcome.clone(),
             since_ms,
             until_ms,
             limit,
         },
+        (Err(e), _) | (_, Err(e)) if wants_html => {
+            // A person's typo: the page again, saying what is wrong, the form as typed.
+            q.error = Some(e);
+            return html(400, render(&[], p.now_ms(), &q, limit, &cfg.unleash_url));
+        }
         (Err(e), _) | (_, Err(e)) => return app::error(400, &e),
     };
     let entries = match audit::read(p, &filter) {
@@ -636,17 +656,15 @@ pub fn handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
     if !wants_html {
         return app::json_response(200, &json!({ "entries": entries }));
     }
-    let q = Query {
-        rule: text("rule"),
-        flag: text("flag"),
-        outcome: text("outcome"),
-        since: text("since"),
-        until: text("until"),
-        limit: text("limit"),
-    };
-    let page = render(&entries, p.now_ms(), &q, limit, &cfg.unleash_url);
+    html(
+        200,
+        render(&entries, p.now_ms(), &q, limit, &cfg.unleash_url),
+    )
+}
+
+fn html(status: u16, page: String) -> Response<Vec<u8>> {
     Response::builder()
-        .status(200)
+        .status(status)
         .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(http::header::CONTENT_SECURITY_POLICY, CSP)
         .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
@@ -879,6 +897,7 @@ mod tests {
             since: Some(hostile.into()),
             until: Some(hostile.into()),
             limit: Some(hostile.into()),
+            error: Some(hostile.into()),
         };
         let html = page(&[f, e], &q);
         assert!(!html.contains("<script"), "{html}");
@@ -901,6 +920,7 @@ mod tests {
             since: Some("2025-11-26T14:00:00Z".into()),
             until: None,
             limit: Some("50".into()),
+            error: None,
         };
         let html = page(&[], &q);
         assert!(html.contains("<form class=\"filters\" method=\"get\" action=\"/audit\">"));

@@ -90,10 +90,34 @@ fn filters_round_trip_through_the_url() {
     assert!(html.contains("name=\"since\" value=\"2025-11-26T14:00:00Z\""));
     assert!(html.contains("data-event=\"reverted\""), "{html}");
     assert!(!html.contains("data-event=\"acted\""), "{html}");
-    // A bad time names the field.
-    let (status, _, body) = page(&r, "?since=yesterday");
+    // A bad time: the page again (400), naming the field, the form as typed.
+    let (status, _, body) = page(&r, "?since=yesterday&flag=EnablePromotion");
     assert_eq!(status, 400);
-    assert!(body.contains("since"), "{body}");
+    assert!(
+        body.contains("<p class=\"error\">since: &quot;yesterday&quot; is not RFC 3339"),
+        "{body}"
+    );
+    assert!(
+        body.contains("name=\"since\" value=\"yesterday\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("name=\"flag\" value=\"EnablePromotion\""),
+        "{body}"
+    );
+    // The JSON API answers JSON.
+    let (status, json) = r.request(
+        http::Request::get("/audit?since=yesterday")
+            .header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
+        b"",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        json["error"].as_str().unwrap().starts_with("since:"),
+        "{json}"
+    );
+    // Times as people type them (UTC, no seconds) are taken.
+    assert_eq!(page(&r, "?since=2025-11-26T14%3A00").0, 200);
     // The JSON API is unchanged for clients that do not ask for HTML.
     assert_eq!(r.audit("?outcome=reverted").len(), 1);
 }
