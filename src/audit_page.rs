@@ -1,8 +1,9 @@
 //! `GET /audit` for people: the audit trail as a timeline, one card per occurrence
 //! (firing, acted, repeats, resolved, reverted), each decision as a sentence with its
-//! reason. Pure: entries + now + query + Unleash base URL in, one self-contained HTML
-//! page out (inline CSS, no script, no external asset). Everything shown is escaped;
-//! only http(s) URLs become links.
+//! reason. [`render`] is pure: entries + now + query + Unleash base URL in, one
+//! self-contained HTML page out (inline CSS, no script, no external asset); everything
+//! shown is escaped and only http(s) URLs become links. [`handler`] reads the audit
+//! through the platform and answers JSON or the page.
 
 use http::{Request, Response};
 use serde_json::json;
