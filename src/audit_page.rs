@@ -484,17 +484,17 @@ fn render_group(w: &mut W, g: &Group, now_ms: i64, unleash_url: &str) {
 
 fn form(w: &mut W, q: &Query) {
     w.t("<form class=\"filters\" method=\"get\" action=\"/audit\">");
-    let input = |w: &mut W, name: &str, value: &Option<String>, hint: &str| {
+    let input = |w: &mut W, name: &str, label: &str, value: &Option<String>, hint: &str| {
         w.t("<label>")
-            .t(name)
+            .t(label)
             .t(" <input name=\"")
             .t(name)
             .t("\" value=\"");
         w.e(value.as_deref().unwrap_or(""));
         w.t("\" placeholder=\"").t(hint).t("\"></label>");
     };
-    input(w, "rule", &q.rule, "rule name");
-    input(w, "flag", &q.flag, "flag name");
+    input(w, "rule", "rule", &q.rule, "rule name");
+    input(w, "flag", "flag", &q.flag, "flag name");
     w.t("<label>outcome <select name=\"outcome\"><option value=\"\">any</option>");
     let current = q.outcome.as_deref().unwrap_or("");
     let unknown = (!current.is_empty() && !OUTCOMES.contains(&current)).then_some(current);
@@ -506,8 +506,8 @@ fn form(w: &mut W, q: &Query) {
         w.t(">").words(n).t("</option>");
     }
     w.t("</select></label>");
-    input(w, "since", &q.since, "UTC, e.g. 2026-12-07T10:00");
-    input(w, "until", &q.until, "UTC, e.g. 2026-12-07T11:30");
+    input(w, "since", "since (UTC)", &q.since, "2026-12-07T10:00");
+    input(w, "until", "until (UTC)", &q.until, "2026-12-07T11:30");
     if let Some(l) = &q.limit {
         w.t("<input type=\"hidden\" name=\"limit\" value=\"")
             .e(l)
@@ -540,7 +540,7 @@ a{color:#1f5fbf}a.filter{font-weight:600}\
 .age{color:#8a91a0;font-size:12px}\
 .sentence{margin:0}\
 .detail{grid-column:3;margin:0;color:#6b7280;font-size:12px}\
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;background:#e8eaef;color:#3b4252;justify-self:start;white-space:nowrap}\
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;background:#e8eaef;color:#3b4252;justify-self:start}\
 .badge.tone-ok{background:#dcf3e3;color:#1d6b35}.badge.tone-bad{background:#fbe0e0;color:#9c1f1f}\
 .badge.tone-warn{background:#fdf0d9;color:#8a5300}.badge.tone-quiet{background:#eef0f3;color:#5b6372}\
 .badge.tone-other{background:#e9e5fb;color:#45379e}\
