@@ -12,9 +12,17 @@ the alert resolves. Meanwhile it prints a timeline from Prometheus (/api/v1/aler
 Alertmanager (/api/v2/alerts), remediator (/audit), Unleash (/api/admin/events) and the
 shop. At the end it writes demo/out/timeline.html (inline SVG) and demo/out/summary.json.
 
+With DEMO_BROWSER=1 (demo/test sets it), once the loop closed and the summary is written,
+it sends a second alert through the same Alertmanager, one whose rule reverts on resolve
+(Response time degradation: EnableItemsCache on, then back off), resolves it, and runs the
+browser test of remediator's audit page (tests/browser/audit_page.mjs, Debian's chromium)
+over what both occurrences left; its screenshot is demo/out/audit.png, its verdict
+summary.json's "audit_page".
+
 Environment: DEMO_QUICK=1 (shorter baseline and tail), DEMO_WITH_REVERT=1 (the promotion
-rule reverts on resolve, with a circuit breaker), DEMO_RUN_DIR (state, logs), DEMO_OUT
-(outputs), E2E_RUN_DIR (the peers' env file), DEMO_HOST_BIN, DEMO_WASM.
+rule reverts on resolve, with a circuit breaker), DEMO_BROWSER=1 (the audit page's browser
+test), DEMO_RUN_DIR (state, logs), DEMO_OUT (outputs), E2E_RUN_DIR (the peers' env file),
+DEMO_HOST_BIN, DEMO_WASM.
 """
 
 import html
@@ -42,6 +50,7 @@ WASM = os.environ.get("DEMO_WASM") or os.path.join(
     ROOT, "target/wasm32-wasip2/release/remediator.wasm")
 QUICK = os.environ.get("DEMO_QUICK") == "1"
 WITH_REVERT = os.environ.get("DEMO_WITH_REVERT") == "1"
+BROWSER = os.environ.get("DEMO_BROWSER") == "1"
 
 ALERT = "HighFailureRate"
 SUMMARY = "Failure rate increase on carts"
@@ -449,9 +458,50 @@ scrape_configs:
                             e.get("featureName") == FLAG and e.get("environment") == "production":
                         self.mark("unleash_flag_off", t)
 
-    def flag_enabled(self):
-        st, f = self.ua("GET", "/api/admin/projects/default/features/" + FLAG)
+    def flag_enabled(self, flag=FLAG):
+        st, f = self.ua("GET", "/api/admin/projects/default/features/" + flag)
         return [e["enabled"] for e in f["environments"] if e["name"] == "production"][0]
+
+    # -- the audit page in a real browser
+    def audit_page(self):
+        """A second occurrence through the real Alertmanager whose rule reverts on resolve
+        (EnableItemsCache on, then back off), then the browser test over the audit page.
+        True when every check passed."""
+        flag = FLAGS[0]
+        am = self.url["alertmanager"] + "/api/v2/alerts"
+        now = lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        alert = {"labels": {"alertname": "Response time degradation", "service": "carts"},
+                 "annotations": {"summary": "Response time degradation on carts"},
+                 "generatorURL": self.url["prometheus"] + "/graph?g0.expr=" +
+                 urllib.parse.quote("histogram_quantile(0.9, rate(latency_bucket[1m])) > 1"),
+                 "startsAt": now()}
+        log("demo: audit page: alert %r through Alertmanager (%s on, back off on resolve)"
+            % (alert["labels"]["alertname"], flag))
+        st, _ = http("POST", am, [alert])
+        if st != 200:
+            log("demo: audit page: Alertmanager refused the alert: HTTP %s" % st)
+            return False
+        wait_until("%s on in production" % flag, lambda: self.flag_enabled(flag), 30, self.procs)
+        st, _ = http("POST", am, [dict(alert, endsAt=now())])
+        if st != 200:
+            log("demo: audit page: Alertmanager refused the resolve: HTTP %s" % st)
+            return False
+        wait_until("%s back off" % flag, lambda: not self.flag_enabled(flag), 30, self.procs)
+
+        def reverted():
+            st, body = http("GET", self.url["remediator"] + "/audit?outcome=reverted",
+                            headers={"Authorization": "Bearer " + self.webhook_token})
+            return st == 200 and any(e.get("action", {}).get("flag") == flag
+                                     for e in body.get("entries", []))
+        wait_until("remediator's audit to record the revert", reverted, 10, self.procs)
+        env = dict(os.environ, AUDIT_URL=self.url["remediator"], AUDIT_TOKEN=self.webhook_token,
+                   AUDIT_ACTED_FLAG=FLAG, AUDIT_REVERTED_FLAG=flag,
+                   AUDIT_UNLEASH_URL=self.unleash, AUDIT_UNLEASH_PROJECT="default",
+                   AUDIT_SCREENSHOT=os.path.join(OUT, "audit.png"))
+        rc = subprocess.call(["node", os.path.join(ROOT, "tests/browser/audit_page.mjs")],
+                             env=env, stdin=subprocess.DEVNULL, timeout=180)
+        log("demo: audit page: browser test %s" % ("passed" if rc == 0 else "FAILED (%d)" % rc))
+        return rc == 0
 
     # -- the run
     def run(self):
@@ -498,8 +548,13 @@ scrape_configs:
             time.sleep(0.25)
         self.poll()
         t_end = time.time()
-        return self.finish(t_scraped, t_end, closed_at is not None,
-                           t_setup)
+        summary = self.finish(t_scraped, t_end, closed_at is not None, t_setup)
+        if BROWSER and closed_at is not None:
+            summary["audit_page"] = {"ok": self.audit_page(), "screenshot": "audit.png"}
+            with open(os.path.join(OUT, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+                f.write("\n")
+        return summary
 
     def loop_closed(self):
         resolved_in_remediator = any(e["event"] == "received" and "resolved" in

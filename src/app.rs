@@ -46,7 +46,7 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
     }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => health(p),
-        (&Method::GET, "/audit") => audit_handler(p, &req),
+        (&Method::GET, "/audit") => crate::audit_page::handler(p, &req),
         (&Method::GET, "/rules") => rules_handler(p, &req),
         (&Method::GET, "/metrics") => metrics_handler(p, &req),
         (&Method::POST, "/simulate") => match webhook_handler(p, &req, None, Mode::Simulate) {
@@ -278,7 +278,7 @@ fn presented<'a>(p: &dyn Platform, cfg: &Config, req: &'a Request<Vec<u8>>) -> a
     }
 }
 
-fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
     uri.query()
         .unwrap_or("")
         .split('&')
@@ -293,7 +293,10 @@ fn query_flag(uri: &http::Uri, name: &str) -> bool {
 
 /// Configuration for a request to a guarded read route, or the error response
 /// (500 for a broken configuration, 401 for a bad credential).
-fn authorized(p: &dyn Platform, req: &Request<Vec<u8>>) -> Result<Config, Box<Response<Vec<u8>>>> {
+pub(crate) fn authorized(
+    p: &dyn Platform,
+    req: &Request<Vec<u8>>,
+) -> Result<Config, Box<Response<Vec<u8>>>> {
     let cfg = Config::load(|n| p.variable(n))
         .map_err(|e| Box::new(error(500, &format!("configuration: {e}"))))?;
     auth::check(&cfg, &presented(p, &cfg, req)).map_err(|e| {
@@ -305,54 +308,6 @@ fn authorized(p: &dyn Platform, req: &Request<Vec<u8>>) -> Result<Config, Box<Re
         Box::new(error(status, &e.to_string()))
     })?;
     Ok(cfg)
-}
-
-/// `GET /audit?rule=&flag=&since=&until=&limit=`: newest first; HTML for browsers.
-/// Guarded by the webhook credential: it shows what remediator did to production.
-fn audit_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-    if let Err(response) = authorized(p, req) {
-        return *response;
-    }
-    let uri = req.uri();
-    let text = |name: &str| query_param(uri, name).map(percent_decode);
-    let time = |name: &str| -> Result<Option<i64>, String> {
-        text(name)
-            .map(|v| {
-                audit::parse_time(&v).ok_or(format!(
-                    "{name}: {v:?} is not RFC 3339 or Unix milliseconds"
-                ))
-            })
-            .transpose()
-    };
-    let filter = match (time("since"), time("until")) {
-        (Ok(since_ms), Ok(until_ms)) => audit::Filter {
-            rule: text("rule"),
-            flag: text("flag"),
-            since_ms,
-            until_ms,
-            limit: text("limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(200)
-                .clamp(1, 5000),
-        },
-        (Err(e), _) | (_, Err(e)) => return error(400, &e),
-    };
-    let entries = match audit::read(p, &filter) {
-        Ok(e) => e,
-        Err(e) => return error(503, &format!("state store unavailable: {e}")),
-    };
-    let wants_html = req
-        .headers()
-        .get(http::header::ACCEPT)
-        .is_some_and(|a| String::from_utf8_lossy(a.as_bytes()).contains("text/html"));
-    if wants_html {
-        return Response::builder()
-            .status(200)
-            .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(audit_html(&entries).into_bytes())
-            .unwrap_or_default();
-    }
-    json_response(200, &json!({ "entries": entries }))
 }
 
 /// `GET /rules`: the effective rules, their source, version and fetch time.
@@ -375,7 +330,7 @@ fn rules_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -396,41 +351,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn audit_html(entries: &[audit::Entry]) -> String {
-    let mut rows = String::new();
-    for e in entries {
-        let action = e
-            .action
-            .as_ref()
-            .and_then(|a| serde_json::to_string(a).ok())
-            .unwrap_or_default();
-        rows.push_str(&format!(
-            "<tr class=\"{ev}\"><td>{at}</td><td>{ev}{dry}</td><td>{rule}</td><td>{title}</td><td><code>{action}</code></td><td>{detail}</td></tr>\n",
-            at = html_escape(&e.at),
-            ev = html_escape(&serde_json::to_string(&e.event).unwrap_or_default().replace('"', "")),
-            dry = if e.dry_run { " (dry run)" } else { "" },
-            rule = html_escape(e.rule.as_deref().unwrap_or("")),
-            title = html_escape(&e.title),
-            action = html_escape(&action),
-            detail = html_escape(e.detail.as_deref().unwrap_or("")),
-        ));
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>remediator audit</title><style>\
-body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}\
-.acted,.reverted{{background:#e8f5e9}}.failed,.circuit_open,.error{{background:#ffebee}}.skipped,.already_handled{{color:#666}}\
-</style></head><body><h1>remediator audit</h1><p>{n} entries, newest first.</p><table><tr><th>time</th><th>event</th><th>rule</th><th>problem</th><th>action</th><th>detail</th></tr>\n{rows}</table></body></html>\n",
-        n = entries.len()
-    )
 }
 
 fn health(p: &dyn Platform) -> Response<Vec<u8>> {
@@ -487,7 +407,7 @@ pub fn json_response(status: u16, body: &impl serde::Serialize) -> Response<Vec<
         .unwrap_or_default()
 }
 
-fn error(status: u16, message: &str) -> Response<Vec<u8>> {
+pub(crate) fn error(status: u16, message: &str) -> Response<Vec<u8>> {
     json_response(status, &json!({ "error": message }))
 }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::platform::{KvError, Platform};
+use crate::problem::{Links, Status};
 use crate::report::ActionTarget;
 
 /// Batches kept; older ones are deleted as new ones are written.
@@ -32,6 +33,11 @@ pub enum Event {
     Reverted,
     RevertSkipped,
     Error,
+    /// An event this build does not know (written by a newer version, e.g. during a
+    /// rolling update): its batch still reads, and the page shows it generically.
+    /// Stays last (serde's rule): new events go above it.
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,12 +60,33 @@ pub struct Entry {
     /// Why the sender sent the delivery (Alertmanager 0.32+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_reason: Option<String>,
+    /// Firing or resolved (older entries have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The alert's `summary` annotation (decisions only; older entries have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The alert's `generatorURL` and Grafana links (decisions only).
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub links: Links,
+}
+
+impl Event {
+    /// The name the JSON API uses (`acted`, `already_handled`, ...).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 impl Entry {
     pub fn flag(&self) -> Option<&str> {
         match &self.action {
-            Some(ActionTarget::Flag { flag, .. }) => Some(flag),
+            Some(ActionTarget::Flag { flag, .. } | ActionTarget::Rollout { flag, .. }) => {
+                Some(flag)
+            }
             _ => None,
         }
     }
@@ -101,6 +128,8 @@ pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), 
 pub struct Filter {
     pub rule: Option<String>,
     pub flag: Option<String>,
+    /// An event name (`acted`, `reverted`, `circuit_open`, ...).
+    pub outcome: Option<String>,
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub limit: usize,
@@ -115,6 +144,7 @@ impl Filter {
                 .flag
                 .as_ref()
                 .is_none_or(|f| e.flag() == Some(f.as_str()))
+            && self.outcome.as_ref().is_none_or(|o| e.event.name() == *o)
             && self.since_ms.is_none_or(|t| e.at_ms >= t)
             && self.until_ms.is_none_or(|t| e.at_ms <= t)
     }
@@ -178,11 +208,24 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Parse RFC 3339 (`2026-11-26T14:02:06Z`, with optional fraction and offset) or
-/// plain Unix milliseconds, for `?since=` / `?until=`.
+/// plain Unix milliseconds, for `?since=` / `?until=`. What people type into the audit
+/// page's form is accepted too: without seconds or zone (`2026-11-26T14:02`, UTC).
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Some(ms);
     }
+    let full;
+    let s = match s.len() {
+        16 => {
+            full = [s, ":00Z"].concat();
+            &full
+        }
+        19 => {
+            full = [s, "Z"].concat();
+            &full
+        }
+        _ => s,
+    };
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -243,6 +286,10 @@ mod tests {
             Some("2024-02-29T00:00:00.000Z")
         );
         assert_eq!(parse_time("12345"), Some(12345));
+        // As typed into the audit page: UTC, seconds optional.
+        assert_eq!(parse_time("2025-11-26T14:02:06"), Some(1_764_165_726_000));
+        assert_eq!(parse_time("2025-11-26 14:02"), Some(1_764_165_720_000));
+        assert_eq!(parse_time("2025-11-26T14:0"), None);
         assert_eq!(parse_time("yesterday"), None);
     }
 }

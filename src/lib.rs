@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod app;
 pub mod audit;
+pub mod audit_page;
 pub mod auth;
 pub mod claim;
 pub mod config;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a problem came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -23,7 +23,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Firing,
@@ -52,20 +52,35 @@ pub struct Problem {
     pub links: Links,
 }
 
-/// What Grafana's webhook links an alert to (each absent when empty or not sent).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What the sender links an alert to: the alert rule's `generatorURL` (Alertmanager
+/// and Grafana) and Grafana's rule, dashboard and panel (each absent when empty or not
+/// sent). Kept in the audit too, so the audit page can link them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
-    #[serde(rename = "ruleUID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "generatorURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub generator_url: Option<String>,
+    #[serde(rename = "ruleUID", default, skip_serializing_if = "Option::is_none")]
     pub rule_uid: Option<String>,
-    #[serde(rename = "dashboardURL", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dashboardURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dashboard_url: Option<String>,
-    #[serde(rename = "panelURL", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "panelURL", default, skip_serializing_if = "Option::is_none")]
     pub panel_url: Option<String>,
 }
 
 impl Links {
     pub fn is_empty(&self) -> bool {
-        self.rule_uid.is_none() && self.dashboard_url.is_none() && self.panel_url.is_none()
+        self.generator_url.is_none()
+            && self.rule_uid.is_none()
+            && self.dashboard_url.is_none()
+            && self.panel_url.is_none()
     }
 }
 

@@ -47,9 +47,12 @@ pub struct ProblemReport {
     /// For repeats: when (and in which audited delivery) this occurrence was first handled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_handled: Option<FirstHandled>,
-    /// Grafana's links for the alert (ruleUID, dashboardURL, panelURL).
+    /// The sender's links for the alert (generatorURL, ruleUID, dashboardURL, panelURL).
     #[serde(skip_serializing_if = "crate::problem::Links::is_empty")]
     pub links: crate::problem::Links,
+    /// The alert's `summary` annotation: the audit page's reason for a decision.
+    #[serde(skip)]
+    pub summary: Option<String>,
     pub actions: Vec<ActionReport>,
 }
 

@@ -718,5 +718,29 @@ fn the_report_and_the_audit_carry_the_notification_reason_and_grafana_links() {
         links["panelURL"],
         "https://grafana.example/d/checkout-slo?orgId=1&viewPanel=4"
     );
-    assert!(report["problems"][1].get("links").is_none(), "{report}");
+    // The second alert's empty Grafana links are dropped; its generatorURL is kept.
+    assert_eq!(
+        report["problems"][1]["links"],
+        serde_json::json!({
+            "generatorURL": "https://grafana.example/alerting/grafana/be7qz1yv3kzk0e/view?orgId=1"
+        }),
+        "{report}"
+    );
+    // The audit keeps them on decisions (for the audit page), not on bookkeeping.
+    let audit = r.audit("");
+    assert!(
+        audit
+            .iter()
+            .filter(|e| e["event"] != "received" && e["event"] != "matched")
+            .all(|e| e["links"]["generatorURL"].as_str().is_some()),
+        "{audit:?}"
+    );
+    assert!(audit
+        .iter()
+        .filter(|e| e["event"] == "received")
+        .all(|e| e.get("links").is_none()));
+    assert!(audit
+        .iter()
+        .any(|e| e["links"]["panelURL"]
+            == "https://grafana.example/d/checkout-slo?orgId=1&viewPanel=4"));
 }

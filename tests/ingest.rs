@@ -351,7 +351,13 @@ fn alertmanager_0_34_notification_reason_is_kept_and_route_labels_ignored() {
         Some("repeat interval elapsed")
     );
     assert_eq!(got.problems.len(), 1);
-    assert!(got.problems[0].links.is_empty());
+    // Alertmanager links the alert's source (Prometheus's expression), nothing else.
+    let l = &got.problems[0].links;
+    assert_eq!(
+        l.generator_url.as_deref(),
+        Some("http://prometheus:9090/graph?g0.expr=job%3Aerror_ratio%3Arate5m+%3E+0.1&g0.tab=1")
+    );
+    assert!(l.rule_uid.is_none() && l.dashboard_url.is_none() && l.panel_url.is_none());
     // 0.25's payload carries none.
     assert_eq!(ingest(None, FIRING).unwrap().notification_reason, None);
 }
@@ -372,11 +378,12 @@ fn grafana_links_are_kept_per_alert_and_empty_ones_dropped() {
         l.panel_url.as_deref(),
         Some("https://grafana.example/d/checkout-slo?orgId=1&viewPanel=4")
     );
+    let l1 = &got.problems[1].links;
     assert!(
-        got.problems[1].links.is_empty(),
-        "{:?}",
-        got.problems[1].links
+        l1.dashboard_url.is_none() && l1.panel_url.is_none(),
+        "empty ones dropped: {l1:?}"
     );
+    assert!(l1.generator_url.is_some(), "{l1:?}");
     assert_eq!(
         got.problems[0].summary.as_deref(),
         Some("Failure rate increase")

@@ -557,11 +557,28 @@ fn audit_holds_every_decision_newest_first_and_filters() {
         .header("accept", "text/html")
         .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"));
     let resp = remediator::app::handle(&r, req.body(vec![]).unwrap());
+    assert_eq!(
+        resp.headers()["content-security-policy"],
+        remediator::audit_page::CSP
+    );
     let html = String::from_utf8(resp.body().clone()).unwrap();
+    // One group for the Failure rate occurrence, one for DiskFull.
+    assert_eq!(html.matches("<section class=\"group").count(), 2, "{html}");
     assert!(
-        html.contains("<table>")
-            && html.contains("EnablePromotion")
-            && html.contains("class=\"acted\"")
+        html.contains("turned EnablePromotion off in production: Failure rate increase")
+            && html.contains("reverted: EnablePromotion back on")
+            && html.contains("data-event=\"already_handled\""),
+        "{html}"
+    );
+    // The JSON API takes the outcome filter too.
+    let acted = r.audit("?outcome=acted");
+    assert_eq!(acted.len(), 1, "{acted:?}");
+    assert_eq!(acted[0]["event"], "acted");
+    assert_eq!(acted[0]["status"], "firing");
+    // An empty parameter (a submitted form's blank field) means any.
+    assert_eq!(
+        r.audit("?rule=&flag=&outcome=&since=&until=").len(),
+        all.len()
     );
     // Guarded like the webhooks.
     assert_eq!(r.request(http::Request::get("/audit"), b"").0, 401);

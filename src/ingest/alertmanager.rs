@@ -33,6 +33,8 @@ struct Alert {
     starts_at: Option<String>,
     #[serde(default)]
     fingerprint: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: Option<String>,
     // Grafana's links.
     #[serde(default, rename = "ruleUID")]
     rule_uid: Option<String>,
@@ -129,6 +131,10 @@ fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
         starts_at: a.starts_at,
         fingerprint,
         links: Links {
+            generator_url: a
+                .generator_url
+                .filter(|s| !s.is_empty())
+                .map(|s| clip(&s, 2000)),
             rule_uid: a.rule_uid.filter(|s| !s.is_empty()).map(|s| clip(&s, 100)),
             dashboard_url: a
                 .dashboard_url

@@ -191,6 +191,8 @@ impl Delivery<'_> {
     ) {
         let at_ms = self.p.now_ms();
         let cfg = self.cfg;
+        // Bookkeeping entries leave the links and summary to the decision that follows.
+        let decision = !matches!(event, Event::Received | Event::Matched);
         self.audit.push(audit::Entry {
             delivery: self.id,
             at: audit::rfc3339(at_ms),
@@ -204,6 +206,17 @@ impl Delivery<'_> {
             detail: detail.map(|d| clip(&cfg.redact(&d), 1000)),
             dry_run,
             notification_reason: self.notification_reason.clone(),
+            status: Some(report.status),
+            summary: report
+                .summary
+                .as_deref()
+                .filter(|_| decision)
+                .map(|s| clip(&cfg.redact(s), 300)),
+            links: if decision {
+                report.links.clone()
+            } else {
+                Default::default()
+            },
         });
     }
 
@@ -432,6 +445,7 @@ fn new_report(problem: &Problem) -> ProblemReport {
         detail: None,
         first_handled: None,
         links: problem.links.clone(),
+        summary: problem.summary.clone(),
         actions: vec![],
     }
 }
