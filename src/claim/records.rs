@@ -220,3 +220,42 @@ impl RuleHistory {
         self.expires_ms = expires_ms;
     }
 }
+
+/// What a blast-radius budget counts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    Project(String),
+    Scaling,
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bucket::Project(p) => write!(f, "project {p}"),
+            Bucket::Scaling => f.write_str("scaling"),
+        }
+    }
+}
+
+/// Per budget bucket: the changes admitted in the window, each with the id of what
+/// it changes (occurrence, step, setting), so that re-sending the same change (a
+/// retry, a takeover after a crash) is admitted again without counting again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// (admitted at, change id), oldest first; only the window's.
+    pub changes: Vec<(i64, String)>,
+    #[serde(default)]
+    pub expires_ms: i64,
+}
+
+impl Budget {
+    /// Changes admitted after `since_ms`.
+    pub fn since(&self, since_ms: i64) -> usize {
+        self.changes.iter().filter(|(t, _)| *t > since_ms).count()
+    }
+
+    /// Whether change `id` was admitted after `since_ms`.
+    pub fn has(&self, id: &str, since_ms: i64) -> bool {
+        self.changes.iter().any(|(t, i)| *t > since_ms && i == id)
+    }
+}

@@ -11,7 +11,8 @@ use crate::actions::ActionError;
 use crate::audit::{self, Event};
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{
-    self, legacy, ActionState, Lease, Occurrence, Phase, RuleHistory, Setting, StoredAction, Taken,
+    self, legacy, ActionState, Bucket, Budget, Lease, Occurrence, Phase, RuleHistory, Setting,
+    StoredAction, Taken,
 };
 use crate::config::{clip, Config};
 use crate::plan::{self, Decision};
@@ -851,6 +852,7 @@ fn act(
     why: String,
 ) -> ProblemReport {
     let mut failed = false;
+    let mut exhausted: Option<String> = None;
     let mut write_error = None;
     let verify = rule.policy.verify.unwrap_or(d.cfg.unleash_verify);
     for i in 0..rec.actions.len() {
@@ -858,12 +860,43 @@ fn act(
             continue;
         }
         let a = rec.actions[i].clone();
-        let (result, verified) = match &a.taken {
+        let id = change_id(key, &a);
+        let sent = match &a.taken {
             Taken::Flag { .. } | Taken::Rollout { .. } => {
-                flags::hold_and_set(d, key, &a.taken, verify)
+                flags::hold_and_set(d, key, &a.taken, verify, &id)
             }
-            Taken::Scale { value, .. } => {
-                (send_scale(d, &rec, problem, a.step, value, "act"), None)
+            Taken::Scale { value, .. } => match admit_change(d, &Bucket::Scaling, &id) {
+                Admitted::Yes => {
+                    Sent::Sent(send_scale(d, &rec, problem, a.step, value, "act"), None)
+                }
+                Admitted::Exhausted(why) => Sent::Exhausted(why),
+                Admitted::Error(e) => Sent::Sent(Err(e), None),
+            },
+        };
+        let (result, verified) = match sent {
+            Sent::Sent(result, verified) => (result, verified),
+            Sent::Exhausted(why) => {
+                // Nothing sent, nothing recorded: the action stays pending, and the
+                // next delivery of this occurrence sends it once the window allows.
+                d.p.log(&format!("remediator: WARNING {why}"));
+                let target = target_of(&a.taken);
+                d.note(
+                    &report,
+                    Event::BudgetExhausted,
+                    Some(target.clone()),
+                    Some(why.clone()),
+                    false,
+                );
+                report.actions.push(ActionReport {
+                    target,
+                    outcome: ActionOutcome::Skipped,
+                    detail: Some(why.clone()),
+                    error: None,
+                    retryable: None,
+                    verified: None,
+                });
+                exhausted.get_or_insert(why);
+                continue;
             }
         };
         match &result {
@@ -883,7 +916,8 @@ fn act(
     }
     let now = d.p.now_ms();
     rec.lease = None;
-    if failed {
+    if failed || exhausted.is_some() {
+        // What the budget held back is retried like a failure, without a 5xx.
         rec.phase = Phase::Failed;
     } else {
         rec.phase = Phase::Done;
@@ -896,7 +930,10 @@ fn act(
             rec.next_step = steps.iter().max().map_or(rec.next_step, |i| i + 1);
         }
     }
-    let mut detail = why;
+    let mut detail = match &exhausted {
+        Some(e) => format!("{e}; {why}"),
+        None => why,
+    };
     if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
         write_error = Some(e);
     }
@@ -913,11 +950,100 @@ fn act(
         .any(|a| a.outcome == ActionOutcome::Failed);
     report.outcome = if any_failed {
         ProblemOutcome::Failed
+    } else if exhausted.is_some() {
+        ProblemOutcome::BudgetExhausted
     } else {
         ProblemOutcome::Acted
     };
     report.detail = Some(detail);
     report
+}
+
+/// What sending one action came to.
+pub(super) enum Sent {
+    /// Sent (or not needed), with its result and read-back.
+    Sent(Result<String, ActionError>, Option<bool>),
+    /// The blast-radius budget held it back: nothing was sent.
+    Exhausted(String),
+}
+
+/// What the blast-radius budget said.
+pub(super) enum Admitted {
+    Yes,
+    Exhausted(String),
+    Error(ActionError),
+}
+
+/// The id a change is counted under: the same for every re-send of one step of one
+/// occurrence (a retry, a takeover), so that re-sending it never counts twice.
+fn change_id(okey: &str, a: &StoredAction) -> String {
+    let taken = serde_json::to_string(&a.taken).unwrap_or_default();
+    let mut id = crate::state::hash(&[okey, &a.step.to_string(), &taken]);
+    id.truncate(16);
+    id
+}
+
+/// `1h`, `10m`, `1h30m`, `45s`, `500ms`: how a window reads in messages.
+fn window_text(ms: i64) -> String {
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if rest >= per {
+            out.push_str(&format!("{}{unit}", rest / per));
+            rest %= per;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// Count one forward change against its bucket's blast-radius budget, exactly: the
+/// check and the count are one swap on the bucket's cell, as for the circuit
+/// breaker. No budget configured: no key-value call at all.
+pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: &str) -> Admitted {
+    let Some((max, window)) = d.rules.max_changes.or(d.cfg.max_changes) else {
+        return Admitted::Yes;
+    };
+    let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+    let now = d.p.now_ms();
+    let since = now.saturating_sub(window_ms);
+    let key = claim::budget_key(bucket);
+    let answer = d.update_cell(&key, |b: Option<&Budget>| {
+        let b = b.cloned().unwrap_or_default();
+        if b.has(id, since) {
+            return Change::Keep(None);
+        }
+        let recent = b.since(since);
+        if recent >= max as usize {
+            let w = window_text(window_ms);
+            return Change::Keep(Some(format!(
+                "blast-radius budget exhausted: {recent} changes in {bucket} in the last {w} (max_changes: {max} per {w}); nothing more is changed there until the window frees up"
+            )));
+        }
+        let mut n = b;
+        n.changes.retain(|(t, _)| *t > since);
+        n.changes.push((now, id.to_string()));
+        n.expires_ms = now
+            .saturating_add(window_ms)
+            .saturating_add(claim::RETENTION_MS);
+        Change::Write(n, None)
+    });
+    match answer {
+        Ok((None, _)) => Admitted::Yes,
+        Ok((Some(why), _)) => Admitted::Exhausted(why),
+        Err(e) => Admitted::Error(ActionError {
+            message: format!("blast-radius budget of {bucket}: {e}"),
+            retryable: matches!(e, CellError::Kv(_)),
+        }),
+    }
 }
 
 fn send_scale(
