@@ -1007,7 +1007,10 @@ fn window_text(ms: i64) -> String {
 
 /// Count one forward change against its bucket's blast-radius budget, exactly: the
 /// check and the count are one swap on the bucket's cell, as for the circuit
-/// breaker. No budget configured: no key-value call at all.
+/// breaker, made before the change is sent. No budget configured: no key-value call
+/// at all. A re-send of the same change (a retry, a takeover after a crash) counts
+/// once; its entry moves to the re-send's time, so that a change admitted long ago by
+/// a delivery that died before sending is not sent later under that old count.
 pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: &str) -> Admitted {
     let Some((max, window)) = d.rules.max_changes.or(d.cfg.max_changes) else {
         return Admitted::Yes;
@@ -1018,18 +1021,18 @@ pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: &str) -> Admit
     let key = claim::budget_key(bucket);
     let answer = d.update_cell(&key, |b: Option<&Budget>| {
         let b = b.cloned().unwrap_or_default();
-        if b.has(id, since) {
-            return Change::Keep(None);
-        }
+        // A re-send of a change admitted within the window is not counted again, but
+        // its time moves to now: counted from admission to send, never longer.
+        let resend = b.has(id, since);
         let recent = b.since(since);
-        if recent >= max as usize {
+        if recent >= max as usize && !resend {
             let w = window_text(window_ms);
             return Change::Keep(Some(format!(
                 "blast-radius budget exhausted: {recent} changes in {bucket} in the last {w} (max_changes: {max} per {w}); nothing more is changed there until the window frees up"
             )));
         }
         let mut n = b;
-        n.changes.retain(|(t, _)| *t > since);
+        n.changes.retain(|(t, i)| *t > since && i != id);
         n.changes.push((now, id.to_string()));
         n.expires_ms = now
             .saturating_add(window_ms)

@@ -136,6 +136,7 @@ impl Recorder {
             ("outbound_budget_ms", "8000"),
             ("max_clock_skew_ms", "5000"),
             ("unleash_verify", "false"),
+            ("max_changes", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
