@@ -298,6 +298,12 @@ fn rules_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
             &json!({
                 "source": e.source, "version": e.version, "fetched_at": e.fetched_at,
                 "warning": e.warning, "format": e.rules.format,
+                // The blast-radius budget in force: the file's wins over the variable's.
+                "max_changes": match (e.rules.max_changes, cfg.max_changes) {
+                    (Some((n, w)), _) => json!({"changes": n, "window_ms": w.as_millis() as u64, "from": "rules file"}),
+                    (None, Some((n, w))) => json!({"changes": n, "window_ms": w.as_millis() as u64, "from": "variable max_changes"}),
+                    (None, None) => serde_json::Value::Null,
+                },
                 "rules": e.rules.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
                 "text": e.text,
             }),

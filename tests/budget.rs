@@ -418,6 +418,14 @@ fn the_variable_applies_when_the_file_sets_no_budget_and_the_file_wins_over_it()
     }
     let r = recorder(Some("1 per 1h"));
     r.set_var("max_changes", "5 per 1h");
+    let (_, shown) = r.request(
+        http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
+        b"",
+    );
+    assert_eq!(
+        shown["max_changes"],
+        serde_json::json!({"changes": 1, "window_ms": 3_600_000, "from": "rules file"})
+    );
     r.post("/", &alert("firing", "HighFailureRate", "a"));
     let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
