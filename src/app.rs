@@ -300,9 +300,9 @@ fn rules_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
                 "warning": e.warning, "format": e.rules.format,
                 // The blast-radius budget in force: the file's wins over the variable's.
                 "max_changes": match (e.rules.max_changes, cfg.max_changes) {
-                    (Some((n, w)), _) => json!({"changes": n, "window_ms": w.as_millis() as u64, "from": "rules file"}),
-                    (None, Some((n, w))) => json!({"changes": n, "window_ms": w.as_millis() as u64, "from": "variable max_changes"}),
-                    (None, None) => serde_json::Value::Null,
+                    (Some((n, w)), _) => Some(format!("{n} per {}ms (rules file)", w.as_millis())),
+                    (None, Some((n, w))) => Some(format!("{n} per {}ms (variable max_changes)", w.as_millis())),
+                    (None, None) => None,
                 },
                 "rules": e.rules.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
                 "text": e.text,

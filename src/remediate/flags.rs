@@ -214,7 +214,7 @@ pub(super) fn hold_and_set(
     okey: &str,
     t: &Taken,
     verify: bool,
-    change_id: &str,
+    change_id: i64,
 ) -> Sent {
     let lever = match Lever::of(t) {
         Ok(l) => l,
@@ -226,11 +226,14 @@ pub(super) fn hold_and_set(
         .flags_set
         .iter()
         .any(|(k, v, by)| *k == key && *v == desired && by != okey);
+    let admit = |d: &mut Delivery| match admit_change(d, &bucket, change_id) {
+        Admitted::Yes => None,
+        Admitted::Exhausted(why) => Some(Sent::Exhausted(why)),
+        Admitted::Error(e) => Some(Sent::Sent(Err(e), None)),
+    };
     if !coalescing {
-        match admit_change(d, &bucket, change_id) {
-            Admitted::Yes => {}
-            Admitted::Exhausted(why) => return Sent::Exhausted(why),
-            Admitted::Error(e) => return Sent::Sent(Err(e), None),
+        if let Some(refused) = admit(d) {
+            return refused;
         }
     }
     match hold(d, okey, &lever) {
@@ -243,10 +246,8 @@ pub(super) fn hold_and_set(
                 // The other alert's occurrence let go meanwhile: this is a change.
                 // (Held back now, this occurrence holds the flag without having
                 // changed it, as after a failed send; rare: a restore in between.)
-                match admit_change(d, &bucket, change_id) {
-                    Admitted::Yes => {}
-                    Admitted::Exhausted(why) => return Sent::Exhausted(why),
-                    Admitted::Error(e) => return Sent::Sent(Err(e), None),
+                if let Some(refused) = admit(d) {
+                    return refused;
                 }
             }
             if already {

@@ -11,7 +11,7 @@ use crate::actions::ActionError;
 use crate::audit::{self, Event};
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{
-    self, legacy, ActionState, Bucket, Budget, Lease, Occurrence, Phase, RuleHistory, Setting,
+    self, legacy, ActionState, Bucket, Lease, Occurrence, Phase, RuleHistory, Setting,
     StoredAction, Taken,
 };
 use crate::config::{clip, Config};
@@ -138,7 +138,7 @@ impl Delivery<'_> {
     fn update_cell<T, R>(
         &mut self,
         key: &str,
-        f: impl FnMut(Option<&T>) -> Change<T, R>,
+        mut f: impl FnMut(Option<&T>) -> Change<T, R>,
     ) -> Result<(R, bool), CellError>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
@@ -148,11 +148,11 @@ impl Delivery<'_> {
         cell::update(
             p,
             key,
-            || {
+            &mut || {
                 *seq += 1;
                 ticket(id, *seq)
             },
-            f,
+            &mut f,
         )
     }
 
@@ -246,7 +246,7 @@ impl Delivery<'_> {
                 );
                 ActionReport {
                     target,
-                    outcome: if event_ok == Event::RevertSkipped {
+                    outcome: if matches!(event_ok, Event::RevertSkipped | Event::BudgetExhausted) {
                         ActionOutcome::Skipped
                     } else {
                         ActionOutcome::Done
@@ -863,9 +863,9 @@ fn act(
         let id = change_id(key, &a);
         let sent = match &a.taken {
             Taken::Flag { .. } | Taken::Rollout { .. } => {
-                flags::hold_and_set(d, key, &a.taken, verify, &id)
+                flags::hold_and_set(d, key, &a.taken, verify, id)
             }
-            Taken::Scale { value, .. } => match admit_change(d, &Bucket::Scaling, &id) {
+            Taken::Scale { value, .. } => match admit_change(d, &Bucket::Scaling, id) {
                 Admitted::Yes => {
                     Sent::Sent(send_scale(d, &rec, problem, a.step, value, "act"), None)
                 }
@@ -879,22 +879,12 @@ fn act(
                 // Nothing sent, nothing recorded: the action stays pending, and the
                 // next delivery of this occurrence sends it once the window allows.
                 d.p.log(&format!("remediator: WARNING {why}"));
-                let target = target_of(&a.taken);
-                d.note(
-                    &report,
+                d.action(
+                    &mut report,
+                    target_of(&a.taken),
+                    Ok(why.clone()),
                     Event::BudgetExhausted,
-                    Some(target.clone()),
-                    Some(why.clone()),
-                    false,
                 );
-                report.actions.push(ActionReport {
-                    target,
-                    outcome: ActionOutcome::Skipped,
-                    detail: Some(why.clone()),
-                    error: None,
-                    retryable: None,
-                    verified: None,
-                });
                 exhausted.get_or_insert(why);
                 continue;
             }
@@ -976,11 +966,10 @@ pub(super) enum Admitted {
 
 /// The id a change is counted under: the same for every re-send of one step of one
 /// occurrence (a retry, a takeover), so that re-sending it never counts twice.
-fn change_id(okey: &str, a: &StoredAction) -> String {
-    let taken = serde_json::to_string(&a.taken).unwrap_or_default();
-    let mut id = crate::state::hash(&[okey, &a.step.to_string(), &taken]);
-    id.truncate(16);
-    id
+fn change_id(okey: &str, a: &StoredAction) -> i64 {
+    // The step names the action within its occurrence (a ladder's steps differ).
+    let h = crate::state::hash(&[okey, &a.step.to_string()]);
+    i64::from_str_radix(&h[..15], 16).unwrap_or(0)
 }
 
 /// `1h`, `10m`, `1h30m`, `45s`, `500ms`: how a window reads in messages.
@@ -1011,7 +1000,7 @@ fn window_text(ms: i64) -> String {
 /// at all. A re-send of the same change (a retry, a takeover after a crash) counts
 /// once; its entry moves to the re-send's time, so that a change admitted long ago by
 /// a delivery that died before sending is not sent later under that old count.
-pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: &str) -> Admitted {
+pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: i64) -> Admitted {
     let Some((max, window)) = d.rules.max_changes.or(d.cfg.max_changes) else {
         return Admitted::Yes;
     };
@@ -1019,29 +1008,32 @@ pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: &str) -> Admit
     let now = d.p.now_ms();
     let since = now.saturating_sub(window_ms);
     let key = claim::budget_key(bucket);
-    let answer = d.update_cell(&key, |b: Option<&Budget>| {
-        let b = b.cloned().unwrap_or_default();
+    let answer = d.update_cell(&key, |b: Option<&RuleHistory>| {
+        let mut b = b.cloned().unwrap_or_default();
         // A re-send of a change admitted within the window is not counted again, but
         // its time moves to now: counted from admission to send, never longer.
         let resend = b.has(id, since);
-        let recent = b.since(since);
+        let recent = b.actions_since(since);
         if recent >= max as usize && !resend {
             let w = window_text(window_ms);
-            return Change::Keep(Some(format!(
-                "blast-radius budget exhausted: {recent} changes in {bucket} in the last {w} (max_changes: {max} per {w}); nothing more is changed there until the window frees up"
-            )));
+            // (The breaker's answer type: one copy of the cell code for both.)
+            return Change::Keep(Err(Decision::Skip {
+                why: format!(
+                    "blast-radius budget exhausted: {recent} changes in {bucket} in the last {w} (max_changes: {max} per {w}); nothing more is changed there until the window frees up"
+                ),
+                circuit_open: false,
+            }));
         }
-        let mut n = b;
-        n.changes.retain(|(t, i)| *t > since && i != id);
-        n.changes.push((now, id.to_string()));
-        n.expires_ms = now
+        let expires = now
             .saturating_add(window_ms)
             .saturating_add(claim::RETENTION_MS);
-        Change::Write(n, None)
+        b.admit(id, now, since, expires);
+        Change::Write(b, Ok(()))
     });
     match answer {
-        Ok((None, _)) => Admitted::Yes,
-        Ok((Some(why), _)) => Admitted::Exhausted(why),
+        Ok((Ok(()), _)) => Admitted::Yes,
+        Ok((Err(Decision::Skip { why, .. }), _)) => Admitted::Exhausted(why),
+        Ok((Err(_), _)) => unreachable!("the budget only says no with a reason"),
         Err(e) => Admitted::Error(ActionError {
             message: format!("blast-radius budget of {bucket}: {e}"),
             retryable: matches!(e, CellError::Kv(_)),
