@@ -422,7 +422,7 @@ fn the_variable_applies_when_the_file_sets_no_budget_and_the_file_wins_over_it()
         http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
         b"",
     );
-    assert_eq!(shown["max_changes"], "1 per 3600000ms (rules file)");
+    assert_eq!(shown["max_changes"], "1 per 1h (rules file)");
     r.post("/", &alert("firing", "HighFailureRate", "a"));
     let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(outcomes(&b), vec!["budget_exhausted"]);

@@ -973,7 +973,7 @@ fn change_id(okey: &str, a: &StoredAction) -> i64 {
 }
 
 /// `1h`, `10m`, `1h30m`, `45s`, `500ms`: how a window reads in messages.
-fn window_text(ms: i64) -> String {
+pub fn window_text(ms: i64) -> String {
     let mut out = String::new();
     let mut rest = ms;
     for (unit, per) in [
