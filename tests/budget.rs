@@ -479,3 +479,69 @@ fn without_a_budget_nothing_extra_is_written_and_with_one_a_change_costs_three_w
     assert_eq!(with1 - none1, 3, "first change of the bucket");
     assert_eq!(with2 - none2, 3, "a later change");
 }
+
+const LADDER: &str = r#"apiVersion: remediator/v1
+defaults:
+  max_changes: 1 per 1h
+rules:
+  - name: ladder
+    match: {title: SlowResponses}
+    escalate_after: 2m
+    actions:
+      - {flag: EnableItemCache, state: on}
+      - {flag: EnablePromotion, state: off}
+      - {flag: EnableRecommendations, state: off}
+"#;
+
+#[test]
+fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() {
+    let r = recorder(None);
+    r.set_rules(LADDER);
+    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
+    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    r.advance(3 * 60_000);
+    let (status, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
+    assert_eq!(
+        (status, outcomes(&a)),
+        (200, vec!["budget_exhausted".to_string()]),
+        "{a}"
+    );
+    assert_eq!(changes(&r), vec![on("default", "EnableItemCache")]);
+    r.advance(HOUR_MS);
+    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
+    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    assert_eq!(
+        changes(&r),
+        vec![
+            on("default", "EnableItemCache"),
+            off("default", "EnablePromotion")
+        ]
+    );
+    // The next repeat runs step 3 (held back: step 2 filled the window), not step 2 again.
+    r.advance(3 * 60_000);
+    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
+    assert_eq!(outcomes(&a), vec!["budget_exhausted"], "{a}");
+    assert_eq!(
+        a["problems"][0]["actions"][0]["flag"], "EnableRecommendations",
+        "{a}"
+    );
+    r.advance(HOUR_MS);
+    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
+    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    assert_eq!(
+        changes(&r),
+        vec![
+            on("default", "EnableItemCache"),
+            off("default", "EnablePromotion"),
+            off("default", "EnableRecommendations")
+        ]
+    );
+    r.advance(3 * 60_000);
+    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
+    assert_eq!(
+        outcomes(&a),
+        vec!["already_handled"],
+        "ladder exhausted: {a}"
+    );
+    assert_eq!(changes(&r).len(), 3);
+}

@@ -917,7 +917,13 @@ fn act(
         rec.first_handled_ms.get_or_insert(now);
         rec.first_audit.get_or_insert(d.id);
         if rule.policy.escalate_after.is_some() {
-            rec.next_step = steps.iter().max().map_or(rec.next_step, |i| i + 1);
+            // Past every step taken, also one a retry completed (a failure, or the
+            // budget held it back): the next repeat runs the next step, not that one.
+            let past = rec.actions.iter().map(|a| a.step + 1).max().unwrap_or(0);
+            if past > rec.next_step {
+                rec.next_step = past;
+                rec.last_step_ms = Some(now);
+            }
         }
     }
     let mut detail = match &exhausted {
