@@ -322,6 +322,13 @@ fn rules_handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> 
             &json!({
                 "source": e.source, "version": e.version, "fetched_at": e.fetched_at,
                 "warning": e.warning, "format": e.rules.format,
+                // The blast-radius budget in force: the file's wins over the variable's.
+                "max_changes": e.rules.max_changes.map(|b| (b, "rules file"))
+                    .or(cfg.max_changes.map(|b| (b, "variable max_changes")))
+                    .map(|((n, w), from)| format!(
+                        "{n} per {} ({from})",
+                        crate::remediate::window_text(w.as_millis().min(i64::MAX as u128) as i64)
+                    )),
                 "rules": e.rules.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
                 "text": e.text,
             }),

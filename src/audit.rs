@@ -25,6 +25,8 @@ pub enum Event {
     Matched,
     Skipped,
     CircuitOpen,
+    /// A change held back by the blast-radius budget.
+    BudgetExhausted,
     AlreadyHandled,
     InProgress,
     DryRun,

@@ -35,11 +35,12 @@ pub struct Query {
 }
 
 /// Outcomes offered in the filter's list (any other value given is kept as well).
-const OUTCOMES: [&str; 11] = [
+const OUTCOMES: [&str; 12] = [
     "acted",
     "reverted",
     "failed",
     "circuit_open",
+    "budget_exhausted",
     "skipped",
     "already_handled",
     "revert_skipped",
@@ -208,7 +209,7 @@ fn tone(event: &str) -> &'static str {
     match event {
         "acted" | "reverted" => "ok",
         "failed" | "error" | "circuit_open" => "bad",
-        "skipped" | "revert_skipped" | "in_progress" | "dry_run" => "warn",
+        "skipped" | "revert_skipped" | "in_progress" | "dry_run" | "budget_exhausted" => "warn",
         "already_handled" | "no_matching_rule" | "received" | "matched" | "resolved" => "quiet",
         _ => "other",
     }
@@ -825,12 +826,13 @@ mod tests {
     #[test]
     fn unknown_events_render_generically() {
         // A newer version's event this build's page has no sentence for: any variant
-        // without one falls to the generic arm (`budget_exhausted`, notify results).
+        // without one falls to the generic arm.
         let mut e = entry(1, T0, Event::RevertSkipped, "am/fp/s");
         e.action = None;
         e.detail = Some("kept".into());
         assert_eq!(sentence(&e, None, NOW), "revert skipped: kept");
-        assert_eq!(tone("budget_exhausted"), "other");
+        assert_eq!(tone("quarantined"), "other");
+        assert_eq!(tone("budget_exhausted"), "warn");
         let mut u = entry(1, T0, Event::Unknown, "am/fp/s");
         u.detail = Some("max_changes reached".into());
         u.action = flag(false);

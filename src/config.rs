@@ -82,6 +82,8 @@ pub struct Config {
     pub unleash_verify: bool,
     /// Bearer credential for `GET /metrics`; empty: open, as Prometheus targets usually are.
     pub metrics_token: Secret,
+    /// The blast-radius budget (`N per D`) when the rules file gives none.
+    pub max_changes: Option<(u32, Duration)>,
 }
 
 impl Config {
@@ -191,6 +193,13 @@ impl Config {
             unleash_verify: flag("unleash_verify")?,
             // Only compared, never sent: any value will do.
             metrics_token: Secret::new(get("metrics_token")?),
+            max_changes: match get("max_changes")?.as_str() {
+                "" => None,
+                v => Some(crate::rules::own::parse_max_changes(
+                    "variable max_changes",
+                    v,
+                )?),
+            },
         })
     }
 }
@@ -382,6 +391,7 @@ pub(crate) mod tests {
             ("max_clock_skew_ms", "5000"),
             ("unleash_verify", "false"),
             ("metrics_token", ""),
+            ("max_changes", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -406,6 +416,10 @@ pub(crate) mod tests {
             (("unleash_url", "ftp://x"), "variable unleash_url"),
             (("dry_run", "maybe"), "variable dry_run"),
             (("outbound_timeout_ms", "0"), "variable outbound_timeout_ms"),
+            (("max_changes", "20/h"), "variable max_changes"),
+            (("max_changes", "0 per 1h"), "variable max_changes"),
+            (("max_changes", "20 per soon"), "variable max_changes"),
+            (("max_changes", "5000 per 1h"), "variable max_changes"),
             (
                 ("unleash_environment", "prod/../x"),
                 "variable unleash_environment",
@@ -414,6 +428,13 @@ pub(crate) mod tests {
             let err = Config::load(vars(&[over])).unwrap_err();
             assert!(err.contains(needle), "{over:?}: {err}");
         }
+    }
+
+    #[test]
+    fn max_changes_is_optional_and_parsed() {
+        assert_eq!(Config::load(vars(&[])).unwrap().max_changes, None);
+        let c = Config::load(vars(&[("max_changes", " 20 per 1h\n")])).unwrap();
+        assert_eq!(c.max_changes, Some((20, Duration::from_secs(3600))));
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub enum ProblemOutcome {
     Skipped,
     /// The rule's circuit breaker is open: it acted too often.
     CircuitOpen,
+    /// The blast-radius budget (`max_changes`) held back at least one change;
+    /// nothing more is changed in that project until its window frees up.
+    BudgetExhausted,
     /// Another delivery is acting on this occurrence right now.
     InProgress,
     /// Resolved, and what remediator changed has been undone.

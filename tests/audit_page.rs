@@ -129,9 +129,9 @@ fn an_event_from_a_newer_version_still_reads_and_renders_generically() {
     // and a field it does not know).
     let batch = serde_json::json!([{
         "delivery": 1, "at": "2025-11-26T14:02:06.000Z", "at_ms": 1_764_165_726_000i64,
-        "event": "budget_exhausted", "occurrence": "alertmanager/fp/s", "title": "HighFailureRate",
-        "rule": "Failure rate increase", "detail": "max_changes 5 per 1h reached in project default",
-        "budget": {"count": 5},
+        "event": "quarantined", "occurrence": "alertmanager/fp/s", "title": "HighFailureRate",
+        "rule": "Failure rate increase", "detail": "held in quarantine by a newer replica",
+        "quarantine": {"count": 5},
     }]);
     r.kv.borrow_mut()
         .insert("audit/1".into(), serde_json::to_vec(&batch).unwrap());
@@ -142,7 +142,7 @@ fn an_event_from_a_newer_version_still_reads_and_renders_generically() {
     let (status, _, html) = page(&r, "");
     assert_eq!(status, 200);
     assert!(
-        html.contains("unknown: max_changes 5 per 1h reached in project default"),
+        html.contains("unknown: held in quarantine by a newer replica"),
         "{html}"
     );
     assert!(html.contains("data-event=\"unknown\""), "{html}");

@@ -405,6 +405,41 @@ fn escalation_ladder_advances_one_step_per_repeat_after_the_wait() {
 }
 
 #[test]
+fn a_ladder_step_completed_by_a_retry_is_not_run_again_on_the_next_repeat() {
+    let r = Recorder::new();
+    r.set_rules(LADDER);
+    r.post("/", &failure_rate("firing"));
+    r.advance(5 * 60_000);
+    // Step 2's scale call fails (503): Alertmanager retries, and the retry succeeds.
+    r.answer(|s| {
+        if s.url.ends_with("/scale") {
+            return respond(503, "busy");
+        }
+        respond(
+            200,
+            r#"{"environments":[{"name":"production","enabled":true}]}"#,
+        )
+    });
+    let (status, rep) = r.post("/", &failure_rate("firing"));
+    assert_eq!((status, outcome(&rep)), (502, "failed"), "{rep}");
+    r.answer_like_unleash();
+    r.advance(10_000);
+    let (status, rep) = r.post("/", &failure_rate("firing"));
+    assert_eq!((status, outcome(&rep)), (200, "acted"), "{rep}");
+    // The next repeat, 5m later, runs step 3, not step 2 again.
+    r.advance(5 * 60_000);
+    let (_, rep) = r.post("/", &failure_rate("firing"));
+    assert_eq!(rep["problems"][0]["actions"][0]["value"], "+2", "{rep}");
+    let bodies: Vec<_> = r
+        .posts()
+        .iter()
+        .filter(|s| s.url.ends_with("/scale"))
+        .map(|s| s.json()["value"].clone())
+        .collect();
+    assert_eq!(bodies, [json!("+1"), json!("+1"), json!("+2")]);
+}
+
+#[test]
 fn resolve_restores_the_flag_exactly_once() {
     let r = Recorder::new();
     r.post("/", &failure_rate("firing"));

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::sched::{run_schedule, GROUP_BIT, ROLLOUT_BIT};
+use crate::sched::{run_schedule, BUDGET_BIT, GROUP_BIT, ROLLOUT_BIT};
 use crate::world::Store;
 
-pub const FAMILIES: [&str; 7] = ["I1", "I2", "I3", "I4", "I5", "I6", "harness"];
+pub const FAMILIES: [&str; 8] = ["I1", "I2", "I3", "I4", "I5", "I6", "I7", "harness"];
 
 #[derive(Debug, Clone)]
 pub struct CampaignConfig {
@@ -22,6 +22,8 @@ pub struct CampaignConfig {
     pub examples: usize,
     /// Stop early after this much wall time (None: run all).
     pub time_limit: Option<Duration>,
+    /// Every schedule from the budget family ([`BUDGET_BIT`]).
+    pub budget_only: bool,
 }
 
 /// One example violation.
@@ -118,10 +120,16 @@ pub fn replay_command(seed: u64, store: Store) -> String {
 }
 
 /// The seed of schedule `i` of a campaign; every third one draws from the rollout
-/// family ([`ROLLOUT_BIT`]), every second one has Alertmanager send groups
-/// ([`GROUP_BIT`]).
+/// family ([`ROLLOUT_BIT`]), every fifth of the others from the budget family
+/// ([`BUDGET_BIT`]), every second one has Alertmanager send groups ([`GROUP_BIT`]).
 pub fn schedule_seed(campaign: u64, i: u64) -> u64 {
-    let family = if i % 3 == 2 { ROLLOUT_BIT } else { 0 };
+    let family = if i % 3 == 2 {
+        ROLLOUT_BIT
+    } else if i % 5 == 4 {
+        BUDGET_BIT
+    } else {
+        0
+    };
     let group = if i % 2 == 1 { GROUP_BIT } else { 0 };
     classic_seed(campaign, i) | family | group
 }
@@ -154,7 +162,11 @@ pub fn campaign(cfg: &CampaignConfig, progress: Option<&(dyn Fn(u64, u64) + Sync
                     break;
                 }
                 let (store, i) = work[k as usize];
-                let seed = schedule_seed(cfg.seed, i);
+                let seed = if cfg.budget_only {
+                    classic_seed(cfg.seed, i) | BUDGET_BIT | if i % 2 == 1 { GROUP_BIT } else { 0 }
+                } else {
+                    schedule_seed(cfg.seed, i)
+                };
                 let out = run_schedule(seed, store, false);
                 let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                 let p = s.per_store.entry(store.name()).or_default();

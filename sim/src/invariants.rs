@@ -47,6 +47,7 @@ pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
     out.extend(i4_policies(o));
     out.extend(i5_no_panics(o));
     out.extend(i6_keys_bounded(o));
+    out.extend(i7_budget(o));
     out.extend(o.harness.iter().map(|h| v("harness", h.clone())));
     (out, ambiguous + ambiguous_i3 + ambiguous_i3r)
 }
@@ -147,6 +148,7 @@ pub fn i2_liveness(o: &Observed) -> Vec<Violation> {
                     "already_handled",
                     "skipped",
                     "circuit_open",
+                    "budget_exhausted",
                     "no_matching_rule",
                     "ignored",
                 ];
@@ -722,7 +724,9 @@ pub fn i5_no_panics(o: &Observed) -> Vec<Violation> {
 /// a handful per occurrence and per rule. Growth over many simulated days is the
 /// separate growth mode's question.
 pub fn i6_keys_bounded(o: &Observed) -> Vec<Violation> {
-    let bound = o.deliveries.len() + 1 + 6 * o.scenario.occs.len() + 4 * 4 + 8;
+    // Budget cells: a lock word and a value per bucket (two projects and scaling).
+    let budget = if o.scenario.budget.is_some() { 6 } else { 0 };
+    let bound = o.deliveries.len() + 1 + 6 * o.scenario.occs.len() + 4 * 4 + 8 + budget;
     if o.keys > bound {
         vec![v(
             "I6",
@@ -736,4 +740,87 @@ pub fn i6_keys_bounded(o: &Observed) -> Vec<Violation> {
     } else {
         vec![]
     }
+}
+
+/// I7: the blast-radius budget. In every bucket (an Unleash project; scaling calls in
+/// their own), the forward changes remediator sent while processing a *firing* alert
+/// (restores come from resolves, and are never counted) number at most N in any window
+/// of length D, less the tolerance I4 uses (clock spread between replicas, plus one
+/// delivery's outbound budget between admitting a change and sending it, plus slack).
+/// A change is what one occurrence's step sets (occurrence, flag, value; a scale call's
+/// occurrence and value): a re-send of it (a retry, a takeover after a crash or a lost
+/// reply, an ambiguous send included) is the same change, counted once at its first
+/// sending, as remediator counts it once. Every request Unleash or the scaling receiver
+/// saw counts, applied or not, whatever it changed.
+pub fn i7_budget(o: &Observed) -> Vec<Violation> {
+    let Some((max, window)) = o.scenario.budget else {
+        return vec![];
+    };
+    // (bucket, change) -> first time it was seen.
+    let mut first: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut see = |bucket: String, change: String, at: i64| {
+        let e = first.entry((bucket, change)).or_insert(at);
+        *e = (*e).min(at);
+    };
+    for f in &o.flag_log {
+        if let Who::Remediator { task } = f.who {
+            let (occ, kind) = o.alert_of(task, f.alert);
+            if kind == Kind::Firing {
+                see(
+                    f.project.clone(),
+                    format!("{occ} {} {}", f.flag, f.to),
+                    f.at,
+                );
+            }
+        }
+    }
+    for r in &o.rollout_log {
+        if let Who::Remediator { task } = r.who {
+            let (occ, kind) = o.alert_of(task, r.alert);
+            if kind == Kind::Firing {
+                let change = format!("{occ} {} {} {}", r.flag, r.strategy, r.to);
+                see("default".into(), change, r.at);
+            }
+        }
+    }
+    for s in &o.scale_log {
+        if s.field("status") == "firing" {
+            let occ = o.alert_of(s.task, s.alert).0;
+            see(
+                "scaling".into(),
+                format!("{occ} {}", s.field("value")),
+                s.at,
+            );
+        }
+    }
+    let mut by_bucket: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for ((bucket, change), at) in first {
+        by_bucket.entry(bucket).or_default().push((at, change));
+    }
+    let spread =
+        o.scenario.skews.iter().max().unwrap_or(&0) - o.scenario.skews.iter().min().unwrap_or(&0);
+    let tol = spread + OUTBOUND_BUDGET_MS + 7_000;
+    let mut out = Vec::new();
+    for (bucket, mut changes) in by_bucket {
+        changes.sort();
+        if let Some(w) = changes
+            .windows(max + 1)
+            .find(|w| w[max].0 - w[0].0 < window - tol)
+        {
+            out.push(v(
+                "I7",
+                format!(
+                    "max_changes {max} per {} min broken in {bucket}: {} changes within {} ms: {}",
+                    window / 60_000,
+                    max + 1,
+                    w[max].0 - w[0].0,
+                    w.iter()
+                        .map(|(t, c)| format!("[{c}] at {} ms", ms(*t)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    out
 }

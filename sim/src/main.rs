@@ -15,6 +15,7 @@ const HELP: &str = "remediator-sim: deterministic concurrency and fault simulati
   --jobs N              worker threads (default 2)
   --examples N          example violations printed per invariant family and store (default 3)
   --time-limit S        stop starting schedules after S seconds of wall time
+  --budget-only         every schedule from the budget family (blast-radius budget, I7)
   --replay SEED         run exactly one schedule with a full trace (every platform call
                         per replica, in order) and print its violations (needs --store sqlite|redis)
   --growth-days D       growth mode: D simulated days, one replica, no faults
@@ -51,6 +52,7 @@ fn run() -> Result<bool, String> {
     let mut replay: Option<u64> = None;
     let mut growth_days: Option<u64> = None;
     let mut per_day = 1000u64;
+    let mut budget_only = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--schedules" => schedules = parse(&a, args.next())?,
@@ -61,6 +63,7 @@ fn run() -> Result<bool, String> {
             "--replay" => replay = Some(parse(&a, args.next())?),
             "--growth-days" => growth_days = Some(parse(&a, args.next())?),
             "--per-day" => per_day = parse(&a, args.next())?,
+            "--budget-only" => budget_only = true,
             "--store" => {
                 store_given = true;
                 stores = match args.next().as_deref() {
@@ -130,6 +133,7 @@ fn run() -> Result<bool, String> {
         jobs,
         examples,
         time_limit,
+        budget_only,
     };
     let every = (schedules * cfg.stores.len() as u64 / 20).max(1);
     let started = std::time::Instant::now();

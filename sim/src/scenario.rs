@@ -117,13 +117,53 @@ pub const GUARDED_MAX: usize = 2;
 pub const GUARDED_WINDOW_MS: i64 = 30 * 60_000;
 
 /// Unleash flags at the start: (flag, enabled in production).
-pub const INITIAL_FLAGS: [(&str, bool); 5] = [
+pub const INITIAL_FLAGS: [(&str, bool); 6] = [
     ("EnablePromotion", true),
     ("EnableRecommendations", true),
     ("EnableItemCache", false),
     ("NewCheckout", true),
     ("NewSearch", true),
+    ("EnablePayPal", true),
 ];
+
+/// The Unleash project of each flag (Unleash's flag names are unique across projects).
+pub fn project_of(flag: &str) -> &'static str {
+    match flag {
+        "EnablePayPal" => "payments",
+        _ => "default",
+    }
+}
+
+/// The rules of the budget family: flags in two projects (one rule a ladder over two
+/// flags and a scale call), scaling. `BUDGET` becomes the `defaults:` block (or nothing,
+/// when the budget comes from the `max_changes` variable).
+const RULES_BUDGET: &str = r#"apiVersion: remediator/v1
+BUDGETrules:
+  - name: promo-off
+    match: {title: HighFailureRate}
+    actions:
+      - {flag: EnablePromotion, state: off}
+  - name: recs-off
+    match: {title: SlowRecommendations}
+    actions:
+      - {flag: EnableRecommendations, state: off}
+  - name: cache-ladder
+    match: {title: SlowResponses}
+    escalate_after: 2m
+    actions:
+      - {flag: EnableItemCache, state: on}
+      - {flag: EnableRecommendations, state: off}
+      - {scale: "+1"}
+  - name: paypal-off
+    match: {title: PaymentErrors}
+    project: payments
+    actions:
+      - {flag: EnablePayPal, state: off}
+  - name: scale-up
+    match: {title: cpu_usage}
+    actions:
+      - {scale: "+1"}
+"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -183,6 +223,10 @@ pub struct Scenario {
     /// Grouped deliveries ([`group`]): Alertmanager's group_wait and group_interval,
     /// and the probability that a notification carries one of its alerts twice.
     pub group: Option<Grouping>,
+    /// Spin variables that differ from the world's defaults.
+    pub vars: Vec<(&'static str, String)>,
+    /// The blast-radius budget in force: (changes, window ms); I7 checks it.
+    pub budget: Option<(usize, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -595,6 +639,8 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
         strategies: vec![],
         faults,
         group: None,
+        vars: vec![],
+        budget: None,
     }
 }
 
@@ -814,5 +860,97 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
         strategies,
         faults,
         group: None,
+        vars: vec![],
+        budget: None,
+    }
+}
+
+/// The budget family: several occurrences of rules in two Unleash projects and
+/// scaling, firing within a few windows of a small blast-radius budget, given in the
+/// rules file, in the `max_changes` variable, or in both (the file's wins).
+pub fn draw_budget(rng: &mut fastrand::Rng) -> Scenario {
+    let t0 = EPOCH_MS + 1000;
+    let replicas = rng.usize(2..=4);
+    let skews: Vec<i64> = if rng.f64() < 0.3 {
+        vec![0; replicas]
+    } else {
+        (0..replicas)
+            .map(|_| rng.i64(-MAX_CLOCK_SKEW_MS..=MAX_CLOCK_SKEW_MS))
+            .collect()
+    };
+    let max = rng.usize(1..=3);
+    let window_min = [5i64, 10][rng.usize(0..2)];
+    let rate = format!("{max} per {window_min}m");
+    let (name, defaults, vars) = match rng.u32(0..3) {
+        0 => (
+            "budget-file",
+            format!("defaults:\n  max_changes: {rate}\n"),
+            vec![],
+        ),
+        1 => (
+            "budget-variable",
+            String::new(),
+            vec![("max_changes", rate)],
+        ),
+        _ => (
+            "budget-both",
+            format!("defaults:\n  max_changes: {rate}\n"),
+            vec![("max_changes", "50 per 1m".to_string())],
+        ),
+    };
+    let rules = RULES_BUDGET.replace("BUDGET", &defaults);
+    let alerts: [(&str, &[&'static str]); 5] = [
+        ("HighFailureRate", &["EnablePromotion"]),
+        ("SlowRecommendations", &["EnableRecommendations"]),
+        (
+            "SlowResponses",
+            &["EnableItemCache", "EnableRecommendations"],
+        ),
+        ("PaymentErrors", &["EnablePayPal"]),
+        ("cpu_usage", &[]),
+    ];
+    let n = rng.usize(3..=7);
+    let span = window_min * 60_000 * 2;
+    let mut occs = Vec::new();
+    for k in 0..n {
+        let (alert, flags) = alerts[rng.usize(0..alerts.len())];
+        let fire_at = t0 + rng.i64(0..=span);
+        let resolve_at = fire_at + rng.i64(15_000..=300_000);
+        occs.push(occ(
+            alert,
+            &format!("b{k}"),
+            fire_at,
+            resolve_at,
+            flags.to_vec(),
+        ));
+    }
+    occs.sort_by_key(|o| o.fire_at);
+    let streams = normal_streams(&occs);
+    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
+    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    let mut hand = Vec::new();
+    if rng.f64() < 0.2 {
+        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.flags.clone()).collect();
+        if let Some(f) = rng.choice(touched) {
+            hand.push((rng.i64(t0..=last + 1000), f));
+        }
+    }
+    let faults = draw_faults(rng, t0, last);
+    Scenario {
+        name,
+        skews,
+        rules,
+        rules_later: None,
+        occs,
+        streams,
+        repeat_ms: rng.i64(20_000..=180_000),
+        ha_dup,
+        hand,
+        hand_rollout: vec![],
+        strategies: vec![],
+        faults,
+        group: None,
+        vars,
+        budget: Some((max, window_min * 60_000)),
     }
 }

@@ -25,6 +25,10 @@ pub const ROLLOUT_BIT: u64 = 1 << 53;
 /// alertname whose deliveries carry all its firing alerts and its resolved ones not yet
 /// answered 2xx ([`scenario::group`]). Seeds without it replay as before.
 pub const GROUP_BIT: u64 = 1 << 54;
+/// Seeds with this bit set (and not [`ROLLOUT_BIT`]) draw a schedule of the budget
+/// family ([`scenario::draw_budget`]): a blast-radius budget, checked by I7. Seeds
+/// without it replay as before.
+pub const BUDGET_BIT: u64 = 1 << 55;
 
 /// Alertmanager's webhook timeout: past it, the attempt counts as failed and is
 /// retried while the original delivery may still be running.
@@ -841,7 +845,14 @@ impl Sim {
 pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
     install_panic_hook();
     let mut world = World::new(store, seed);
-    let mut sc = scenario::draw(&mut world.rng, seed & ROLLOUT_BIT != 0);
+    let mut sc = if seed & BUDGET_BIT != 0 && seed & ROLLOUT_BIT == 0 {
+        scenario::draw_budget(&mut world.rng)
+    } else {
+        scenario::draw(&mut world.rng, seed & ROLLOUT_BIT != 0)
+    };
+    for (k, v) in &sc.vars {
+        world.vars.insert(k.to_string(), v.clone());
+    }
     if seed & GROUP_BIT != 0 {
         scenario::group(&mut world.rng, &mut sc);
     }

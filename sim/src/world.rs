@@ -75,6 +75,7 @@ pub fn variables() -> BTreeMap<String, String> {
         ("max_clock_skew_ms", skew.as_str()),
         ("unleash_verify", "false"),
         ("metrics_token", ""),
+        ("max_changes", ""),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -116,6 +117,8 @@ pub enum Who {
 pub struct FlagChange {
     pub at: i64,
     pub flag: String,
+    /// The Unleash project of the flag.
+    pub project: String,
     pub from: bool,
     pub to: bool,
     pub who: Who,
@@ -296,6 +299,7 @@ impl World {
         self.flag_log.push(FlagChange {
             at: self.now,
             flag: flag.to_string(),
+            project: crate::scenario::project_of(flag).to_string(),
             from,
             to: !from,
             who: Who::Human,
@@ -382,14 +386,21 @@ impl World {
             if auth.as_deref() != Some(UNLEASH_TOKEN) {
                 return (respond(401, "bad token"), lat);
             }
-            let Some(rest) = path.strip_prefix("/api/admin/projects/default/features/") else {
+            let Some((project, rest)) = path
+                .strip_prefix("/api/admin/projects/")
+                .and_then(|r| r.split_once("/features/"))
+            else {
                 return (respond(404, "no such route"), lat);
             };
+            let project = project.to_string();
             let parts: Vec<&str> = rest.split('/').collect();
             let flag = parts[0].to_string();
             let Some(&current) = self.flags.get(&flag) else {
                 return (respond(404, "no such flag"), lat);
             };
+            if crate::scenario::project_of(&flag) != project {
+                return (respond(404, "no such flag in this project"), lat);
+            }
             if self.faulty(self.faults.unleash_5xx_before) {
                 if method == "POST" || method == "PATCH" {
                     let now = self.now;
@@ -429,7 +440,7 @@ impl World {
                         };
                         self.rollout_reads.push(read);
                     }
-                    let body = serde_json::json!({"name": flag, "project": "default", "environments": [
+                    let body = serde_json::json!({"name": flag, "project": project, "environments": [
                         {"name": "development", "enabled": true, "strategies": development},
                         {"name": "production", "enabled": current, "strategies": production},
                     ]});
@@ -502,6 +513,7 @@ impl World {
                     self.flag_log.push(FlagChange {
                         at: self.now,
                         flag: flag.clone(),
+                        project: project.clone(),
                         from: current,
                         to,
                         who: Who::Remediator { task },

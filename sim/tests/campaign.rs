@@ -19,6 +19,7 @@ fn brief_campaign_finds_no_violations() {
         jobs: 2,
         examples: 3,
         time_limit: None,
+        budget_only: false,
     };
     let s = campaign(&cfg, None);
     s.print();
@@ -47,6 +48,8 @@ fn a_schedule_replays_exactly() {
         rollout | 1234,
         group | 42,
         group | rollout | 1234,
+        remediator_sim::sched::BUDGET_BIT | 42,
+        remediator_sim::sched::BUDGET_BIT | group | 1234,
     ] {
         for store in [Store::Sqlite, Store::Redis] {
             let a = run_schedule(seed, store, true);

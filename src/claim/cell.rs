@@ -195,11 +195,14 @@ pub enum Change<T, R> {
 
 /// Read-modify-write with retries on contention: `f` sees the current value and
 /// says what to publish. Returns its answer and whether it was written.
+///
+/// (`dyn` callbacks: one copy of this loop per record type in the component, not one
+/// per caller.)
 pub fn update<T, R>(
     p: &dyn Platform,
     key: &str,
-    mut next_ticket: impl FnMut() -> i64,
-    mut f: impl FnMut(Option<&T>) -> Change<T, R>,
+    next_ticket: &mut dyn FnMut() -> i64,
+    f: &mut dyn FnMut(Option<&T>) -> Change<T, R>,
 ) -> Result<(R, bool), CellError>
 where
     T: Serialize + DeserializeOwned,

@@ -7,7 +7,9 @@
 //!   its holders and its state from before the first change; the last holder to
 //!   resolve restores it;
 //! - one rule cell per rule with a cooldown or breaker: admitted actions, counted
-//!   exactly under concurrency.
+//!   exactly under concurrency;
+//! - one budget cell per Unleash project (and one for scaling) when a blast-radius
+//!   budget is set: the changes admitted in its window, counted the same way.
 //!
 //! Every record expires; [`sweep`] removes expired ones a few at a time.
 
@@ -35,6 +37,15 @@ pub fn rollout_key(project: &str, flag: &str, environment: &str, strategy: Optio
         "t/{}",
         hash(&[project, flag, environment, "rollout", strategy])
     )
+}
+
+/// A blast-radius budget's bucket: one per Unleash project, one for scaling calls.
+/// (The tags keep a project named "scaling" apart from the scaling bucket.)
+pub fn budget_key(bucket: &Bucket) -> String {
+    match bucket {
+        Bucket::Project(p) => format!("b/{}", hash(&["project", p])),
+        Bucket::Scaling => format!("b/{}", hash(&["scaling"])),
+    }
 }
 
 pub fn rule_key(rule: &str) -> String {

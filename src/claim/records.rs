@@ -194,13 +194,19 @@ pub struct Restoring {
     pub lease: Lease,
 }
 
-/// Per rule: recent actions, for cooldowns and the circuit breaker.
+/// Per rule: recent actions, for cooldowns and the circuit breaker. Per budget
+/// bucket (the same record shape, one instance of the cell code less in the
+/// component): the changes admitted in the window, with `ids`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleHistory {
     /// Times of admitted actions, oldest first; kept for the rule's longest window.
     pub actions_ms: Vec<i64>,
     #[serde(default)]
     pub expires_ms: i64,
+    /// Budgets only: the id of each admitted change (same order as `actions_ms`), so
+    /// that re-sending one change (a retry, a takeover) never counts it twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<i64>,
 }
 
 impl RuleHistory {
@@ -212,11 +218,50 @@ impl RuleHistory {
         self.actions_ms.iter().filter(|&&t| t > since_ms).count()
     }
 
+    /// Budgets: whether change `id` was admitted after `since_ms`.
+    pub fn has(&self, id: i64, since_ms: i64) -> bool {
+        self.actions_ms
+            .iter()
+            .zip(&self.ids)
+            .any(|(&t, &i)| t > since_ms && i == id)
+    }
+
+    /// Budgets: admit change `id` now (moving it to now if it was admitted before),
+    /// and forget what the window no longer sees.
+    pub fn admit(&mut self, id: i64, now_ms: i64, since_ms: i64, expires_ms: i64) {
+        let keep: Vec<(i64, i64)> = self
+            .actions_ms
+            .iter()
+            .copied()
+            .zip(self.ids.iter().copied())
+            .filter(|&(t, i)| t > since_ms && i != id)
+            .chain([(now_ms, id)])
+            .collect();
+        (self.actions_ms, self.ids) = keep.into_iter().unzip();
+        self.expires_ms = expires_ms;
+    }
+
     /// Record one admitted action and forget what no window can see any more.
     pub fn record(&mut self, now_ms: i64, keep_ms: i64, expires_ms: i64) {
         self.actions_ms.push(now_ms);
         let horizon = now_ms.saturating_sub(keep_ms);
         self.actions_ms.retain(|&t| t > horizon);
         self.expires_ms = expires_ms;
+    }
+}
+
+/// What a blast-radius budget counts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    Project(String),
+    Scaling,
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bucket::Project(p) => write!(f, "project {p}"),
+            Bucket::Scaling => f.write_str("scaling"),
+        }
     }
 }

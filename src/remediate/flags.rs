@@ -2,12 +2,12 @@
 //! need it changed: the first holder stores what it was, the last one to resolve
 //! restores it, once, and never over a change made by hand since.
 
-use super::Delivery;
+use super::{admit_change, Admitted, Delivery, Sent};
 use crate::actions::unleash::{Rollout, Toggle};
 use crate::actions::ActionError;
 use crate::audit::Event;
 use crate::claim::cell::{self, CellError, Change};
-use crate::claim::{self, Lease, Restoring, Setting, StoredAction, Taken, Target};
+use crate::claim::{self, Bucket, Lease, Restoring, Setting, StoredAction, Taken, Target};
 use crate::config::{Config, Secret};
 use crate::rules::{Percent, UnleashName};
 
@@ -92,6 +92,13 @@ impl Lever {
         match self {
             Lever::Toggle(t) => t.flag.as_str(),
             Lever::Rollout(r) => r.flag.as_str(),
+        }
+    }
+
+    fn project(&self) -> &str {
+        match self {
+            Lever::Toggle(t) => t.project.as_str(),
+            Lever::Rollout(r) => r.project.as_str(),
         }
     }
 
@@ -196,19 +203,53 @@ impl Lever {
 /// Become a holder of the flag setting (storing what it was when first held), then
 /// set it; with `verify`, read it back. The second value says what the read-back
 /// found (`None`: not asked for, or nothing was sent).
+///
+/// The change is admitted against the project's blast-radius budget before it is
+/// sent; one that joins a setting this delivery already sent sends nothing and is not
+/// counted. Admission comes before holding (an occurrence the budget holds back does
+/// not hold the flag), unless this delivery set the same setting for another alert:
+/// then holding first tells whether anything needs sending at all.
 pub(super) fn hold_and_set(
     d: &mut Delivery,
     okey: &str,
     t: &Taken,
     verify: bool,
-) -> (Result<String, ActionError>, Option<bool>) {
-    match Lever::of(t).and_then(|lever| hold(d, okey, &lever).map(|h| (lever, h))) {
-        Err(e) => (Err(e), None),
-        Ok((lever, held)) => {
-            let (key, desired) = (lever.key(), lever.desired());
+    change_id: i64,
+) -> Sent {
+    let lever = match Lever::of(t) {
+        Ok(l) => l,
+        Err(e) => return Sent::Sent(Err(e), None),
+    };
+    let (key, desired) = (lever.key(), lever.desired());
+    let bucket = Bucket::Project(lever.project().to_string());
+    let coalescing = d
+        .flags_set
+        .iter()
+        .any(|(k, v, by)| *k == key && *v == desired && by != okey);
+    let admit = |d: &mut Delivery| match admit_change(d, &bucket, change_id) {
+        Admitted::Yes => None,
+        Admitted::Exhausted(why) => Some(Sent::Exhausted(why)),
+        Admitted::Error(e) => Some(Sent::Sent(Err(e), None)),
+    };
+    if !coalescing {
+        if let Some(refused) = admit(d) {
+            return refused;
+        }
+    }
+    match hold(d, okey, &lever) {
+        Err(e) => Sent::Sent(Err(e), None),
+        Ok(held) => {
             let already = d.flags_set.iter().any(|(k, v, by)| {
                 *k == key && *v == desired && by != okey && held.holders.contains(by)
             });
+            if !already && coalescing {
+                // The other alert's occurrence let go meanwhile: this is a change.
+                // (Held back now, this occurrence holds the flag without having
+                // changed it, as after a failed send; rare: a restore in between.)
+                if let Some(refused) = admit(d) {
+                    return refused;
+                }
+            }
             if already {
                 let detail = format!(
                     "flag {:?} in environment {:?} held {} (set by this delivery for another alert; not sent again)",
@@ -216,7 +257,7 @@ pub(super) fn hold_and_set(
                     lever.environment(),
                     lever.desired()
                 );
-                return (Ok(detail), None);
+                return Sent::Sent(Ok(detail), None);
             }
             let result = set_and_verify(d, &lever, held.strategy.as_deref(), verify);
             if result.0.is_ok() && held.unconfirmed {
@@ -231,7 +272,7 @@ pub(super) fn hold_and_set(
             if result.0.is_ok() {
                 d.flags_set.push((key, desired, okey.to_string()));
             }
-            result
+            Sent::Sent(result.0, result.1)
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::actions::ActionError;
 use crate::audit::{self, Event};
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{
-    self, legacy, ActionState, Lease, Occurrence, Phase, RuleHistory, Setting, StoredAction, Taken,
+    self, legacy, ActionState, Bucket, Lease, Occurrence, Phase, RuleHistory, Setting,
+    StoredAction, Taken,
 };
 use crate::config::{clip, Config};
 use crate::plan::{self, Decision};
@@ -137,7 +138,7 @@ impl Delivery<'_> {
     fn update_cell<T, R>(
         &mut self,
         key: &str,
-        f: impl FnMut(Option<&T>) -> Change<T, R>,
+        mut f: impl FnMut(Option<&T>) -> Change<T, R>,
     ) -> Result<(R, bool), CellError>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
@@ -147,11 +148,11 @@ impl Delivery<'_> {
         cell::update(
             p,
             key,
-            || {
+            &mut || {
                 *seq += 1;
                 ticket(id, *seq)
             },
-            f,
+            &mut f,
         )
     }
 
@@ -258,7 +259,7 @@ impl Delivery<'_> {
                 );
                 ActionReport {
                     target,
-                    outcome: if event_ok == Event::RevertSkipped {
+                    outcome: if matches!(event_ok, Event::RevertSkipped | Event::BudgetExhausted) {
                         ActionOutcome::Skipped
                     } else {
                         ActionOutcome::Done
@@ -865,6 +866,7 @@ fn act(
     why: String,
 ) -> ProblemReport {
     let mut failed = false;
+    let mut exhausted: Option<String> = None;
     let mut write_error = None;
     let verify = rule.policy.verify.unwrap_or(d.cfg.unleash_verify);
     for i in 0..rec.actions.len() {
@@ -872,12 +874,33 @@ fn act(
             continue;
         }
         let a = rec.actions[i].clone();
-        let (result, verified) = match &a.taken {
+        let id = change_id(key, &a);
+        let sent = match &a.taken {
             Taken::Flag { .. } | Taken::Rollout { .. } => {
-                flags::hold_and_set(d, key, &a.taken, verify)
+                flags::hold_and_set(d, key, &a.taken, verify, id)
             }
-            Taken::Scale { value, .. } => {
-                (send_scale(d, &rec, problem, a.step, value, "act"), None)
+            Taken::Scale { value, .. } => match admit_change(d, &Bucket::Scaling, id) {
+                Admitted::Yes => {
+                    Sent::Sent(send_scale(d, &rec, problem, a.step, value, "act"), None)
+                }
+                Admitted::Exhausted(why) => Sent::Exhausted(why),
+                Admitted::Error(e) => Sent::Sent(Err(e), None),
+            },
+        };
+        let (result, verified) = match sent {
+            Sent::Sent(result, verified) => (result, verified),
+            Sent::Exhausted(why) => {
+                // Nothing sent, nothing recorded: the action stays pending, and the
+                // next delivery of this occurrence sends it once the window allows.
+                d.p.log(&format!("remediator: WARNING {why}"));
+                d.action(
+                    &mut report,
+                    target_of(&a.taken),
+                    Ok(why.clone()),
+                    Event::BudgetExhausted,
+                );
+                exhausted.get_or_insert(why);
+                continue;
             }
         };
         match &result {
@@ -897,7 +920,8 @@ fn act(
     }
     let now = d.p.now_ms();
     rec.lease = None;
-    if failed {
+    if failed || exhausted.is_some() {
+        // What the budget held back is retried like a failure, without a 5xx.
         rec.phase = Phase::Failed;
     } else {
         rec.phase = Phase::Done;
@@ -907,10 +931,19 @@ fn act(
         rec.first_handled_ms.get_or_insert(now);
         rec.first_audit.get_or_insert(d.id);
         if rule.policy.escalate_after.is_some() {
-            rec.next_step = steps.iter().max().map_or(rec.next_step, |i| i + 1);
+            // Past every step taken, also one a retry completed (a failure, or the
+            // budget held it back): the next repeat runs the next step, not that one.
+            let past = rec.actions.iter().map(|a| a.step + 1).max().unwrap_or(0);
+            if past > rec.next_step {
+                rec.next_step = past;
+                rec.last_step_ms = Some(now);
+            }
         }
     }
-    let mut detail = why;
+    let mut detail = match &exhausted {
+        Some(e) => format!("{e}; {why}"),
+        None => why,
+    };
     if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
         write_error = Some(e);
     }
@@ -927,11 +960,105 @@ fn act(
         .any(|a| a.outcome == ActionOutcome::Failed);
     report.outcome = if any_failed {
         ProblemOutcome::Failed
+    } else if exhausted.is_some() {
+        ProblemOutcome::BudgetExhausted
     } else {
         ProblemOutcome::Acted
     };
     report.detail = Some(detail);
     report
+}
+
+/// What sending one action came to.
+pub(super) enum Sent {
+    /// Sent (or not needed), with its result and read-back.
+    Sent(Result<String, ActionError>, Option<bool>),
+    /// The blast-radius budget held it back: nothing was sent.
+    Exhausted(String),
+}
+
+/// What the blast-radius budget said.
+pub(super) enum Admitted {
+    Yes,
+    Exhausted(String),
+    Error(ActionError),
+}
+
+/// The id a change is counted under: the same for every re-send of one step of one
+/// occurrence (a retry, a takeover), so that re-sending it never counts twice.
+fn change_id(okey: &str, a: &StoredAction) -> i64 {
+    // The step names the action within its occurrence (a ladder's steps differ).
+    let h = crate::state::hash(&[okey, &a.step.to_string()]);
+    i64::from_str_radix(&h[..15], 16).unwrap_or(0)
+}
+
+/// `1h`, `10m`, `1h30m`, `45s`, `500ms`: how a window reads in messages.
+pub fn window_text(ms: i64) -> String {
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if rest >= per {
+            out.push_str(&format!("{}{unit}", rest / per));
+            rest %= per;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// Count one forward change against its bucket's blast-radius budget, exactly: the
+/// check and the count are one swap on the bucket's cell, as for the circuit
+/// breaker, made before the change is sent. No budget configured: no key-value call
+/// at all. A re-send of the same change (a retry, a takeover after a crash) counts
+/// once; its entry moves to the re-send's time, so that a change admitted long ago by
+/// a delivery that died before sending is not sent later under that old count.
+pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: i64) -> Admitted {
+    let Some((max, window)) = d.rules.max_changes.or(d.cfg.max_changes) else {
+        return Admitted::Yes;
+    };
+    let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+    let now = d.p.now_ms();
+    let since = now.saturating_sub(window_ms);
+    let key = claim::budget_key(bucket);
+    let answer = d.update_cell(&key, |b: Option<&RuleHistory>| {
+        let mut b = b.cloned().unwrap_or_default();
+        // A re-send of a change admitted within the window is not counted again, but
+        // its time moves to now: counted from admission to send, never longer.
+        let resend = b.has(id, since);
+        let recent = b.actions_since(since);
+        if recent >= max as usize && !resend {
+            let w = window_text(window_ms);
+            // (The breaker's answer type: one copy of the cell code for both.)
+            return Change::Keep(Err(Decision::Skip {
+                why: format!(
+                    "blast-radius budget exhausted: {recent} changes in {bucket} in the last {w} (max_changes: {max} per {w}); nothing more is changed there until the window frees up"
+                ),
+                circuit_open: false,
+            }));
+        }
+        let expires = now
+            .saturating_add(window_ms)
+            .saturating_add(claim::RETENTION_MS);
+        b.admit(id, now, since, expires);
+        Change::Write(b, Ok(()))
+    });
+    match answer {
+        Ok((Ok(()), _)) => Admitted::Yes,
+        Ok((Err(Decision::Skip { why, .. }), _)) => Admitted::Exhausted(why),
+        Ok((Err(_), _)) => unreachable!("the budget only says no with a reason"),
+        Err(e) => Admitted::Error(ActionError {
+            message: format!("blast-radius budget of {bucket}: {e}"),
+            retryable: matches!(e, CellError::Kv(_)),
+        }),
+    }
 }
 
 fn send_scale(

@@ -80,15 +80,17 @@ fn probe_and_parse(text: &str) -> Result<RuleSet, String> {
 }
 
 fn parse_as(format: RulesFormat, text: &str) -> Result<RuleSet, String> {
-    let rules = match format {
-        RulesFormat::Keptn08 => keptn::from_08(yaml(text)?)?,
-        RulesFormat::Keptn06 => keptn::from_06(yaml(text)?)?,
+    let (rules, max_changes) = match format {
+        RulesFormat::Keptn08 => (keptn::from_08(yaml(text)?)?, None),
+        RulesFormat::Keptn06 => (keptn::from_06(yaml(text)?)?, None),
         RulesFormat::Own => own::from_own(yaml(text)?)?,
     };
     if rules.is_empty() {
         return Err("the rules file defines no rules".into());
     }
-    Ok(RuleSet::new(format, rules))
+    let mut set = RuleSet::new(format, rules);
+    set.max_changes = max_changes;
+    Ok(set)
 }
 
 /// Deepest nesting of flow collections (`[`, `{`) accepted; the deserializer's own

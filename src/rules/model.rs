@@ -27,6 +27,9 @@ pub struct RuleSet {
     /// In file order. Read-only after [`RuleSet::new`]: the matching index is built
     /// from it (`find` falls back to a linear scan if its length has changed).
     pub rules: Vec<Rule>,
+    /// The blast-radius budget of the file's `defaults.max_changes` (remediator/v1
+    /// only): at most N changes per window, per Unleash project (and scaling).
+    pub max_changes: Option<(u32, Duration)>,
     pub(crate) index: super::Index,
 }
 
@@ -37,6 +40,7 @@ impl RuleSet {
         RuleSet {
             format,
             rules,
+            max_changes: None,
             index,
         }
     }

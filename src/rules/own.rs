@@ -25,6 +25,28 @@ pub struct Defaults {
     pub project: Option<String>,
     #[serde(default)]
     pub environment: Option<String>,
+    /// e.g. `20 per 1h`: the blast-radius budget across all rules, per Unleash
+    /// project (scaling calls in a bucket of their own).
+    #[serde(default)]
+    pub max_changes: Option<String>,
+}
+
+/// The most changes a budget may allow per window: its cell keeps one entry per
+/// change in the window, and must stay a small key-value value.
+pub const MAX_CHANGES_LIMIT: u32 = 1000;
+
+/// `N per D` as a blast-radius budget; `field` names it in errors.
+pub fn parse_max_changes(field: &str, v: &str) -> Result<(u32, std::time::Duration), String> {
+    let (n, window) = duration::parse_rate(v).map_err(|e| format!("{field}: {e}"))?;
+    if n > MAX_CHANGES_LIMIT {
+        return Err(format!(
+            "{field}: {v:?}: at most {MAX_CHANGES_LIMIT} changes per window"
+        ));
+    }
+    if window.is_zero() {
+        return Err(format!("{field}: {v:?}: the window must be longer than 0"));
+    }
+    Ok((n, window))
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,7 +128,10 @@ pub struct OwnAction {
     pub on_resolve: Option<Scalar>,
 }
 
-pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
+/// The rules, and the file's blast-radius budget (`defaults.max_changes`).
+pub type OwnRules = (Vec<Rule>, Option<(u32, std::time::Duration)>);
+
+pub fn from_own(file: OwnFile) -> Result<OwnRules, String> {
     if let Some(v) = &file.api_version {
         if v != "remediator/v1" {
             return Err(format!(
@@ -122,8 +147,14 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
     };
     let default_project = names("defaults.project", &file.defaults.project)?;
     let default_env = names("defaults.environment", &file.defaults.environment)?;
+    let max_changes = file
+        .defaults
+        .max_changes
+        .as_deref()
+        .map(|v| parse_max_changes("defaults.max_changes", v))
+        .transpose()?;
     let mut seen = std::collections::BTreeSet::new();
-    file.rules
+    let rules = file.rules
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
@@ -210,7 +241,8 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
             }
             Ok(rule)
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((rules, max_changes))
 }
 
 fn own_action(

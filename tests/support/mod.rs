@@ -47,6 +47,8 @@ pub struct Recorder {
     /// Key-value writes a concurrent delivery makes while this one waits (applied
     /// at the first `sleep`).
     pub during_first_wait: RefCell<Vec<(String, Vec<u8>)>>,
+    /// Key-value writes made (set, delete, compare-and-swap, increment).
+    pub kv_writes: Cell<u64>,
     responder: RefCell<Responder>,
 }
 
@@ -137,6 +139,7 @@ impl Recorder {
             ("max_clock_skew_ms", "5000"),
             ("unleash_verify", "false"),
             ("metrics_token", ""),
+            ("max_changes", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -164,6 +167,7 @@ impl Recorder {
             race_next_swap: RefCell::new(None),
             race_next_swap_silently: RefCell::new(None),
             during_first_wait: RefCell::new(Vec::new()),
+            kv_writes: Cell::new(0),
             responder: RefCell::new(unleash_like(flags.clone())),
             flags,
         }
@@ -286,11 +290,13 @@ impl Platform for Recorder {
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.kv_writes.set(self.kv_writes.get() + 1);
         self.kv.borrow_mut().insert(key.into(), value.to_vec());
         Ok(())
     }
 
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
+        self.kv_writes.set(self.kv_writes.get() + 1);
         self.kv.borrow_mut().remove(key);
         Ok(())
     }
@@ -305,6 +311,7 @@ impl Platform for Recorder {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
+        self.kv_writes.set(self.kv_writes.get() + 1);
         let mut kv = self.kv.borrow_mut();
         if let Some(winner) = self.race_next_swap.borrow_mut().take() {
             kv.insert(key.into(), winner);
@@ -322,6 +329,7 @@ impl Platform for Recorder {
     }
 
     fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.kv_writes.set(self.kv_writes.get() + 1);
         let mut kv = self.kv.borrow_mut();
         let current: i64 = kv
             .get(key)
