@@ -32,6 +32,10 @@ pub enum Event {
     Reverted,
     RevertSkipped,
     Error,
+    /// A notification was sent (or, in a dry run, would have been).
+    Notified,
+    /// A notification failed; the remediation itself is unaffected.
+    NotifyFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -55,6 +55,25 @@ impl AuthConfig {
 /// (RFC 2606) that keeps the allow-list template non-empty while meaning "unset".
 pub const RULES_ORIGIN_UNSET: &str = "http://rules.invalid";
 
+/// How many notify channels there are (`notify_1_*` … `notify_3_*`): Spin's
+/// `allowed_outbound_hosts` takes one template per origin, so the number is fixed.
+pub const NOTIFY_CHANNELS: usize = 3;
+
+/// One notify channel: where a rule's `notify: [{channel: <name>}]` goes.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// 1-based, as in its variables' names (`notify_<n>_origin`).
+    pub slot: usize,
+    pub name: String,
+    /// Empty: not configured (the `http://notify-<n>.invalid` default).
+    pub origin: String,
+    /// Sent as `Authorization` as it is (e.g. `Bearer glsa_…`); empty: none.
+    pub authorization: Secret,
+    /// The path used when a rule gives none: for webhooks that carry their secret
+    /// in the path (Slack). Never shown.
+    pub path: Secret,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub unleash_url: String,
@@ -80,6 +99,8 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// Read each flag back after changing it (a rule's `verify` overrides it).
     pub unleash_verify: bool,
+    /// Notify channels, configured or not, in slot order.
+    pub channels: Vec<Channel>,
 }
 
 impl Config {
@@ -187,8 +208,66 @@ impl Config {
                 "milliseconds",
             )?),
             unleash_verify: flag("unleash_verify")?,
+            channels: (1..=NOTIFY_CHANNELS)
+                .map(|n| channel(n, &get, &token))
+                .collect::<Result<_, _>>()?,
+        })
+        .and_then(|c: Config| {
+            let mut names = std::collections::BTreeSet::new();
+            for ch in c.channels.iter().filter(|ch| !ch.origin.is_empty()) {
+                if !names.insert(ch.name.clone()) {
+                    return Err(format!(
+                        "variable notify_{}_name: {:?} is the name of another configured channel",
+                        ch.slot, ch.name
+                    ));
+                }
+            }
+            Ok(c)
         })
     }
+
+    /// The configured channel of this name.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+fn channel(
+    n: usize,
+    get: &dyn Fn(&str) -> Result<String, String>,
+    token: &dyn Fn(&str) -> Result<Secret, String>,
+) -> Result<Channel, String> {
+    let var = |what: &str| format!("notify_{n}_{what}");
+    let name = get(&var("name"))?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    {
+        return Err(format!(
+            "variable {}: {name:?} is not a channel name (letters, digits, '-', '_')",
+            var("name")
+        ));
+    }
+    let origin = match get(&var("origin"))?.as_str() {
+        o if o.is_empty() || o.ends_with(".invalid") => String::new(),
+        o => origin(&var("origin"), o)?,
+    };
+    let path = get(&var("path"))?;
+    if !path.is_empty() && path_error(&path).is_some() {
+        // The value is a secret: never echoed.
+        return Err(format!(
+            "variable {}: must be a URI path starting with / (letters, digits, -._~!$&'()*+,;=:@/? and %XX)",
+            var("path")
+        ));
+    }
+    Ok(Channel {
+        slot: n,
+        name,
+        origin,
+        authorization: token(&var("authorization"))?,
+        path: Secret::new(path),
+    })
 }
 
 /// Unleash takes every token shape (admin, service account, `user:…` personal
@@ -221,10 +300,23 @@ impl Config {
             &self.auth.basic_password,
             &self.auth.hmac_secret,
         ]
-        .iter()
+        .into_iter()
+        .chain(self.channels.iter().map(|c| &c.authorization))
         .filter(|s| !s.is_empty())
         .map(|s| s.expose().to_string())
         .collect();
+        for c in &self.channels {
+            // The credential without its scheme (`Bearer x` → `x`), and a secret path
+            // (a short one such as `/` is no secret, and would garble every text).
+            if let Some((_, cred)) = c.authorization.expose().split_once(' ') {
+                if cred.trim().len() >= 4 {
+                    patterns.push(cred.trim().to_string());
+                }
+            }
+            if c.path.expose().len() >= 8 {
+                patterns.push(c.path.expose().to_string());
+            }
+        }
         if !self.auth.basic_password.is_empty() {
             use base64::Engine;
             let pair = format!(
@@ -282,8 +374,20 @@ fn header_value(var: &str, v: &str) -> Result<(), String> {
 /// A path (with an optional query; no fragment) exactly as it is to be sent: RFC 3986
 /// characters and well-formed percent-escapes only; nothing is encoded for the user.
 fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
+    if let Some(e) = path_error(v) {
+        return Err(format!("variable {var}: {e}"));
+    }
+    format!("{origin}{v}")
+        .parse::<http::Uri>()
+        .map_err(|e| format!("variable {var}: {v:?} does not form a URL: {e}"))?;
+    Ok(v.to_string())
+}
+
+/// Why `v` is not a path (with an optional query) to send as it is: RFC 3986
+/// characters and well-formed percent-escapes only.
+pub fn path_error(v: &str) -> Option<String> {
     if !v.starts_with('/') {
-        return Err(format!("variable {var}: must start with /"));
+        return Some("must start with /".into());
     }
     let bytes = v.as_bytes();
     let mut i = 0;
@@ -293,9 +397,7 @@ fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
             b'%' => {
                 let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
                 if !(hex(i + 1) && hex(i + 2)) {
-                    return Err(format!(
-                        "variable {var}: {v:?} has a '%' not followed by two hex digits"
-                    ));
+                    return Some(format!("{v:?} has a '%' not followed by two hex digits"));
                 }
                 i += 2;
                 true
@@ -305,16 +407,16 @@ fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
         };
         if !ok {
             let c = v[i..].chars().next().unwrap_or('?');
-            return Err(format!(
-                "variable {var}: {v:?} contains {c:?}, which is not allowed in a URL path (percent-encode it)"
+            return Some(format!(
+                "{v:?} contains {c:?}, which is not allowed in a URL path (percent-encode it)"
             ));
         }
         i += 1;
     }
-    format!("{origin}{v}")
-        .parse::<http::Uri>()
-        .map_err(|e| format!("variable {var}: {v:?} does not form a URL: {e}"))?;
-    Ok(v.to_string())
+    if format!("http://x.invalid{v}").parse::<http::Uri>().is_err() {
+        return Some(format!("{v:?} does not form a URL"));
+    }
+    None
 }
 
 fn header_name(var: &str, v: &str) -> Result<String, String> {
@@ -376,6 +478,18 @@ pub(crate) mod tests {
             ("outbound_budget_ms", "8000"),
             ("max_clock_skew_ms", "5000"),
             ("unleash_verify", "false"),
+            ("notify_1_name", "slack"),
+            ("notify_1_origin", "http://notify-1.invalid"),
+            ("notify_1_authorization", ""),
+            ("notify_1_path", ""),
+            ("notify_2_name", "grafana"),
+            ("notify_2_origin", "http://notify-2.invalid"),
+            ("notify_2_authorization", ""),
+            ("notify_2_path", ""),
+            ("notify_3_name", "alertmanager"),
+            ("notify_3_origin", "http://notify-3.invalid"),
+            ("notify_3_authorization", ""),
+            ("notify_3_path", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod claim;
 pub mod config;
 pub mod ingest;
+pub mod notify;
 pub mod plan;
 pub mod platform;
 pub mod problem;

@@ -56,5 +56,6 @@ pub fn rule_history(p: &dyn Platform, rule: &str) -> Option<RuleHistory> {
     Some(RuleHistory {
         actions_ms: old.actions_ms,
         expires_ms: 0,
+        circuit_notified_ms: None,
     })
 }

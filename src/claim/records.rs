@@ -201,6 +201,9 @@ pub struct RuleHistory {
     pub actions_ms: Vec<i64>,
     #[serde(default)]
     pub expires_ms: i64,
+    /// When a `circuit_open` notification was last sent: once per breaker window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_notified_ms: Option<i64>,
 }
 
 impl RuleHistory {

@@ -6,6 +6,7 @@ use super::duration;
 use super::keptn::Scalar;
 use super::matcher::Matcher;
 use super::model::{Action, Percent, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
+use crate::notify::{self, Notify, NotifyEvent};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -25,6 +26,75 @@ pub struct Defaults {
     pub project: Option<String>,
     #[serde(default)]
     pub environment: Option<String>,
+    /// Notifications for rules that give no `notify` of their own.
+    #[serde(default)]
+    pub notify: Option<Vec<OwnNotify>>,
+}
+
+/// One `notify` entry: which channel, on which events, and what to send.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnNotify {
+    /// A channel name (Spin variables `notify_<n>_name`).
+    pub channel: String,
+    /// Default: `[act]`.
+    #[serde(default)]
+    pub on: Option<Vec<NotifyEvent>>,
+    /// POST (default), PUT or PATCH.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// A plain path on the channel's origin; default: the channel's `notify_<n>_path`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Literal header values (no placeholders).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// JSON body; strings may hold `{{ field }}` placeholders.
+    pub body: serde_json::Value,
+}
+
+fn own_notify(n: &OwnNotify, at: &str) -> Result<Notify, String> {
+    let bad_name = n.channel.is_empty()
+        || !n
+            .channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if bad_name {
+        return Err(format!(
+            "{at}.channel: {:?} is not a channel name (letters, digits, '-', '_')",
+            n.channel
+        ));
+    }
+    let on = n.on.clone().unwrap_or_else(|| vec![NotifyEvent::Act]);
+    if on.is_empty() {
+        return Err(format!(
+            "{at}.on: must not be empty (act, revert, circuit_open, budget_exhausted)"
+        ));
+    }
+    if let Some(p) = &n.path {
+        if let Some(e) = crate::config::path_error(p) {
+            return Err(format!("{at}.path: {e}"));
+        }
+    }
+    Ok(Notify {
+        channel: n.channel.clone(),
+        on,
+        method: notify::method(n.method.as_deref()).map_err(|e| format!("{at}.method: {e}"))?,
+        path: n.path.clone(),
+        headers: n
+            .headers
+            .iter()
+            .map(|(k, v)| notify::header(k, v).map_err(|e| format!("{at}.headers: {e}")))
+            .collect::<Result<_, _>>()?,
+        body: notify::compile(&n.body, &format!("{at}.body"))?,
+    })
+}
+
+fn own_notifies(list: &[OwnNotify], at: &str) -> Result<Vec<Notify>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, n)| own_notify(n, &format!("{at}.notify[{i}]")))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +129,9 @@ pub struct OwnRule {
     #[serde(default)]
     pub verify: Option<bool>,
     pub actions: Vec<OwnAction>,
+    /// Overrides `defaults.notify` (`[]`: none).
+    #[serde(default)]
+    pub notify: Option<Vec<OwnNotify>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +195,10 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
     };
     let default_project = names("defaults.project", &file.defaults.project)?;
     let default_env = names("defaults.environment", &file.defaults.environment)?;
+    let default_notify = own_notifies(
+        file.defaults.notify.as_deref().unwrap_or_default(),
+        "defaults",
+    )?;
     let mut seen = std::collections::BTreeSet::new();
     file.rules
         .into_iter()
@@ -191,6 +268,10 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
                 dry_run: r.dry_run,
                 verify: r.verify,
             };
+            let notify = match &r.notify {
+                Some(list) => own_notifies(list, &at)?,
+                None => default_notify.clone(),
+            };
             let rule = Rule {
                 name: r.name,
                 titles,
@@ -198,6 +279,7 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
                 catch_all: r.default,
                 actions,
                 policy,
+                notify,
             };
             for (j, a) in rule.actions.iter().enumerate() {
                 if let Action::Scale { change: ScaleChange::Target(_), on_resolve: None, .. } = a {
