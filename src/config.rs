@@ -208,21 +208,7 @@ impl Config {
                 "milliseconds",
             )?),
             unleash_verify: flag("unleash_verify")?,
-            channels: (1..=NOTIFY_CHANNELS)
-                .map(|n| channel(n, &get, &token))
-                .collect::<Result<_, _>>()?,
-        })
-        .and_then(|c: Config| {
-            let mut names = std::collections::BTreeSet::new();
-            for ch in c.channels.iter().filter(|ch| !ch.origin.is_empty()) {
-                if !names.insert(ch.name.clone()) {
-                    return Err(format!(
-                        "variable notify_{}_name: {:?} is the name of another configured channel",
-                        ch.slot, ch.name
-                    ));
-                }
-            }
-            Ok(c)
+            channels: channels(&get, &token)?,
         })
     }
 
@@ -232,42 +218,52 @@ impl Config {
     }
 }
 
-fn channel(
-    n: usize,
+fn channels(
     get: &dyn Fn(&str) -> Result<String, String>,
     token: &dyn Fn(&str) -> Result<Secret, String>,
-) -> Result<Channel, String> {
-    let var = |what: &str| format!("notify_{n}_{what}");
-    let name = get(&var("name"))?;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-    {
-        return Err(format!(
-            "variable {}: {name:?} is not a channel name (letters, digits, '-', '_')",
-            var("name")
-        ));
+) -> Result<Vec<Channel>, String> {
+    let mut out: Vec<Channel> = Vec::new();
+    for n in 1..=NOTIFY_CHANNELS {
+        let var = |what: &str| format!("notify_{n}_{what}");
+        let name = get(&var("name"))?;
+        let origin = match get(&var("origin"))?.as_str() {
+            o if o.is_empty() || o.ends_with(".invalid") => String::new(),
+            o => origin(&var("origin"), o)?,
+        };
+        let taken =
+            !origin.is_empty() && out.iter().any(|c| c.name == name && !c.origin.is_empty());
+        let bad = name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        if bad || taken {
+            return Err(format!(
+                "variable {}: {name:?} {}",
+                var("name"),
+                if bad {
+                    "is not a channel name (letters, digits, '-', '_')"
+                } else {
+                    "is the name of another configured channel"
+                }
+            ));
+        }
+        let path = get(&var("path"))?;
+        if !path.is_empty() && path_error(&path).is_some() {
+            // The value is a secret: never echoed.
+            return Err(format!(
+                "variable {}: must be a URI path starting with / (letters, digits, -._~!$&'()*+,;=:@/? and %XX)",
+                var("path")
+            ));
+        }
+        out.push(Channel {
+            slot: n,
+            name,
+            origin,
+            authorization: token(&var("authorization"))?,
+            path: Secret::new(path),
+        });
     }
-    let origin = match get(&var("origin"))?.as_str() {
-        o if o.is_empty() || o.ends_with(".invalid") => String::new(),
-        o => origin(&var("origin"), o)?,
-    };
-    let path = get(&var("path"))?;
-    if !path.is_empty() && path_error(&path).is_some() {
-        // The value is a secret: never echoed.
-        return Err(format!(
-            "variable {}: must be a URI path starting with / (letters, digits, -._~!$&'()*+,;=:@/? and %XX)",
-            var("path")
-        ));
-    }
-    Ok(Channel {
-        slot: n,
-        name,
-        origin,
-        authorization: token(&var("authorization"))?,
-        path: Secret::new(path),
-    })
+    Ok(out)
 }
 
 /// Unleash takes every token shape (admin, service account, `user:…` personal
@@ -690,5 +686,52 @@ pub(crate) mod tests {
             out.contains("Basic <redacted>") && out.contains("Bearer <redacted>"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn notify_channels_default_to_unconfigured_and_errors_name_the_variable() {
+        let c = config(&[]);
+        let names: Vec<_> = c.channels.iter().map(|ch| ch.name.as_str()).collect();
+        assert_eq!(names, ["slack", "grafana", "alertmanager"]);
+        assert!(c.channels.iter().all(|ch| ch.origin.is_empty()));
+        let c = config(&[
+            ("notify_2_origin", "https://grafana.example:3000/"),
+            ("notify_2_authorization", "Bearer glsa_SECRET_0042"),
+            ("notify_1_path", "/services/T0/B0/SLACK-SECRET"),
+        ]);
+        let g = c.channel("grafana").unwrap();
+        assert_eq!(
+            (g.slot, g.origin.as_str()),
+            (2, "https://grafana.example:3000")
+        );
+        // Both secrets, and the token without its scheme, are redacted.
+        let out =
+            c.redact("x Bearer glsa_SECRET_0042 glsa_SECRET_0042 /services/T0/B0/SLACK-SECRET");
+        assert!(!out.contains("SECRET"), "{out}");
+        for (over, needle) in [
+            (
+                ("notify_1_origin", "http://hooks/x"),
+                "variable notify_1_origin",
+            ),
+            (("notify_3_name", "a b"), "variable notify_3_name"),
+            (
+                ("notify_2_authorization", "Bearer a\nSECRET"),
+                "variable notify_2_authorization",
+            ),
+            (("notify_1_path", "/a b SECRET"), "variable notify_1_path"),
+        ] {
+            let err = Config::load(vars(&[over])).unwrap_err();
+            assert!(err.starts_with(needle), "{over:?}: {err}");
+            assert!(!err.contains("SECRET"), "a secret is not echoed: {err}");
+        }
+        // Two configured channels may not share a name; unconfigured ones may.
+        let err = Config::load(vars(&[
+            ("notify_1_origin", "http://a.test"),
+            ("notify_2_origin", "http://b.test"),
+            ("notify_2_name", "slack"),
+        ]))
+        .unwrap_err();
+        assert!(err.starts_with("variable notify_2_name"), "{err}");
+        assert!(Config::load(vars(&[("notify_2_name", "slack")])).is_ok());
     }
 }

@@ -106,13 +106,15 @@ enum Filter {
     Matchers,
     /// `["name:value", …]`, Grafana annotation tags.
     Tags,
+    /// As text, with Slack's control characters escaped (`<!channel>` cannot ping).
+    Slack,
 }
 
 /// What a template can name, for error messages.
 pub const FIELDS: &str = "event, rule, outcome, detail, dry_run, delivery, actions, now, now + <duration>, now_ms, \
 problem.title, problem.status, problem.source, problem.summary, problem.occurrence, problem.fingerprint, \
 problem.starts_at, problem.labels, problem.labels.<name>, problem.annotations, problem.annotations.<name>, \
-problem.links, problem.links.ruleUID/dashboardURL/panelURL; filters: | matchers, | tags";
+problem.links, problem.links.ruleUID/dashboardURL/panelURL; filters: | matchers, | tags, | slack";
 
 impl Expr {
     fn parse(inner: &str) -> Result<Expr, String> {
@@ -122,9 +124,10 @@ impl Expr {
                 Some(match f.trim() {
                     "matchers" => Filter::Matchers,
                     "tags" => Filter::Tags,
+                    "slack" => Filter::Slack,
                     other => {
                         return Err(format!(
-                            "unknown filter {other:?} (filters: matchers, tags)"
+                            "unknown filter {other:?} (filters: matchers, tags, slack)"
                         ))
                     }
                 }),
@@ -179,7 +182,9 @@ impl Expr {
                 }
             }
         };
-        if filter.is_some() && !matches!(field, Field::Labels | Field::Annotations) {
+        if matches!(filter, Some(Filter::Matchers | Filter::Tags))
+            && !matches!(field, Field::Labels | Field::Annotations)
+        {
             return Err(format!(
                 "{left:?}: the filters matchers and tags apply to problem.labels and problem.annotations only"
             ));
@@ -249,12 +254,26 @@ pub struct Facts<'a> {
 
 impl Facts<'_> {
     fn value(&self, e: &Expr) -> Value {
+        let v = self.field(e);
+        if e.filter == Some(Filter::Slack) {
+            let mut t = String::new();
+            text(&v, &mut t);
+            return Value::String(
+                t.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;"),
+            );
+        }
+        v
+    }
+
+    fn field(&self, e: &Expr) -> Value {
         let p = self.problem;
         let s = |t: &str| Value::String(t.to_string());
         let opt = |t: Option<&String>| s(t.map_or("", String::as_str));
         let map = |m: &BTreeMap<String, String>| {
             match e.filter {
-            None => Value::Object(m.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+            None | Some(Filter::Slack) => Value::Object(m.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
             Some(Filter::Tags) => Value::Array(m.iter().map(|(k, v)| s(&format!("{k}:{v}"))).collect()),
             Some(Filter::Matchers) => Value::Array(
                 m.iter()
@@ -394,4 +413,94 @@ pub fn header(name: &str, value: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((lower, value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::{Links, Source, Status};
+
+    fn problem() -> Problem {
+        Problem {
+            source: Source::Grafana,
+            status: Status::Firing,
+            title: "High <!channel> & co".into(),
+            summary: None,
+            labels: [("service", "carts"), ("team", "a&b")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            fingerprint: "fp".into(),
+            links: Links {
+                panel_url: Some("https://grafana.test/d/x?viewPanel=2".into()),
+                ..Links::default()
+            },
+        }
+    }
+
+    fn render_one(template: &str, p: &Problem) -> Value {
+        let t = compile(&serde_json::json!({ "v": template }), "body").unwrap();
+        let facts = Facts {
+            event: NotifyEvent::CircuitOpen,
+            rule: "r",
+            outcome: "circuit_open",
+            detail: "",
+            dry_run: false,
+            delivery: 7,
+            actions: vec![
+                "turned F off in production".into(),
+                "scaled carts by +1".into(),
+            ],
+            now_ms: 1_764_165_726_000,
+            problem: p,
+        };
+        render(&t, &facts)["v"].clone()
+    }
+
+    #[test]
+    fn fields_filters_and_time() {
+        let p = problem();
+        for (template, expected) in [
+            (
+                "{{ now + 2h }}",
+                serde_json::json!("2025-11-26T16:02:06.000Z"),
+            ),
+            ("{{now}}", serde_json::json!("2025-11-26T14:02:06.000Z")),
+            ("{{ now_ms }}", serde_json::json!(1_764_165_726_000i64)),
+            ("{{ delivery }}", serde_json::json!(7)),
+            (
+                "{{ problem.labels | tags }}",
+                serde_json::json!(["service:carts", "team:a&b"]),
+            ),
+            (
+                "{{ problem.title | slack }}",
+                serde_json::json!("High &lt;!channel&gt; &amp; co"),
+            ),
+            (
+                "{{ actions }}",
+                serde_json::json!(["turned F off in production", "scaled carts by +1"]),
+            ),
+            (
+                "a: {{ actions }}",
+                serde_json::json!("a: turned F off in production; scaled carts by +1"),
+            ),
+            (
+                "{{ problem.links.panelURL }}",
+                serde_json::json!("https://grafana.test/d/x?viewPanel=2"),
+            ),
+            (
+                "{{ problem.links }}",
+                serde_json::json!({"panelURL": "https://grafana.test/d/x?viewPanel=2"}),
+            ),
+            (
+                "{{ problem.source }}/{{ problem.status }}/{{ event }}",
+                serde_json::json!("grafana/firing/circuit_open"),
+            ),
+            ("}} {not} {{ rule }}", serde_json::json!("}} {not} r")),
+        ] {
+            assert_eq!(render_one(template, &p), expected, "{template}");
+        }
+    }
 }

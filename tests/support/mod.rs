@@ -196,6 +196,21 @@ impl Recorder {
         *self.responder.borrow_mut() = Box::new(f);
     }
 
+    /// Calls to the stand-in Unleash answered by it, all others by `f`.
+    pub fn answer_others(
+        &self,
+        f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static,
+    ) {
+        let unleash = unleash_like(self.flags.clone());
+        *self.responder.borrow_mut() = Box::new(move |s: &Sent| {
+            if s.url.starts_with("http://unleash.test:4242/") {
+                unleash(s)
+            } else {
+                f(s)
+            }
+        });
+    }
+
     /// Back to the stand-in Unleash (and 200 from the scaling webhook).
     pub fn answer_like_unleash(&self) {
         *self.responder.borrow_mut() = unleash_like(self.flags.clone());
