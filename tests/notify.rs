@@ -539,3 +539,13 @@ fn defaults_apply_to_rules_without_their_own_notify() {
     assert_eq!(set.rules[0].notify[0].channel, "s");
     assert!(set.rules[1].notify.is_empty());
 }
+
+#[test]
+fn the_e2e_fixture_carries_the_recipes_exactly() {
+    let fixture = remediator::rules::parse(include_str!("e2e/fixtures/notify.yaml")).unwrap();
+    let recipes: Vec<_> = [SLACK, GRAFANA, SILENCE]
+        .iter()
+        .map(|r| remediator::rules::parse(r).unwrap().rules[0].notify[0].clone())
+        .collect();
+    assert_eq!(fixture.rules[0].notify, recipes);
+}
