@@ -109,6 +109,11 @@ impl Config {
     /// goes into an outbound request is validated here, so that building one
     /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::load_dyn(&var)
+    }
+
+    /// One copy of the loader, not one per caller's closure (it is large).
+    fn load_dyn(var: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |name: &str| -> Result<String, String> {
             var(name)
                 .map(|v| v.trim().to_string())

@@ -7,13 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::problem::Problem;
 
 /// When a notify runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyEvent {
     /// The rule acted on a firing problem (also when an action failed).
@@ -27,6 +27,17 @@ pub enum NotifyEvent {
 }
 
 impl NotifyEvent {
+    pub fn parse(s: &str) -> Option<NotifyEvent> {
+        [
+            NotifyEvent::Act,
+            NotifyEvent::Revert,
+            NotifyEvent::CircuitOpen,
+            NotifyEvent::BudgetExhausted,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotifyEvent::Act => "act",

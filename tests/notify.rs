@@ -496,8 +496,28 @@ fn template_and_notify_errors_name_the_rule_the_notify_and_the_field() {
             "rules[0] (\"a\").notify[0].channel: \"sl ack\" is not a channel name",
         ),
         (
+            "{channel: slack, bodi: {}}",
+            "rules[0] (\"a\").notify[0]: unknown field \"bodi\" (expected channel, on, method, path, headers, body)",
+        ),
+        (
+            "{channel: slack}",
+            "rules[0] (\"a\").notify[0].body: required",
+        ),
+        (
+            "{body: {}}",
+            "rules[0] (\"a\").notify[0].channel: required",
+        ),
+        (
+            "{channel: slack, headers: {X-A: [1]}, body: {}}",
+            "rules[0] (\"a\").notify[0].headers.X-A: must be a string",
+        ),
+        (
+            "{channel: slack, on: act, body: {}}",
+            "rules[0] (\"a\").notify[0].on: must be a non-empty list",
+        ),
+        (
             "{channel: slack, on: [], body: {}}",
-            "rules[0] (\"a\").notify[0].on: must not be empty",
+            "rules[0] (\"a\").notify[0].on: must be a non-empty list",
         ),
     ] {
         let err = remediator::rules::parse(&rule(notify)).unwrap_err();

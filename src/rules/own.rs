@@ -28,73 +28,101 @@ pub struct Defaults {
     pub environment: Option<String>,
     /// Notifications for rules that give no `notify` of their own.
     #[serde(default)]
-    pub notify: Option<Vec<OwnNotify>>,
+    pub notify: Option<serde_json::Value>,
 }
 
-/// One `notify` entry: which channel, on which events, and what to send.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OwnNotify {
-    /// A channel name (Spin variables `notify_<n>_name`).
-    pub channel: String,
-    /// Default: `[act]`.
-    #[serde(default)]
-    pub on: Option<Vec<NotifyEvent>>,
-    /// POST (default), PUT or PATCH.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// A plain path on the channel's origin; default: the channel's `notify_<n>_path`.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Literal header values (no placeholders).
-    #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// JSON body; strings may hold `{{ field }}` placeholders.
-    pub body: serde_json::Value,
-}
-
-fn own_notify(n: &OwnNotify, at: &str) -> Result<Notify, String> {
-    let bad_name = n.channel.is_empty()
-        || !n
-            .channel
+/// One `notify` entry, read from the YAML as a JSON value (the body is one anyway):
+/// `channel` (a name of the `notify_<n>_name` variables), `on` (default `[act]`),
+/// `method` (POST, PUT or PATCH), `path` (default: the channel's `notify_<n>_path`),
+/// `headers` (literal values) and `body` (JSON; strings may hold `{{ field }}`).
+/// By hand rather than derived: one deserializer instead of one per field type
+/// (the wasm size budget).
+fn own_notify(v: &serde_json::Value, at: &str) -> Result<Notify, String> {
+    let Some(m) = v.as_object() else {
+        return Err(format!("{at}: must be a mapping (channel, on, method, path, headers, body)"));
+    };
+    if let Some(k) = m.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "channel" | "on" | "method" | "path" | "headers" | "body"
+        )
+    }) {
+        return Err(format!(
+            "{at}: unknown field {k:?} (expected channel, on, method, path, headers, body)"
+        ));
+    }
+    let text = |field: &str| -> Result<Option<&str>, String> {
+        match m.get(field) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{at}.{field}: must be a string")),
+        }
+    };
+    let channel = text("channel")?.ok_or_else(|| format!("{at}.channel: required"))?;
+    let bad_name = channel.is_empty()
+        || !channel
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
     if bad_name {
         return Err(format!(
-            "{at}.channel: {:?} is not a channel name (letters, digits, '-', '_')",
-            n.channel
+            "{at}.channel: {channel:?} is not a channel name (letters, digits, '-', '_')"
         ));
     }
-    let on = n.on.clone().unwrap_or_else(|| vec![NotifyEvent::Act]);
-    if on.is_empty() {
-        return Err(format!(
-            "{at}.on: must not be empty (act, revert, circuit_open, budget_exhausted)"
-        ));
-    }
-    if let Some(p) = &n.path {
-        if let Some(e) = crate::config::path_error(p) {
-            return Err(format!("{at}.path: {e}"));
-        }
-    }
-    Ok(Notify {
-        channel: n.channel.clone(),
-        on,
-        method: notify::method(n.method.as_deref()).map_err(|e| format!("{at}.method: {e}"))?,
-        path: n.path.clone(),
-        headers: n
-            .headers
+    let on = match m.get("on") {
+        None => vec![NotifyEvent::Act],
+        Some(serde_json::Value::Array(list)) if !list.is_empty() => list
             .iter()
-            .map(|(k, v)| notify::header(k, v).map_err(|e| format!("{at}.headers: {e}")))
+            .map(|e| {
+                e.as_str().and_then(NotifyEvent::parse).ok_or_else(|| {
+                    format!("{at}.on: {e} is not act, revert, circuit_open or budget_exhausted")
+                })
+            })
             .collect::<Result<_, _>>()?,
-        body: notify::compile(&n.body, &format!("{at}.body"))?,
+        Some(_) => {
+            return Err(format!(
+                "{at}.on: must be a non-empty list of act, revert, circuit_open, budget_exhausted"
+            ))
+        }
+    };
+    let path = text("path")?;
+    if let Some(e) = path.and_then(crate::config::path_error) {
+        return Err(format!("{at}.path: {e}"));
+    }
+    let headers = match m.get("headers") {
+        None => vec![],
+        Some(serde_json::Value::Object(h)) => h
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("{at}.headers.{k}: must be a string"))?;
+                notify::header(k, v).map_err(|e| format!("{at}.headers: {e}"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{at}.headers: must be a mapping of strings")),
+    };
+    let body = m.get("body").ok_or_else(|| format!("{at}.body: required"))?;
+    Ok(Notify {
+        channel: channel.to_string(),
+        on,
+        method: notify::method(text("method")?).map_err(|e| format!("{at}.method: {e}"))?,
+        path: path.map(str::to_string),
+        headers,
+        body: notify::compile(body, &format!("{at}.body"))?,
     })
 }
 
-fn own_notifies(list: &[OwnNotify], at: &str) -> Result<Vec<Notify>, String> {
-    list.iter()
-        .enumerate()
-        .map(|(i, n)| own_notify(n, &format!("{at}.notify[{i}]")))
-        .collect()
+/// A `notify:` list (`at`: where it is, e.g. `rules[0] ("a")`).
+fn own_notifies(list: &Option<serde_json::Value>, at: &str) -> Result<Vec<Notify>, String> {
+    match list {
+        None => Ok(vec![]),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, n)| own_notify(n, &format!("{at}.notify[{i}]")))
+            .collect(),
+        Some(_) => Err(format!("{at}.notify: must be a list")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +159,7 @@ pub struct OwnRule {
     pub actions: Vec<OwnAction>,
     /// Overrides `defaults.notify` (`[]`: none).
     #[serde(default)]
-    pub notify: Option<Vec<OwnNotify>>,
+    pub notify: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,10 +223,7 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
     };
     let default_project = names("defaults.project", &file.defaults.project)?;
     let default_env = names("defaults.environment", &file.defaults.environment)?;
-    let default_notify = own_notifies(
-        file.defaults.notify.as_deref().unwrap_or_default(),
-        "defaults",
-    )?;
+    let default_notify = own_notifies(&file.defaults.notify, "defaults")?;
     let mut seen = std::collections::BTreeSet::new();
     file.rules
         .into_iter()
@@ -269,7 +294,7 @@ pub fn from_own(file: OwnFile) -> Result<Vec<Rule>, String> {
                 verify: r.verify,
             };
             let notify = match &r.notify {
-                Some(list) => own_notifies(list, &at)?,
+                Some(_) => own_notifies(&r.notify, &at)?,
                 None => default_notify.clone(),
             };
             let rule = Rule {
