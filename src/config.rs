@@ -224,8 +224,8 @@ impl Config {
 }
 
 fn channels(
-    get: &dyn Fn(&str) -> Result<String, String>,
-    token: &dyn Fn(&str) -> Result<Secret, String>,
+    get: &impl Fn(&str) -> Result<String, String>,
+    token: &impl Fn(&str) -> Result<Secret, String>,
 ) -> Result<Vec<Channel>, String> {
     let mut out: Vec<Channel> = Vec::new();
     for n in 1..=NOTIFY_CHANNELS {

@@ -48,6 +48,9 @@ impl NotifyEvent {
     }
 }
 
+/// A rule's notifications, shared (rules without their own share `defaults.notify`).
+pub type Notifies = std::sync::Arc<Vec<Notify>>;
+
 /// One compiled `notify` entry of a rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notify {
@@ -208,18 +211,21 @@ impl Expr {
 pub fn compile(v: &Value, at: &str) -> Result<Template, String> {
     Ok(match v {
         Value::String(s) => compile_str(s).map_err(|e| format!("{at}: {e}"))?,
-        Value::Array(items) => Template::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, t)| compile(t, &format!("{at}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Template::Object(
-            map.iter()
-                .map(|(k, t)| Ok((k.clone(), compile(t, &format!("{at}.{k}"))?)))
-                .collect::<Result<_, String>>()?,
-        ),
+        // Loops rather than iterator chains here and below: fewer generic copies in the wasm.
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, t) in items.iter().enumerate() {
+                out.push(compile(t, &format!("{at}[{i}]"))?);
+            }
+            Template::Array(out)
+        }
+        Value::Object(map) => {
+            let mut out = Vec::with_capacity(map.len());
+            for (k, t) in map {
+                out.push((k.clone(), compile(t, &format!("{at}.{k}"))?));
+            }
+            Template::Object(out)
+        }
         other => Template::Lit(other.clone()),
     })
 }
@@ -283,17 +289,23 @@ impl Facts<'_> {
         let s = |t: &str| Value::String(t.to_string());
         let opt = |t: Option<&String>| s(t.map_or("", String::as_str));
         let map = |m: &BTreeMap<String, String>| {
+            let mut object = Map::new();
+            let mut list = Vec::new();
+            for (k, v) in m {
+                match e.filter {
+                    None | Some(Filter::Slack) => {
+                        object.insert(k.clone(), s(v));
+                    }
+                    Some(Filter::Tags) => list.push(s(&format!("{k}:{v}"))),
+                    Some(Filter::Matchers) => list.push(
+                        serde_json::json!({"name": k, "value": v, "isRegex": false, "isEqual": true}),
+                    ),
+                }
+            }
             match e.filter {
-            None | Some(Filter::Slack) => Value::Object(m.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
-            Some(Filter::Tags) => Value::Array(m.iter().map(|(k, v)| s(&format!("{k}:{v}"))).collect()),
-            Some(Filter::Matchers) => Value::Array(
-                m.iter()
-                    .map(|(k, v)| {
-                        serde_json::json!({"name": k, "value": v, "isRegex": false, "isEqual": true})
-                    })
-                    .collect(),
-            ),
-        }
+                None | Some(Filter::Slack) => Value::Object(object),
+                _ => Value::Array(list),
+            }
         };
         match &e.field {
             Field::Event => s(self.event.as_str()),
@@ -302,7 +314,13 @@ impl Facts<'_> {
             Field::Detail => s(self.detail),
             Field::DryRun => Value::Bool(self.dry_run),
             Field::Delivery => Value::from(self.delivery),
-            Field::Actions => Value::Array(self.actions.iter().map(|a| s(a)).collect()),
+            Field::Actions => {
+                let mut list = Vec::new();
+                for a in &self.actions {
+                    list.push(s(a));
+                }
+                Value::Array(list)
+            }
             Field::Now(plus) => s(&crate::audit::rfc3339(self.now_ms.saturating_add(*plus))),
             Field::NowMs => Value::from(self.now_ms),
             Field::Title => s(&p.title),
@@ -319,7 +337,19 @@ impl Facts<'_> {
             Field::Label(n) => opt(p.labels.get(n)),
             Field::Annotations => map(&p.annotations),
             Field::Annotation(n) => opt(p.annotations.get(n)),
-            Field::Links => serde_json::to_value(&p.links).unwrap_or(Value::Null),
+            Field::Links => {
+                let mut m = Map::new();
+                for (k, v) in [
+                    ("ruleUID", &p.links.rule_uid),
+                    ("dashboardURL", &p.links.dashboard_url),
+                    ("panelURL", &p.links.panel_url),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.to_string(), s(v));
+                    }
+                }
+                Value::Object(m)
+            }
             Field::Link(which) => opt(match *which {
                 "ruleUID" => p.links.rule_uid.as_ref(),
                 "dashboardURL" => p.links.dashboard_url.as_ref(),
@@ -370,13 +400,20 @@ pub fn render(t: &Template, facts: &Facts) -> Value {
             }
             Value::String(out)
         }
-        Template::Array(items) => Value::Array(items.iter().map(|i| render(i, facts)).collect()),
-        Template::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), render(v, facts)))
-                .collect::<Map<_, _>>(),
-        ),
+        Template::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                out.push(render(i, facts));
+            }
+            Value::Array(out)
+        }
+        Template::Object(fields) => {
+            let mut out = Map::new();
+            for (k, v) in fields {
+                out.insert(k.clone(), render(v, facts));
+            }
+            Value::Object(out)
+        }
     }
 }
 

@@ -567,5 +567,5 @@ fn the_e2e_fixture_carries_the_recipes_exactly() {
         .iter()
         .map(|r| remediator::rules::parse(r).unwrap().rules[0].notify[0].clone())
         .collect();
-    assert_eq!(fixture.rules[0].notify, recipes);
+    assert_eq!(*fixture.rules[0].notify, recipes);
 }

@@ -34,18 +34,22 @@ pub fn run(
     if event == NotifyEvent::CircuitOpen && !dry_run && !first_in_window(d, rule) {
         return;
     }
-    let outcome = serde_json::to_value(report.outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let outcome = serde_json::to_string(&report.outcome).unwrap_or_default();
+    let outcome = outcome.trim_matches('"');
     let facts = Facts {
         event,
         rule: &rule.name,
-        outcome: &outcome,
+        outcome,
         detail: report.detail.as_deref().unwrap_or(""),
         dry_run,
         delivery: d.id,
-        actions: report.actions.iter().map(summary).collect(),
+        actions: {
+            let mut lines = Vec::new();
+            for a in &report.actions {
+                lines.push(summary(a));
+            }
+            lines
+        },
         now_ms: d.p.now_ms(),
         problem,
     };

@@ -75,7 +75,7 @@ pub fn from_06(file: Keptn06File) -> Result<Vec<Rule>, String> {
                 catch_all: false,
                 actions,
                 policy: Policy::default(),
-                notify: vec![],
+                notify: Default::default(),
             })
         })
         .collect()
@@ -211,7 +211,7 @@ pub fn from_08(file: Keptn08File) -> Result<Vec<Rule>, String> {
                 catch_all,
                 actions,
                 policy: Policy::default(),
-                notify: vec![],
+                notify: Default::default(),
             })
         })
         .collect()

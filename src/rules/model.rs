@@ -73,7 +73,7 @@ pub struct Rule {
     pub actions: Vec<Action>,
     pub policy: Policy,
     /// Told after acting, reverting or a refusal (remediator/v1 only).
-    pub notify: Vec<crate::notify::Notify>,
+    pub notify: crate::notify::Notifies,
 }
 
 /// How often and how far a rule may act. The defaults are Keptn's behaviour: act on

@@ -6,7 +6,7 @@ use super::duration;
 use super::keptn::Scalar;
 use super::matcher::Matcher;
 use super::model::{Action, Percent, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
-use crate::notify::{self, Notify, NotifyEvent};
+use crate::notify::{self, Notifies, Notify, NotifyEvent};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -39,7 +39,9 @@ pub struct Defaults {
 /// (the wasm size budget).
 fn own_notify(v: &serde_json::Value, at: &str) -> Result<Notify, String> {
     let Some(m) = v.as_object() else {
-        return Err(format!("{at}: must be a mapping (channel, on, method, path, headers, body)"));
+        return Err(format!(
+            "{at}: must be a mapping (channel, on, method, path, headers, body)"
+        ));
     };
     if let Some(k) = m.keys().find(|k| {
         !matches!(
@@ -68,16 +70,16 @@ fn own_notify(v: &serde_json::Value, at: &str) -> Result<Notify, String> {
             "{at}.channel: {channel:?} is not a channel name (letters, digits, '-', '_')"
         ));
     }
-    let on = match m.get("on") {
-        None => vec![NotifyEvent::Act],
-        Some(serde_json::Value::Array(list)) if !list.is_empty() => list
-            .iter()
-            .map(|e| {
-                e.as_str().and_then(NotifyEvent::parse).ok_or_else(|| {
+    let mut on = Vec::new();
+    match m.get("on") {
+        None => on.push(NotifyEvent::Act),
+        Some(serde_json::Value::Array(list)) if !list.is_empty() => {
+            for e in list {
+                on.push(e.as_str().and_then(NotifyEvent::parse).ok_or_else(|| {
                     format!("{at}.on: {e} is not act, revert, circuit_open or budget_exhausted")
-                })
-            })
-            .collect::<Result<_, _>>()?,
+                })?);
+            }
+        }
         Some(_) => {
             return Err(format!(
                 "{at}.on: must be a non-empty list of act, revert, circuit_open, budget_exhausted"
@@ -88,20 +90,22 @@ fn own_notify(v: &serde_json::Value, at: &str) -> Result<Notify, String> {
     if let Some(e) = path.and_then(crate::config::path_error) {
         return Err(format!("{at}.path: {e}"));
     }
-    let headers = match m.get("headers") {
-        None => vec![],
-        Some(serde_json::Value::Object(h)) => h
-            .iter()
-            .map(|(k, v)| {
+    let mut headers = Vec::new();
+    match m.get("headers") {
+        None => {}
+        Some(serde_json::Value::Object(h)) => {
+            for (k, v) in h {
                 let v = v
                     .as_str()
                     .ok_or_else(|| format!("{at}.headers.{k}: must be a string"))?;
-                notify::header(k, v).map_err(|e| format!("{at}.headers: {e}"))
-            })
-            .collect::<Result<_, _>>()?,
+                headers.push(notify::header(k, v).map_err(|e| format!("{at}.headers: {e}"))?);
+            }
+        }
         Some(_) => return Err(format!("{at}.headers: must be a mapping of strings")),
-    };
-    let body = m.get("body").ok_or_else(|| format!("{at}.body: required"))?;
+    }
+    let body = m
+        .get("body")
+        .ok_or_else(|| format!("{at}.body: required"))?;
     Ok(Notify {
         channel: channel.to_string(),
         on,
@@ -113,16 +117,18 @@ fn own_notify(v: &serde_json::Value, at: &str) -> Result<Notify, String> {
 }
 
 /// A `notify:` list (`at`: where it is, e.g. `rules[0] ("a")`).
-fn own_notifies(list: &Option<serde_json::Value>, at: &str) -> Result<Vec<Notify>, String> {
+fn own_notifies(list: &Option<serde_json::Value>, at: &str) -> Result<Notifies, String> {
+    let mut out = Vec::new();
     match list {
-        None => Ok(vec![]),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, n)| own_notify(n, &format!("{at}.notify[{i}]")))
-            .collect(),
-        Some(_) => Err(format!("{at}.notify: must be a list")),
+        None => {}
+        Some(serde_json::Value::Array(items)) => {
+            for (i, n) in items.iter().enumerate() {
+                out.push(own_notify(n, &format!("{at}.notify[{i}]"))?);
+            }
+        }
+        Some(_) => return Err(format!("{at}.notify: must be a list")),
     }
+    Ok(std::sync::Arc::new(out))
 }
 
 #[derive(Debug, Deserialize)]
