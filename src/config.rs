@@ -174,6 +174,50 @@ impl Config {
             },
             &get("rules_path")?,
         )?;
+        // The notify channels; a loop here, not a function, keeps the closures inline.
+        let mut channels: Vec<Channel> = Vec::new();
+        for n in 1..=NOTIFY_CHANNELS {
+            let var = |what: &str| format!("notify_{n}_{what}");
+            let name = get(&var("name"))?;
+            let origin = match get(&var("origin"))?.as_str() {
+                o if o.is_empty() || o.ends_with(".invalid") => String::new(),
+                o => origin(&var("origin"), o)?,
+            };
+            let taken = !origin.is_empty()
+                && channels
+                    .iter()
+                    .any(|c| c.name == name && !c.origin.is_empty());
+            let bad = name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if bad || taken {
+                return Err(format!(
+                    "variable {}: {name:?} {}",
+                    var("name"),
+                    if bad {
+                        "is not a channel name (letters, digits, '-', '_')"
+                    } else {
+                        "is the name of another configured channel"
+                    }
+                ));
+            }
+            let path = get(&var("path"))?;
+            if !path.is_empty() && path_error(&path).is_some() {
+                // The value is a secret: never echoed.
+                return Err(format!(
+                    "variable {}: must be a URI path starting with / (letters, digits, -._~!$&'()*+,;=:@/? and %XX)",
+                    var("path")
+                ));
+            }
+            channels.push(Channel {
+                slot: n,
+                name,
+                origin,
+                authorization: token(&var("authorization"))?,
+                path: Secret::new(path),
+            });
+        }
         Ok(Config {
             unleash_url: origin("unleash_url", &get("unleash_url")?)?,
             unleash_token: unleash_token(token("unleash_token")?),
@@ -213,7 +257,7 @@ impl Config {
                 "milliseconds",
             )?),
             unleash_verify: flag("unleash_verify")?,
-            channels: channels(&get, &token)?,
+            channels,
         })
     }
 
@@ -221,54 +265,6 @@ impl Config {
     pub fn channel(&self, name: &str) -> Option<&Channel> {
         self.channels.iter().find(|c| c.name == name)
     }
-}
-
-fn channels(
-    get: &impl Fn(&str) -> Result<String, String>,
-    token: &impl Fn(&str) -> Result<Secret, String>,
-) -> Result<Vec<Channel>, String> {
-    let mut out: Vec<Channel> = Vec::new();
-    for n in 1..=NOTIFY_CHANNELS {
-        let var = |what: &str| format!("notify_{n}_{what}");
-        let name = get(&var("name"))?;
-        let origin = match get(&var("origin"))?.as_str() {
-            o if o.is_empty() || o.ends_with(".invalid") => String::new(),
-            o => origin(&var("origin"), o)?,
-        };
-        let taken =
-            !origin.is_empty() && out.iter().any(|c| c.name == name && !c.origin.is_empty());
-        let bad = name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
-        if bad || taken {
-            return Err(format!(
-                "variable {}: {name:?} {}",
-                var("name"),
-                if bad {
-                    "is not a channel name (letters, digits, '-', '_')"
-                } else {
-                    "is the name of another configured channel"
-                }
-            ));
-        }
-        let path = get(&var("path"))?;
-        if !path.is_empty() && path_error(&path).is_some() {
-            // The value is a secret: never echoed.
-            return Err(format!(
-                "variable {}: must be a URI path starting with / (letters, digits, -._~!$&'()*+,;=:@/? and %XX)",
-                var("path")
-            ));
-        }
-        out.push(Channel {
-            slot: n,
-            name,
-            origin,
-            authorization: token(&var("authorization"))?,
-            path: Secret::new(path),
-        });
-    }
-    Ok(out)
 }
 
 /// Unleash takes every token shape (admin, service account, `user:…` personal
