@@ -569,3 +569,21 @@ fn the_e2e_fixture_carries_the_recipes_exactly() {
         .collect();
     assert_eq!(*fixture.rules[0].notify, recipes);
 }
+
+#[test]
+fn a_resolve_with_nothing_to_undo_sends_nothing() {
+    let r = Recorder::new();
+    channels(&r);
+    r.set_rules(&SLACK.replace(
+        "      - {flag: EnablePromotion, state: off}\n",
+        "      - {flag: EnablePromotion, state: off}\n    revert: false\n",
+    ));
+    let (_, report) = r.post("/alertmanager", &failure_rate("firing"));
+    assert_eq!(report["problems"][0]["notifications"][0]["outcome"], "sent");
+    let before = r.sent().len();
+    let (status, report) = r.post("/alertmanager", &failure_rate("resolved"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["problems"][0]["outcome"], "ignored", "{report}");
+    assert!(report["problems"][0].get("notifications").is_none());
+    assert_eq!(r.sent().len(), before, "{:?}", &r.sent()[before..]);
+}

@@ -28,7 +28,8 @@ pub fn run(
         .iter()
         .filter(|n| n.on.contains(&event))
         .collect();
-    if todo.is_empty() {
+    // A resolve with nothing to undo (revert off) is no news.
+    if todo.is_empty() || (event == NotifyEvent::Revert && report.actions.is_empty()) {
         return;
     }
     if event == NotifyEvent::CircuitOpen && !dry_run && !first_in_window(d, rule) {
