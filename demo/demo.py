@@ -55,6 +55,7 @@ BROWSER = os.environ.get("DEMO_BROWSER") == "1"
 ALERT = "HighFailureRate"
 SUMMARY = "Failure rate increase on carts"
 FLAG = "EnablePromotion"
+SLACK_PATH = "/services/T0DEMO/B0DEMO/demo-incoming-webhook"  # notify_1_path: a secret in real use
 FLAGS = ("EnableItemsCache", FLAG)
 RATIO = ('sum(rate(http_requests_total{job="shop",code=~"5.."}[5s]))'
          ' / sum(rate(http_requests_total{job="shop"}[5s]))')
@@ -248,6 +249,8 @@ class Demo:
             "scale_url": self.env["E2E_RECEIVER_URL"], "scale_path": "/scale",
             "webhook_token": self.webhook_token, "rules_file": "/remediation.yaml",
             "metrics_token": self.metrics_token,
+            # The Slack channel of the rules' notify: the recording receiver plays Slack.
+            "notify_1_origin": self.env["E2E_RECEIVER_URL"], "notify_1_path": SLACK_PATH,
         }
         penv = {k: v for k, v in os.environ.items() if not k.startswith("SPIN_VARIABLE_")}
         penv.update({"SPIN_VARIABLE_" + k.upper(): v for k, v in variables.items()})
@@ -439,6 +442,15 @@ scrape_configs:
                         self.mark("webhook_received", t)
                     elif what == "acted":
                         self.mark("remediator_acted", t)
+                    elif what == "notified":
+                        self.mark("slack_notified", t)
+        # "Slack" (the recording receiver): the messages remediator sent.
+        st, body = http("GET", self.env["E2E_RECEIVER_URL"] + "/_requests")
+        if st == 200:
+            for r in body:
+                if r.get("path") == SLACK_PATH and isinstance(r.get("body"), dict):
+                    self.note(r["time"], "slack", "message: %s" % str(r["body"].get("text"))[:140],
+                              key=("slack", r["seq"]))
         # Unleash: the event log.
         st, body = http("GET", self.unleash + "/api/admin/events",
                         headers={"Authorization": self.admin})
@@ -600,6 +612,7 @@ scrape_configs:
                 own.setdefault(name, {})[key] = float(r["value"][1])
         acted = [e for e in self.audit if e["event"] == "acted"]
         circuit = [e for e in self.audit if e["event"] == "circuit_open"]
+        notified = [e for e in self.audit if e["event"] == "notified"]
         m = self.marks
         start = m.get("shop_sees_flag_on")
 
@@ -635,6 +648,7 @@ scrape_configs:
             "actions": len(acted),
             "circuit_open": len(circuit),
             "remediator_metrics": own,
+            "notified": len(notified),
             "seconds": {
                 "failure_start_to_flag_off": d("shop_sees_flag_on", "unleash_flag_off"),
                 "flag_on_to_failure_start": d("flag_turned_on", "shop_sees_flag_on"),
@@ -718,12 +732,13 @@ def render_html(series, marks, lines, summary, start):
               "prometheus_pending": "#bcbd22",
               "prometheus_firing": "#d62728", "alertmanager_received": "#9467bd",
               "webhook_received": "#8c564b", "unleash_flag_off": "#2ca02c",
-              "shop_sees_flag_off": "#17becf", "prometheus_resolved": "#7f7f7f"}
+              "shop_sees_flag_off": "#17becf", "prometheus_resolved": "#7f7f7f",
+              "slack_notified": "#e6ab02"}
     labels = {"shop_sees_flag_on": "failure starts", "prometheus_pending": "pending",
               "prometheus_firing": "alert fires", "alertmanager_received": "Alertmanager",
               "webhook_received": "webhook", "unleash_flag_off": "flag off (action)",
               "shop_sees_flag_off": "shop recovers", "prometheus_resolved": "resolved",
-              "webhook_resolved": "resolved webhook"}
+              "webhook_resolved": "resolved webhook", "slack_notified": "Slack told"}
     # Labels above the plot, each on the first row where it does not overlap the last one.
     row_end = []
     for k in sorted((k for k in colors if k in marks), key=lambda k: marks[k]):

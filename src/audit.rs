@@ -35,6 +35,10 @@ pub enum Event {
     Reverted,
     RevertSkipped,
     Error,
+    /// A notification was sent (or, in a dry run, would have been).
+    Notified,
+    /// A notification failed; the remediation itself is unaffected.
+    NotifyFailed,
     /// An event this build does not know (written by a newer version, e.g. during a
     /// rolling update): its batch still reads, and the page shows it generically.
     /// Stays last (serde's rule): new events go above it.

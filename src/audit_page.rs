@@ -207,9 +207,10 @@ fn verbs(t: &ActionTarget) -> (&'static str, &'static str) {
 /// A colour class for an event name: unknown (future) events get a neutral one.
 fn tone(event: &str) -> &'static str {
     match event {
-        "acted" | "reverted" => "ok",
+        "acted" | "reverted" | "notified" => "ok",
         "failed" | "error" | "circuit_open" => "bad",
-        "skipped" | "revert_skipped" | "in_progress" | "dry_run" | "budget_exhausted" => "warn",
+        "skipped" | "revert_skipped" | "in_progress" | "dry_run" | "budget_exhausted"
+        | "notify_failed" => "warn",
         "already_handled" | "no_matching_rule" | "received" | "matched" | "resolved" => "quiet",
         _ => "other",
     }

@@ -55,6 +55,25 @@ impl AuthConfig {
 /// (RFC 2606) that keeps the allow-list template non-empty while meaning "unset".
 pub const RULES_ORIGIN_UNSET: &str = "http://rules.invalid";
 
+/// How many notify channels there are (`notify_1_*` … `notify_3_*`): Spin's
+/// `allowed_outbound_hosts` takes one template per origin, so the number is fixed.
+pub const NOTIFY_CHANNELS: usize = 3;
+
+/// One notify channel: where a rule's `notify: [{channel: <name>}]` goes.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// 1-based, as in its variables' names (`notify_<n>_origin`).
+    pub slot: usize,
+    pub name: String,
+    /// Empty: not configured (the `http://notify-<n>.invalid` default).
+    pub origin: String,
+    /// Sent as `Authorization` as it is (e.g. `Bearer glsa_…`); empty: none.
+    pub authorization: Secret,
+    /// The path used when a rule gives none: for webhooks that carry their secret
+    /// in the path (Slack). Never shown.
+    pub path: Secret,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub unleash_url: String,
@@ -84,6 +103,8 @@ pub struct Config {
     pub metrics_token: Secret,
     /// The blast-radius budget (`N per D`) when the rules file gives none.
     pub max_changes: Option<(u32, Duration)>,
+    /// Notify channels, configured or not, in slot order.
+    pub channels: Vec<Channel>,
 }
 
 impl Config {
@@ -92,6 +113,11 @@ impl Config {
     /// goes into an outbound request is validated here, so that building one
     /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::load_dyn(&var)
+    }
+
+    /// One copy of the loader, not one per caller's closure (it is large).
+    fn load_dyn(var: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |name: &str| -> Result<String, String> {
             var(name)
                 .map(|v| v.trim().to_string())
@@ -152,6 +178,50 @@ impl Config {
             },
             &get("rules_path")?,
         )?;
+        // The notify channels; a loop here, not a function, keeps the closures inline.
+        let mut channels: Vec<Channel> = Vec::new();
+        for n in 1..=NOTIFY_CHANNELS {
+            let var = |what: &str| format!("notify_{n}_{what}");
+            let name = get(&var("name"))?;
+            let origin = match get(&var("origin"))?.as_str() {
+                o if o.is_empty() || o.ends_with(".invalid") => String::new(),
+                o => origin(&var("origin"), o)?,
+            };
+            let taken = !origin.is_empty()
+                && channels
+                    .iter()
+                    .any(|c| c.name == name && !c.origin.is_empty());
+            let bad = name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if bad || taken {
+                return Err(format!(
+                    "variable {}: {name:?} {}",
+                    var("name"),
+                    if bad {
+                        "is not a channel name (letters, digits, '-', '_')"
+                    } else {
+                        "is the name of another configured channel"
+                    }
+                ));
+            }
+            let path = get(&var("path"))?;
+            if !path.is_empty() && path_error(&path).is_some() {
+                // The value is a secret: never echoed.
+                return Err(format!(
+                    "variable {}: must be a URI path starting with / (letters, digits, -._~!$&'()*+,;=:@/? and %XX)",
+                    var("path")
+                ));
+            }
+            channels.push(Channel {
+                slot: n,
+                name,
+                origin,
+                authorization: token(&var("authorization"))?,
+                path: Secret::new(path),
+            });
+        }
         Ok(Config {
             unleash_url: origin("unleash_url", &get("unleash_url")?)?,
             unleash_token: unleash_token(token("unleash_token")?),
@@ -200,7 +270,13 @@ impl Config {
                     v,
                 )?),
             },
+            channels,
         })
+    }
+
+    /// The configured channel of this name.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
     }
 }
 
@@ -235,10 +311,23 @@ impl Config {
             &self.auth.hmac_secret,
             &self.metrics_token,
         ]
-        .iter()
+        .into_iter()
+        .chain(self.channels.iter().map(|c| &c.authorization))
         .filter(|s| !s.is_empty())
         .map(|s| s.expose().to_string())
         .collect();
+        for c in &self.channels {
+            // The credential without its scheme (`Bearer x` → `x`), and a secret path
+            // (a short one such as `/` is no secret, and would garble every text).
+            if let Some((_, cred)) = c.authorization.expose().split_once(' ') {
+                if cred.trim().len() >= 4 {
+                    patterns.push(cred.trim().to_string());
+                }
+            }
+            if c.path.expose().len() >= 8 {
+                patterns.push(c.path.expose().to_string());
+            }
+        }
         if !self.auth.basic_password.is_empty() {
             use base64::Engine;
             let pair = format!(
@@ -296,8 +385,20 @@ fn header_value(var: &str, v: &str) -> Result<(), String> {
 /// A path (with an optional query; no fragment) exactly as it is to be sent: RFC 3986
 /// characters and well-formed percent-escapes only; nothing is encoded for the user.
 fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
+    if let Some(e) = path_error(v) {
+        return Err(format!("variable {var}: {e}"));
+    }
+    format!("{origin}{v}")
+        .parse::<http::Uri>()
+        .map_err(|e| format!("variable {var}: {v:?} does not form a URL: {e}"))?;
+    Ok(v.to_string())
+}
+
+/// Why `v` is not a path (with an optional query) to send as it is: RFC 3986
+/// characters and well-formed percent-escapes only.
+pub fn path_error(v: &str) -> Option<String> {
     if !v.starts_with('/') {
-        return Err(format!("variable {var}: must start with /"));
+        return Some("must start with /".into());
     }
     let bytes = v.as_bytes();
     let mut i = 0;
@@ -307,9 +408,7 @@ fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
             b'%' => {
                 let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
                 if !(hex(i + 1) && hex(i + 2)) {
-                    return Err(format!(
-                        "variable {var}: {v:?} has a '%' not followed by two hex digits"
-                    ));
+                    return Some(format!("{v:?} has a '%' not followed by two hex digits"));
                 }
                 i += 2;
                 true
@@ -319,16 +418,16 @@ fn uri_path(var: &str, origin: &str, v: &str) -> Result<String, String> {
         };
         if !ok {
             let c = v[i..].chars().next().unwrap_or('?');
-            return Err(format!(
-                "variable {var}: {v:?} contains {c:?}, which is not allowed in a URL path (percent-encode it)"
+            return Some(format!(
+                "{v:?} contains {c:?}, which is not allowed in a URL path (percent-encode it)"
             ));
         }
         i += 1;
     }
-    format!("{origin}{v}")
-        .parse::<http::Uri>()
-        .map_err(|e| format!("variable {var}: {v:?} does not form a URL: {e}"))?;
-    Ok(v.to_string())
+    if format!("http://x.invalid{v}").parse::<http::Uri>().is_err() {
+        return Some(format!("{v:?} does not form a URL"));
+    }
+    None
 }
 
 fn header_name(var: &str, v: &str) -> Result<String, String> {
@@ -392,6 +491,18 @@ pub(crate) mod tests {
             ("unleash_verify", "false"),
             ("metrics_token", ""),
             ("max_changes", ""),
+            ("notify_1_name", "slack"),
+            ("notify_1_origin", "http://notify-1.invalid"),
+            ("notify_1_authorization", ""),
+            ("notify_1_path", ""),
+            ("notify_2_name", "grafana"),
+            ("notify_2_origin", "http://notify-2.invalid"),
+            ("notify_2_authorization", ""),
+            ("notify_2_path", ""),
+            ("notify_3_name", "alertmanager"),
+            ("notify_3_origin", "http://notify-3.invalid"),
+            ("notify_3_authorization", ""),
+            ("notify_3_path", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -603,5 +714,52 @@ pub(crate) mod tests {
             out.contains("Basic <redacted>") && out.contains("Bearer <redacted>"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn notify_channels_default_to_unconfigured_and_errors_name_the_variable() {
+        let c = config(&[]);
+        let names: Vec<_> = c.channels.iter().map(|ch| ch.name.as_str()).collect();
+        assert_eq!(names, ["slack", "grafana", "alertmanager"]);
+        assert!(c.channels.iter().all(|ch| ch.origin.is_empty()));
+        let c = config(&[
+            ("notify_2_origin", "https://grafana.example:3000/"),
+            ("notify_2_authorization", "Bearer glsa_SECRET_0042"),
+            ("notify_1_path", "/services/T0/B0/SLACK-SECRET"),
+        ]);
+        let g = c.channel("grafana").unwrap();
+        assert_eq!(
+            (g.slot, g.origin.as_str()),
+            (2, "https://grafana.example:3000")
+        );
+        // Both secrets, and the token without its scheme, are redacted.
+        let out =
+            c.redact("x Bearer glsa_SECRET_0042 glsa_SECRET_0042 /services/T0/B0/SLACK-SECRET");
+        assert!(!out.contains("SECRET"), "{out}");
+        for (over, needle) in [
+            (
+                ("notify_1_origin", "http://hooks/x"),
+                "variable notify_1_origin",
+            ),
+            (("notify_3_name", "a b"), "variable notify_3_name"),
+            (
+                ("notify_2_authorization", "Bearer a\nSECRET"),
+                "variable notify_2_authorization",
+            ),
+            (("notify_1_path", "/a b SECRET"), "variable notify_1_path"),
+        ] {
+            let err = Config::load(vars(&[over])).unwrap_err();
+            assert!(err.starts_with(needle), "{over:?}: {err}");
+            assert!(!err.contains("SECRET"), "a secret is not echoed: {err}");
+        }
+        // Two configured channels may not share a name; unconfigured ones may.
+        let err = Config::load(vars(&[
+            ("notify_1_origin", "http://a.test"),
+            ("notify_2_origin", "http://b.test"),
+            ("notify_2_name", "slack"),
+        ]))
+        .unwrap_err();
+        assert!(err.starts_with("variable notify_2_name"), "{err}");
+        assert!(Config::load(vars(&[("notify_2_name", "slack")])).is_ok());
     }
 }

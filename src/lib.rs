@@ -13,6 +13,7 @@ pub mod claim;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod platform;
 pub mod problem;

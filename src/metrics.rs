@@ -46,7 +46,7 @@ const SIGNATURE_PREFIX: &str = "metrics/d/";
 /// Spin's key limit is 256 bytes; keys are kept below it.
 const MAX_KEY_BYTES: usize = 240;
 /// Most series in one signature (deliveries, problems, actions, circuit).
-const MAX_SIGNATURE_SERIES: usize = 4;
+const MAX_SIGNATURE_SERIES: usize = 5;
 /// Longest label value kept whole, in bytes (rule names are the only free-form
 /// ones); even escaped, a series of one such label fits in a key.
 const MAX_LABEL_BYTES: usize = 80;
@@ -55,11 +55,12 @@ pub const DELIVERIES: &str = "remediator_deliveries_total";
 pub const PROBLEMS: &str = "remediator_problems_total";
 pub const ACTIONS: &str = "remediator_actions_total";
 pub const CIRCUIT_OPEN: &str = "remediator_circuit_open_total";
+pub const NOTIFICATIONS: &str = "remediator_notifications_total";
 pub const RULES_SOURCE: &str = "remediator_rules_source";
 pub const RULES_LAST_FETCH: &str = "remediator_rules_last_fetch_success_timestamp_seconds";
 
 /// The counter families, in the order they are exposed, with their help text.
-const COUNTERS: [(&str, &str); 4] = [
+const COUNTERS: [(&str, &str); 5] = [
     (
         DELIVERIES,
         "Requests to a webhook route, by route and the status code answered.",
@@ -72,6 +73,10 @@ const COUNTERS: [(&str, &str); 4] = [
     (
         CIRCUIT_OPEN,
         "Problems refused because the rule's circuit breaker was open, by rule.",
+    ),
+    (
+        NOTIFICATIONS,
+        "Notifications (notify), by channel, event and outcome.",
     ),
 ];
 
@@ -166,6 +171,16 @@ pub fn tally(route: &str, status: u16, report: Option<&Report>) -> Deltas {
                 ],
             ));
         }
+        for n in &p.notifications {
+            add(series(
+                NOTIFICATIONS,
+                &[
+                    ("channel", &n.channel),
+                    ("event", n.event.as_str()),
+                    ("outcome", &serde_name(&n.outcome)),
+                ],
+            ));
+        }
     }
     deltas
 }
@@ -189,7 +204,7 @@ pub fn increments(deltas: &Deltas) -> Vec<(String, i64)> {
         "{SIGNATURE_PREFIX}{}",
         deltas
             .iter()
-            .map(|(s, _)| s.as_str())
+            .map(|(s, _)| short(s))
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -227,6 +242,27 @@ pub fn record(p: &dyn Platform, deltas: &Deltas) -> Vec<String> {
         }
     }
     errors
+}
+
+/// A counter series as a signature spells it, so that a delivery's series fit in one
+/// key: `remediator_problems_total{…}` is `problems{…}`.
+fn short(series: &str) -> String {
+    let s = series.strip_prefix("remediator_").unwrap_or(series);
+    match s.split_once('{') {
+        Some((family, labels)) => {
+            let family = family.strip_suffix("_total").unwrap_or(family);
+            format!("{family}{{{labels}")
+        }
+        None => s.strip_suffix("_total").unwrap_or(s).to_string(),
+    }
+}
+
+/// The series a signature's short spelling stands for (see [`short`]).
+fn long(short: &str) -> String {
+    match short.split_once('{') {
+        Some((family, labels)) => format!("remediator_{family}_total{{{labels}"),
+        None => format!("remediator_{short}_total"),
+    }
 }
 
 /// The series of a signature: split at spaces outside quoted label values.
@@ -315,12 +351,13 @@ pub fn read(p: &dyn Platform) -> Result<Vec<(String, i64)>, KvError> {
         let Some(v) = number(p.kv_get(&key)?) else {
             continue;
         };
-        let series = match key.strip_prefix(SIGNATURE_PREFIX) {
-            Some(sig) => signature_series(sig),
-            None => vec![&key[PREFIX.len()..]],
-        };
-        for s in series {
-            add_to(&mut sums, s.to_string(), v);
+        match key.strip_prefix(SIGNATURE_PREFIX) {
+            Some(sig) => {
+                for s in signature_series(sig) {
+                    add_to(&mut sums, long(s), v);
+                }
+            }
+            None => add_to(&mut sums, key[PREFIX.len()..].to_string(), v),
         }
     }
     Ok(sums)
@@ -395,9 +432,18 @@ mod tests {
         let odd = series(CIRCUIT_OPEN, &[("rule", "a \"b c\" \\\" d")]);
         let once = vec![(odd.clone(), 1), (d.clone(), 1)];
         let keys = increments(&once);
-        assert_eq!(keys, [(format!("{SIGNATURE_PREFIX}{odd} {d}"), 1)]);
+        assert_eq!(
+            keys,
+            [(
+                format!(
+                    "{SIGNATURE_PREFIX}circuit_open{{rule=\"a \\\"b c\\\" \\\\\\\" d\"}} deliveries{{route=\"/\",code=\"200\"}}"
+                ),
+                1
+            )]
+        );
         let sig = keys[0].0.strip_prefix(SIGNATURE_PREFIX).unwrap();
-        assert_eq!(signature_series(sig), [odd.as_str(), d.as_str()]);
+        let back: Vec<String> = signature_series(sig).into_iter().map(long).collect();
+        assert_eq!(back, [odd.clone(), d.clone()]);
         let storm = vec![(odd.clone(), 3), (d.clone(), 1)];
         assert_eq!(
             increments(&storm),

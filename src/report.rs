@@ -54,6 +54,33 @@ pub struct ProblemReport {
     #[serde(skip)]
     pub summary: Option<String>,
     pub actions: Vec<ActionReport>,
+    /// The rule's notifications for this event; they never change `outcome` or the
+    /// status code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotifyReport>,
+}
+
+/// One notification sent (or not) for a problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyReport {
+    pub channel: String,
+    pub event: crate::notify::NotifyEvent,
+    pub outcome: NotifyOutcome,
+    /// The method and URL, with a channel's secret path shown as `<secret path>`.
+    pub request: String,
+    /// The receiver's answer, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOutcome {
+    Sent,
+    Failed,
+    DryRun,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -455,7 +455,7 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
         .unwrap()
         .replace("2026-11-26T14:02:06.305Z", starts)
     };
-    let acted = r#"metrics/d/remediator_actions_total{kind="scaling",result="done"} remediator_deliveries_total{route="/",code="200"} remediator_problems_total{outcome="acted"}"#;
+    let acted = r#"metrics/d/actions{kind="scaling",result="done"} deliveries{route="/",code="200"} problems{outcome="acted"}"#;
     // An acting delivery: one increment of its signature (and, the first time,
     // of the generation that tells scrapes to list the keys again).
     let (m, _) = metric_writes(&|| {
@@ -474,9 +474,7 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
     });
     assert_eq!(
         m,
-        [
-            r#"metrics/d/remediator_deliveries_total{route="/",code="200"} remediator_problems_total{outcome="no_matching_rule"}"#
-        ]
+        [r#"metrics/d/deliveries{route="/",code="200"} problems{outcome="no_matching_rule"}"#]
     );
     // A storm of three that match nothing: one increment per distinct series.
     let storm = alertmanager(
@@ -503,10 +501,7 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
     let (m, refused_total) = metric_writes(&|| {
         webhook(&p, "/", "wrong", &storm);
     });
-    assert_eq!(
-        m,
-        [r#"metrics/d/remediator_deliveries_total{route="/",code="401"}"#]
-    );
+    assert_eq!(m, [r#"metrics/d/deliveries{route="/",code="401"}"#]);
     // Turning a flag: one more write than without metrics.
     let flag_at = |status: &str, starts: &str| {
         String::from_utf8(failure_rate(status))
@@ -729,4 +724,52 @@ fn rules_source_gauges_follow_the_rules_url() {
         ),
     );
     assert_eq!(state(&r), want);
+}
+
+#[test]
+fn notifications_are_counted_by_channel_event_and_outcome_in_the_same_one_increment() {
+    let r = Recorder::new();
+    r.set_var("notify_1_origin", "http://hooks.slack.test");
+    r.set_rules(
+        r#"
+rules:
+  - name: scale-up
+    match: {title: cpu_usage}
+    actions: [{scale: "+1"}]
+    notify:
+      - {channel: slack, on: [act, revert], path: /hook, body: {text: "{{ event }} {{ rule }}"}}
+"#,
+    );
+    let p = Counting::new(&r);
+    let body = alertmanager("firing", &[("cpu_usage", None, &[("service", "carts")])]);
+    let (status, _) = webhook(&p, "/", WEBHOOK_TOKEN, &body);
+    assert_eq!(status, 200);
+    let metric_writes: Vec<String> = p
+        .writes
+        .borrow()
+        .iter()
+        .filter(|k| k.starts_with("metrics/d/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        metric_writes,
+        [
+            r#"metrics/d/actions{kind="scaling",result="done"} deliveries{route="/",code="200"} notifications{channel="slack",event="act",outcome="sent"} problems{outcome="acted"}"#
+        ]
+    );
+    expect(
+        &r,
+        &[
+            (r#"remediator_deliveries_total{route="/",code="200"}"#, 1.0),
+            (r#"remediator_problems_total{outcome="acted"}"#, 1.0),
+            (
+                r#"remediator_actions_total{kind="scaling",result="done"}"#,
+                1.0,
+            ),
+            (
+                r#"remediator_notifications_total{channel="slack",event="act",outcome="sent"}"#,
+                1.0,
+            ),
+        ],
+    );
 }

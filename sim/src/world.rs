@@ -76,6 +76,18 @@ pub fn variables() -> BTreeMap<String, String> {
         ("unleash_verify", "false"),
         ("metrics_token", ""),
         ("max_changes", ""),
+        ("notify_1_name", "slack"),
+        ("notify_1_origin", "http://notify-1.invalid"),
+        ("notify_1_authorization", ""),
+        ("notify_1_path", ""),
+        ("notify_2_name", "grafana"),
+        ("notify_2_origin", "http://notify-2.invalid"),
+        ("notify_2_authorization", ""),
+        ("notify_2_path", ""),
+        ("notify_3_name", "alertmanager"),
+        ("notify_3_origin", "http://notify-3.invalid"),
+        ("notify_3_authorization", ""),
+        ("notify_3_path", ""),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

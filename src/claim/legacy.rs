@@ -57,5 +57,7 @@ pub fn rule_history(p: &dyn Platform, rule: &str) -> Option<RuleHistory> {
         actions_ms: old.actions_ms,
         expires_ms: 0,
         ids: vec![],
+        circuit_notified_ms: None,
+        budget_notified_ms: None,
     })
 }

@@ -207,6 +207,12 @@ pub struct RuleHistory {
     /// that re-sending one change (a retry, a takeover) never counts it twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<i64>,
+    /// When a `circuit_open` notification was last sent: once per breaker window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_notified_ms: Option<i64>,
+    /// When a `budget_exhausted` notification was last sent: once per budget window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_notified_ms: Option<i64>,
 }
 
 impl RuleHistory {

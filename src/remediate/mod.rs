@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 mod flags;
+mod notify;
 
 use crate::actions::scale::ScaleRequest;
 use crate::actions::ActionError;
@@ -15,6 +16,7 @@ use crate::claim::{
     StoredAction, Taken,
 };
 use crate::config::{clip, Config};
+use crate::notify::NotifyEvent;
 use crate::plan::{self, Decision};
 use crate::platform::Platform;
 use crate::problem::Problem;
@@ -448,6 +450,7 @@ fn new_report(problem: &Problem) -> ProblemReport {
         links: problem.links.clone(),
         summary: problem.summary.clone(),
         actions: vec![],
+        notifications: vec![],
     }
 }
 
@@ -571,7 +574,7 @@ fn decide_and_claim(
                 ));
             }
             Decision::Skip { why, circuit_open } => {
-                return Ok(skipped(d, report, why, circuit_open))
+                return Ok(skipped(d, rule, problem, report, why, circuit_open))
             }
             Decision::Act { steps, why } if dry_run => {
                 let pending = record
@@ -588,12 +591,14 @@ fn decide_and_claim(
                     let detail = describe(&t, None, d.cfg);
                     report.actions.push(dry_run_report(target_of(&t), detail));
                 }
-                return Ok(d.finish(
+                let mut report = d.finish(
                     report,
                     ProblemOutcome::DryRun,
                     format!("dry run: {why}"),
                     Event::DryRun,
-                ));
+                );
+                notify::run(d, rule, problem, &mut report, NotifyEvent::Act, true);
+                return Ok(report);
             }
             Decision::MarkResolved { why } if dry_run => {
                 return Ok(d.finish(report, ProblemOutcome::Ignored, why, Event::Skipped));
@@ -618,12 +623,14 @@ fn decide_and_claim(
                     let target = undo_target_of(&a.taken, None);
                     report.actions.push(dry_run_report(target, detail));
                 }
-                return Ok(d.finish(
+                let mut report = d.finish(
                     report,
                     ProblemOutcome::DryRun,
                     "dry run: resolved".into(),
                     Event::DryRun,
-                ));
+                );
+                notify::run(d, rule, problem, &mut report, NotifyEvent::Revert, true);
+                return Ok(report);
             }
             Decision::MarkResolved { why } => {
                 let ticket = d.ticket();
@@ -682,7 +689,7 @@ fn decide_and_claim(
                         }
                         Ok(Err(Decision::Skip { why, circuit_open })) => {
                             cell::write_own(d.p, &key, ticket, &back)?;
-                            return Ok(skipped(d, report, why, circuit_open));
+                            return Ok(skipped(d, rule, problem, report, why, circuit_open));
                         }
                         Ok(Err(_)) => unreachable!("the gate only skips"),
                         Err(e) => {
@@ -691,9 +698,22 @@ fn decide_and_claim(
                         }
                     }
                 }
-                return Ok(act(
-                    d, rule, problem, report, rec, &key, ticket, &steps, why,
-                ));
+                let mut report = act(d, rule, problem, report, rec, &key, ticket, &steps, why);
+                // Held back by the budget: say so (once per budget window), and say
+                // what was done if part of it was.
+                let exhausted = report.outcome == ProblemOutcome::BudgetExhausted;
+                let some_done = report
+                    .actions
+                    .iter()
+                    .any(|a| a.outcome == ActionOutcome::Done);
+                if !exhausted || some_done {
+                    notify::run(d, rule, problem, &mut report, NotifyEvent::Act, false);
+                }
+                if exhausted {
+                    let event = NotifyEvent::BudgetExhausted;
+                    notify::run(d, rule, problem, &mut report, event, false);
+                }
+                return Ok(report);
             }
             Decision::Revert => {
                 let Some(rec) = record else {
@@ -702,7 +722,9 @@ fn decide_and_claim(
                 let Some((rec, ticket)) = claim_for(d, &key, &seen, rec, Phase::Reverting)? else {
                     continue;
                 };
-                return Ok(revert(d, problem, report, rec, &key, ticket, legacy_key));
+                let mut report = revert(d, problem, report, rec, &key, ticket, legacy_key);
+                notify::run(d, rule, problem, &mut report, NotifyEvent::Revert, false);
+                return Ok(report);
             }
         }
     }
@@ -719,6 +741,8 @@ fn in_progress(d: &mut Delivery, report: ProblemReport) -> ProblemReport {
 
 fn skipped(
     d: &mut Delivery,
+    rule: &Rule,
+    problem: &Problem,
     report: ProblemReport,
     why: String,
     circuit_open: bool,
@@ -729,7 +753,19 @@ fn skipped(
     } else {
         (ProblemOutcome::Skipped, Event::Skipped)
     };
-    d.finish(report, outcome, why, event)
+    let mut report = d.finish(report, outcome, why, event);
+    if circuit_open {
+        let dry_run = d.dry_run || rule.policy.dry_run;
+        notify::run(
+            d,
+            rule,
+            problem,
+            &mut report,
+            NotifyEvent::CircuitOpen,
+            dry_run,
+        );
+    }
+    report
 }
 
 fn undoable(a: &StoredAction) -> bool {

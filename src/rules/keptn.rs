@@ -75,6 +75,7 @@ pub fn from_06(file: Keptn06File) -> Result<Vec<Rule>, String> {
                 catch_all: false,
                 actions,
                 policy: Policy::default(),
+                notify: Default::default(),
             })
         })
         .collect()
@@ -210,6 +211,7 @@ pub fn from_08(file: Keptn08File) -> Result<Vec<Rule>, String> {
                 catch_all,
                 actions,
                 policy: Policy::default(),
+                notify: Default::default(),
             })
         })
         .collect()

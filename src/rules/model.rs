@@ -76,6 +76,8 @@ pub struct Rule {
     pub catch_all: bool,
     pub actions: Vec<Action>,
     pub policy: Policy,
+    /// Told after acting, reverting or a refusal (remediator/v1 only).
+    pub notify: crate::notify::Notifies,
 }
 
 /// How often and how far a rule may act. The defaults are Keptn's behaviour: act on

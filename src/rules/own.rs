@@ -6,6 +6,7 @@ use super::duration;
 use super::keptn::Scalar;
 use super::matcher::Matcher;
 use super::model::{Action, Percent, Policy, Rule, ScaleChange, TitleMatch, UnleashName};
+use crate::notify::{self, Notifies, Notify, NotifyEvent};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -29,6 +30,9 @@ pub struct Defaults {
     /// project (scaling calls in a bucket of their own).
     #[serde(default)]
     pub max_changes: Option<String>,
+    /// Notifications for rules that give no `notify` of their own.
+    #[serde(default)]
+    pub notify: Option<serde_json::Value>,
 }
 
 /// The most changes a budget may allow per window: its cell keeps one entry per
@@ -47,6 +51,106 @@ pub fn parse_max_changes(field: &str, v: &str) -> Result<(u32, std::time::Durati
         return Err(format!("{field}: {v:?}: the window must be longer than 0"));
     }
     Ok((n, window))
+}
+
+/// One `notify` entry, read from the YAML as a JSON value (the body is one anyway):
+/// `channel` (a name of the `notify_<n>_name` variables), `on` (default `[act]`),
+/// `method` (POST, PUT or PATCH), `path` (default: the channel's `notify_<n>_path`),
+/// `headers` (literal values) and `body` (JSON; strings may hold `{{ field }}`).
+/// By hand rather than derived: one deserializer instead of one per field type
+/// (the wasm size budget).
+fn own_notify(v: &serde_json::Value, at: &str) -> Result<Notify, String> {
+    let Some(m) = v.as_object() else {
+        return Err(format!(
+            "{at}: must be a mapping (channel, on, method, path, headers, body)"
+        ));
+    };
+    if let Some(k) = m.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "channel" | "on" | "method" | "path" | "headers" | "body"
+        )
+    }) {
+        return Err(format!(
+            "{at}: unknown field {k:?} (expected channel, on, method, path, headers, body)"
+        ));
+    }
+    let text = |field: &str| -> Result<Option<&str>, String> {
+        match m.get(field) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{at}.{field}: must be a string")),
+        }
+    };
+    let channel = text("channel")?.ok_or_else(|| format!("{at}.channel: required"))?;
+    let bad_name = channel.is_empty()
+        || !channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if bad_name {
+        return Err(format!(
+            "{at}.channel: {channel:?} is not a channel name (letters, digits, '-', '_')"
+        ));
+    }
+    let mut on = Vec::new();
+    match m.get("on") {
+        None => on.push(NotifyEvent::Act),
+        Some(serde_json::Value::Array(list)) if !list.is_empty() => {
+            for e in list {
+                on.push(e.as_str().and_then(NotifyEvent::parse).ok_or_else(|| {
+                    format!("{at}.on: {e} is not act, revert, circuit_open or budget_exhausted")
+                })?);
+            }
+        }
+        Some(_) => {
+            return Err(format!(
+                "{at}.on: must be a non-empty list of act, revert, circuit_open, budget_exhausted"
+            ))
+        }
+    };
+    let path = text("path")?;
+    if let Some(e) = path.and_then(crate::config::path_error) {
+        return Err(format!("{at}.path: {e}"));
+    }
+    let mut headers = Vec::new();
+    match m.get("headers") {
+        None => {}
+        Some(serde_json::Value::Object(h)) => {
+            for (k, v) in h {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("{at}.headers.{k}: must be a string"))?;
+                headers.push(notify::header(k, v).map_err(|e| format!("{at}.headers: {e}"))?);
+            }
+        }
+        Some(_) => return Err(format!("{at}.headers: must be a mapping of strings")),
+    }
+    let body = m
+        .get("body")
+        .ok_or_else(|| format!("{at}.body: required"))?;
+    Ok(Notify {
+        channel: channel.to_string(),
+        on,
+        method: notify::method(text("method")?).map_err(|e| format!("{at}.method: {e}"))?,
+        path: path.map(str::to_string),
+        headers,
+        body: notify::compile(body, &format!("{at}.body"))?,
+    })
+}
+
+/// A `notify:` list (`at`: where it is, e.g. `rules[0] ("a")`).
+fn own_notifies(list: &Option<serde_json::Value>, at: &str) -> Result<Notifies, String> {
+    let mut out = Vec::new();
+    match list {
+        None => {}
+        Some(serde_json::Value::Array(items)) => {
+            for (i, n) in items.iter().enumerate() {
+                out.push(own_notify(n, &format!("{at}.notify[{i}]"))?);
+            }
+        }
+        Some(_) => return Err(format!("{at}.notify: must be a list")),
+    }
+    Ok(std::sync::Arc::new(out))
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +185,9 @@ pub struct OwnRule {
     #[serde(default)]
     pub verify: Option<bool>,
     pub actions: Vec<OwnAction>,
+    /// Overrides `defaults.notify` (`[]`: none).
+    #[serde(default)]
+    pub notify: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +260,7 @@ pub fn from_own(file: OwnFile) -> Result<OwnRules, String> {
         .as_deref()
         .map(|v| parse_max_changes("defaults.max_changes", v))
         .transpose()?;
+    let default_notify = own_notifies(&file.defaults.notify, "defaults")?;
     let mut seen = std::collections::BTreeSet::new();
     let rules = file.rules
         .into_iter()
@@ -222,6 +330,10 @@ pub fn from_own(file: OwnFile) -> Result<OwnRules, String> {
                 dry_run: r.dry_run,
                 verify: r.verify,
             };
+            let notify = match &r.notify {
+                Some(_) => own_notifies(&r.notify, &at)?,
+                None => default_notify.clone(),
+            };
             let rule = Rule {
                 name: r.name,
                 titles,
@@ -229,6 +341,7 @@ pub fn from_own(file: OwnFile) -> Result<OwnRules, String> {
                 catch_all: r.default,
                 actions,
                 policy,
+                notify,
             };
             for (j, a) in rule.actions.iter().enumerate() {
                 if let Action::Scale { change: ScaleChange::Target(_), on_resolve: None, .. } = a {

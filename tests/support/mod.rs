@@ -140,6 +140,18 @@ impl Recorder {
             ("unleash_verify", "false"),
             ("metrics_token", ""),
             ("max_changes", ""),
+            ("notify_1_name", "slack"),
+            ("notify_1_origin", "http://notify-1.invalid"),
+            ("notify_1_authorization", ""),
+            ("notify_1_path", ""),
+            ("notify_2_name", "grafana"),
+            ("notify_2_origin", "http://notify-2.invalid"),
+            ("notify_2_authorization", ""),
+            ("notify_2_path", ""),
+            ("notify_3_name", "alertmanager"),
+            ("notify_3_origin", "http://notify-3.invalid"),
+            ("notify_3_authorization", ""),
+            ("notify_3_path", ""),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -187,6 +199,21 @@ impl Recorder {
 
     pub fn answer(&self, f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static) {
         *self.responder.borrow_mut() = Box::new(f);
+    }
+
+    /// Calls to the stand-in Unleash answered by it, all others by `f`.
+    pub fn answer_others(
+        &self,
+        f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static,
+    ) {
+        let unleash = unleash_like(self.flags.clone());
+        *self.responder.borrow_mut() = Box::new(move |s: &Sent| {
+            if s.url.starts_with("http://unleash.test:4242/") {
+                unleash(s)
+            } else {
+                f(s)
+            }
+        });
     }
 
     /// Back to the stand-in Unleash (and 200 from the scaling webhook).
