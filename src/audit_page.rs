@@ -251,6 +251,17 @@ fn sentence(e: &Entry, first_acted_ms: Option<i64>, now_ms: i64) -> String {
             return "in progress: another delivery was acting; the sender retries".into()
         }
         (Event::DryRun, _) => return detail.into(),
+        // "notify slack on act: sent POST … (200)"
+        (Event::Notified, _) => {
+            return ["told ", detail.strip_prefix("notify ").unwrap_or(detail)].concat()
+        }
+        (Event::NotifyFailed, _) => {
+            return [
+                "could not tell ",
+                detail.strip_prefix("notify ").unwrap_or(detail),
+            ]
+            .concat()
+        }
         // Skipped, Error, and events this page has no sentence for (newer versions
         // add some): the event's name, what it touched, and the detail.
         (ev, target) => {
@@ -404,7 +415,10 @@ fn render_group(w: &mut W, g: &Group, now_ms: i64, unleash_url: &str) {
             .as_deref()
             .filter(|d| !d.is_empty() && matches!(e.event, Event::Acted | Event::Reverted));
         row(&mut rows, e, &name, &text, detail, now_ms);
-        state = name;
+        // Telling people about a step is not a step: the state stays the step's.
+        if !matches!(e.event, Event::Notified | Event::NotifyFailed) {
+            state = name;
+        }
     }
 
     // The card's colour: the most serious thing that happened to this occurrence (its
@@ -744,6 +758,23 @@ mod tests {
 
     fn page(entries: &[Entry], q: &Query) -> String {
         render(entries, NOW, q, 1000, "http://unleash.test:4242/")
+    }
+
+    #[test]
+    fn a_notification_after_a_step_leaves_the_group_in_that_step() {
+        let occ = "alertmanager/fpA/s";
+        let mut entries = story(occ, T0, 1);
+        // Newest first: the revert's notification came right after the revert.
+        let mut told = entry(3, T0 + 180_002, Event::Notified, occ);
+        told.detail = Some("notify slack on revert: sent POST <secret path> (200)".into());
+        entries.insert(0, told);
+        let html = page(&entries, &Query::default());
+        assert!(html.contains("data-event=\"notified\""), "{html}");
+        assert!(
+            html.contains("told slack on revert: sent POST &lt;secret path&gt; (200)"),
+            "{html}"
+        );
+        assert!(html.contains("data-state=\"reverted\""), "{html}");
     }
 
     #[test]
