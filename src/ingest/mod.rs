@@ -3,6 +3,8 @@
 pub mod alertmanager;
 pub mod keptn;
 
+use std::fmt::Write as _;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -101,15 +103,114 @@ pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, IngestError>
 
 /// [`typed`] for a value found at `at` (`alerts[2]`): the message names its full path.
 pub(crate) fn typed_at<T: DeserializeOwned>(at: &str, value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+    T::deserialize(&value).map_err(|e| {
+        let path = error_path::<T>(&value, &e);
         let path = match (at, path.as_str()) {
-            ("", ".") => return e.inner().to_string(),
+            ("", ".") => return e.to_string(),
             (at, ".") => at.to_string(),
             ("", p) => p.to_string(),
             (at, p) if p.starts_with('[') => format!("{at}{p}"),
             (at, p) => format!("{at}.{p}"),
         };
-        format!("{path}: {}", e.inner())
+        format!("{path}: {e}")
     })
+}
+
+/// Where deserializing `value` as `T` fails, as `alerts[2].labels` (`.`: the value itself),
+/// the path serde_path_to_error gave. Only on the error path (that crate tracks the path on
+/// every read and cost ~30 KB of wasm): `value` is printed one node per line and parsed
+/// again as `T`, and the failing line is looked up. A value or an opening bracket is on
+/// its node's line; a struct's missing field is reported at its closing bracket, also its
+/// node's; an enum's unknown variant in map form (`{"x": ..}`) at the key, which belongs
+/// to the enum, the map. tests/ingest.rs `error_paths_*` pin the messages it gave.
+fn error_path<T: DeserializeOwned>(value: &Value, error: &serde_json::Error) -> String {
+    let Ok(text) = serde_json::to_string_pretty(value) else {
+        return ".".into();
+    };
+    let e = match serde_json::from_str::<T>(&text) {
+        Err(e) if e.line() > 0 => e,
+        _ => return ".".into(),
+    };
+    let mut find = FindLine {
+        line: e.line(),
+        at: 0,
+        path: String::new(),
+        key: None,
+        empty_map: false,
+    };
+    if !find.node(value, 0) {
+        return ".".into();
+    }
+    if let Some((parent, key_end)) = find.key {
+        // An enum's map with more than one key fails as a whole (`{}` is found itself).
+        let multi = !find.empty_map
+            && error
+                .to_string()
+                .starts_with("invalid value: map, expected map with a single key");
+        if e.column() <= key_end || multi {
+            find.path.truncate(parent);
+        }
+    }
+    if find.path.is_empty() {
+        ".".into()
+    } else {
+        find.path
+    }
+}
+
+/// Walks a value in `to_string_pretty`'s line order, to the node on `line` (1-based).
+struct FindLine {
+    line: usize,
+    /// Lines before the node being walked.
+    at: usize,
+    path: String,
+    /// When the node found is a map's member: the path's length without its key, and the
+    /// column where the key ends.
+    key: Option<(usize, usize)>,
+    /// The node found is `{}`.
+    empty_map: bool,
+}
+
+impl FindLine {
+    /// True, with `path` naming the node, when `line` belongs to `v` or a node inside it.
+    fn node(&mut self, v: &Value, depth: usize) -> bool {
+        self.at += 1;
+        if self.at == self.line {
+            self.empty_map = matches!(v, Value::Object(o) if o.is_empty());
+            return true;
+        }
+        let len = self.path.len();
+        match v {
+            Value::Array(a) if !a.is_empty() => {
+                for (i, c) in a.iter().enumerate() {
+                    let _ = write!(self.path, "[{i}]");
+                    self.key = None;
+                    if self.node(c, depth + 1) {
+                        return true;
+                    }
+                    self.path.truncate(len);
+                }
+            }
+            Value::Object(o) if !o.is_empty() => {
+                for (k, c) in o {
+                    if len > 0 {
+                        self.path.push('.');
+                    }
+                    self.path.push_str(k);
+                    // Indented two spaces a level, then the key as a JSON string.
+                    let quoted = serde_json::to_string(k).map_or(0, |q| q.len());
+                    self.key = Some((len, 2 * (depth + 1) + quoted));
+                    if self.node(c, depth + 1) {
+                        return true;
+                    }
+                    self.path.truncate(len);
+                }
+            }
+            _ => return false,
+        }
+        // The closing bracket.
+        self.key = None;
+        self.at += 1;
+        self.at == self.line
+    }
 }
