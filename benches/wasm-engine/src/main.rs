@@ -66,8 +66,9 @@ use rules::RuleSet;
 use claim::RuleHistory as RuleRecord;
 use workload::{body, hits, misses, pipeline, rules_yaml, Kind, STARTS_AT};
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 7] = [
     "parse/100",
+    "parse/1000",
     "ingest/100",
     "match/1000x100",
     "match_miss/1000x100",
@@ -83,8 +84,8 @@ fn workload(case: &str) -> Box<dyn FnMut()> {
             .problems
     };
     match case {
-        "parse/100" => {
-            let text = rules_yaml(Kind::Mixed, 100);
+        "parse/100" | "parse/1000" => {
+            let text = rules_yaml(Kind::Mixed, if case == "parse/100" { 100 } else { 1000 });
             Box::new(move || {
                 black_box(rules::parse(black_box(&text)).unwrap());
             })
