@@ -22,6 +22,9 @@ mod app;
 #[path = "../../../src/audit.rs"]
 mod audit;
 #[allow(dead_code, unused_imports)]
+#[path = "../../../src/audit_page.rs"]
+mod audit_page;
+#[allow(dead_code, unused_imports)]
 #[path = "../../../src/auth.rs"]
 mod auth;
 #[allow(dead_code, unused_imports)]
@@ -33,6 +36,9 @@ mod config;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/ingest/mod.rs"]
 mod ingest;
+#[allow(dead_code, unused_imports)]
+#[path = "../../../src/metrics.rs"]
+mod metrics;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/plan.rs"]
 mod plan;
