@@ -3,6 +3,8 @@
 pub mod alertmanager;
 pub mod keptn;
 
+use std::fmt::Write as _;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -101,15 +103,132 @@ pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, IngestError>
 
 /// [`typed`] for a value found at `at` (`alerts[2]`): the message names its full path.
 pub(crate) fn typed_at<T: DeserializeOwned>(at: &str, value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = match (at, path.as_str()) {
-            ("", ".") => return e.inner().to_string(),
-            (at, ".") => at.to_string(),
-            ("", p) => p.to_string(),
-            (at, p) if p.starts_with('[') => format!("{at}{p}"),
-            (at, p) => format!("{at}.{p}"),
+    let e = match T::deserialize(&value) {
+        Ok(t) => return Ok(t),
+        Err(e) => e.to_string(),
+    };
+    let path = error_path::<T>(value, &e);
+    let path = match (at, path.as_str()) {
+        ("", "") => return Err(e),
+        (at, "") => at.to_string(),
+        ("", p) => p.to_string(),
+        (at, p) if p.starts_with('[') => format!("{at}{p}"),
+        (at, p) => format!("{at}.{p}"),
+    };
+    Err(format!("{path}: {e}"))
+}
+
+/// Where deserializing `root` as `T` fails with `message`: the path serde_path_to_error
+/// gave (`alerts[2].labels`; empty: the value itself). Found only on the error path, with
+/// the same deserializer (serde_path_to_error tracks the path on every read, and a second
+/// deserializer costs as much wasm): a value's children are read in order, so the first
+/// failing child is the one whose prefix of the children first fails with `message`; it
+/// is the culprit unless the failure is the node's own (a missing field, an enum's key),
+/// then the node is (a missing field is taken as the node's own when the node lacks that
+/// field: true of these flat types). tests/ingest.rs `error_paths_*` pin the messages.
+fn error_path<T: DeserializeOwned>(mut root: Value, message: &str) -> String {
+    let fails = |v: &Value| matches!(T::deserialize(v), Err(e) if e.to_string() == message);
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'));
+    let mut steps: Vec<usize> = Vec::new();
+    loop {
+        let node = node_mut(&mut root, &steps);
+        let n = match node {
+            Value::Array(a) => a.len(),
+            Value::Object(o) if missing.is_some_and(|f| !o.contains_key(f)) => break,
+            Value::Object(o) => o.len(),
+            _ => break,
         };
-        format!("{path}: {}", e.inner())
-    })
+        let with = |root: &Value, f: &dyn Fn(&mut Value)| {
+            let mut v = root.clone();
+            f(node_mut(&mut v, &steps));
+            fails(&v)
+        };
+        // The shortest prefix of the children that fails (all of them do).
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if with(&root, &|node| keep(node, mid)) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        if lo == 0 {
+            break; // fails without children: the node's own failure
+        }
+        let k = lo - 1;
+        // A map member whose value does not matter: the failure is its key's, the node's.
+        let other = |v: &mut Value| {
+            *v = if v.is_null() {
+                Value::Bool(false)
+            } else {
+                Value::Null
+            }
+        };
+        if node_mut(&mut root, &steps).is_object()
+            && with(&root, &|node| {
+                keep(node, k + 1);
+                if let Some(v) = child_mut(node, k) {
+                    other(v);
+                }
+            })
+        {
+            break;
+        }
+        // Later children (and later members of the ancestors) are never read: drop them.
+        keep(node_mut(&mut root, &steps), k + 1);
+        steps.push(k);
+    }
+    let mut path = String::new();
+    let mut node = &root;
+    for &i in &steps {
+        match node {
+            Value::Array(a) => {
+                let _ = write!(path, "[{i}]");
+                node = &a[i];
+            }
+            Value::Object(o) => {
+                let (key, v) = o.iter().nth(i).expect("a child");
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                node = v;
+            }
+            _ => break,
+        }
+    }
+    path
+}
+
+/// The node at `steps` (child indices, in reading order) below `v`.
+fn node_mut<'a>(mut v: &'a mut Value, steps: &[usize]) -> &'a mut Value {
+    for &i in steps {
+        v = child_mut(v, i).expect("a child");
+    }
+    v
+}
+
+fn child_mut(v: &mut Value, i: usize) -> Option<&mut Value> {
+    match v {
+        Value::Array(a) => a.get_mut(i),
+        Value::Object(o) => o.values_mut().nth(i),
+        _ => None,
+    }
+}
+
+/// Keeps the first `n` children.
+fn keep(v: &mut Value, n: usize) {
+    match v {
+        Value::Array(a) => a.truncate(n),
+        Value::Object(o) => {
+            let later: Vec<String> = o.keys().skip(n).cloned().collect();
+            for k in later {
+                o.remove(&k);
+            }
+        }
+        _ => {}
+    }
 }

@@ -22,6 +22,9 @@ mod app;
 #[path = "../../../src/audit.rs"]
 mod audit;
 #[allow(dead_code, unused_imports)]
+#[path = "../../../src/audit_page.rs"]
+mod audit_page;
+#[allow(dead_code, unused_imports)]
 #[path = "../../../src/auth.rs"]
 mod auth;
 #[allow(dead_code, unused_imports)]
@@ -33,6 +36,9 @@ mod config;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/ingest/mod.rs"]
 mod ingest;
+#[allow(dead_code, unused_imports)]
+#[path = "../../../src/metrics.rs"]
+mod metrics;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/plan.rs"]
 mod plan;
@@ -66,8 +72,9 @@ use rules::RuleSet;
 use claim::RuleHistory as RuleRecord;
 use workload::{body, hits, misses, pipeline, rules_yaml, Kind, STARTS_AT};
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 7] = [
     "parse/100",
+    "parse/1000",
     "ingest/100",
     "match/1000x100",
     "match_miss/1000x100",
@@ -83,8 +90,8 @@ fn workload(case: &str) -> Box<dyn FnMut()> {
             .problems
     };
     match case {
-        "parse/100" => {
-            let text = rules_yaml(Kind::Mixed, 100);
+        "parse/100" | "parse/1000" => {
+            let text = rules_yaml(Kind::Mixed, if case == "parse/100" { 100 } else { 1000 });
             Box::new(move || {
                 black_box(rules::parse(black_box(&text)).unwrap());
             })
