@@ -678,3 +678,20 @@ fn budget_exhausted_is_told_once_per_budget_window() {
     assert!(text.starts_with("act scale-up b: "), "{text}");
     assert_no_secrets(&r, &report);
 }
+
+#[test]
+fn get_rules_lists_each_rules_notify_without_a_secret_path() {
+    let r = Recorder::new();
+    channels(&r);
+    r.set_rules(BUDGET);
+    let (status, rules) = r.request(
+        http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
+        b"",
+    );
+    assert_eq!(status, 200, "{rules}");
+    assert_eq!(
+        rules["rules"][0]["notify"],
+        json!([{"channel": "slack", "on": ["act", "budget_exhausted"], "request": "POST <secret path>"}])
+    );
+    assert!(!rules.to_string().contains("SLACKSECRET"), "{rules}");
+}

@@ -719,6 +719,11 @@ impl Rule {
             "escalate_after": dur(p.escalate_after),
             "dry_run": p.dry_run,
             "verify": p.verify,
+            "notify": self.notify.iter().map(|n| serde_json::json!({
+                "channel": n.channel,
+                "on": n.on.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+                "request": format!("{} {}", n.method, n.path.as_deref().unwrap_or("<secret path>")),
+            })).collect::<Vec<_>>(),
         })
     }
 }
