@@ -87,7 +87,7 @@ impl std::fmt::Display for ApiError {
         match self {
             ApiError::BadRequest(m) | ApiError::BadQuery(m) => f.write_str(m),
             ApiError::Config(m) => write!(f, "configuration: {m}"),
-            ApiError::Auth(e) => write!(f, "{e}"),
+            ApiError::Auth(e) => e.fmt(f),
             ApiError::MetricsAuth => f.write_str(
                 "missing or wrong credential: send Authorization: Bearer <metrics_token>",
             ),
@@ -98,7 +98,7 @@ impl std::fmt::Display for ApiError {
                     "content type {t:?} is not supported: send application/json"
                 )
             }
-            ApiError::Ingest(e) => write!(f, "{e}"),
+            ApiError::Ingest(e) => e.fmt(f),
             ApiError::Rules(m) => write!(f, "rules: {m}"),
             ApiError::State(m) => write!(f, "state store unavailable, nothing done: {m}"),
             ApiError::StateRead(m) => write!(f, "state store unavailable: {m}"),
@@ -107,7 +107,7 @@ impl std::fmt::Display for ApiError {
                 "no route {path}: webhooks go to POST /, /alertmanager, /grafana or /keptn"
             ),
             ApiError::MethodNotAllowed(allow) => write!(f, "method not allowed: use {allow}"),
-            ApiError::Unhealthy { cause, .. } => write!(f, "{cause}"),
+            ApiError::Unhealthy { cause, .. } => cause.fmt(f),
         }
     }
 }
