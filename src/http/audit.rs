@@ -65,7 +65,7 @@ pub(super) fn get(p: &dyn Platform, req: &Request<Vec<u8>>) -> Result<Response<V
             // A person's typo: the page again, saying what is wrong, the form as typed.
             q.error = Some(e.to_string());
             let page = render(&[], p.now_ms(), &q, limit, &cfg.unleash_url);
-            return Ok(response::html(e.status(), page));
+            return Ok(response::page_for(&e, page));
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
@@ -74,5 +74,5 @@ pub(super) fn get(p: &dyn Platform, req: &Request<Vec<u8>>) -> Result<Response<V
         return Ok(response::ok(&json!({ "entries": entries })));
     }
     let page = render(&entries, p.now_ms(), &q, limit, &cfg.unleash_url);
-    Ok(response::html(200, page))
+    Ok(response::page(page))
 }

@@ -4,6 +4,8 @@
 
 use http::{Response, StatusCode};
 
+use super::ApiError;
+
 pub(super) fn json(status: u16, body: &impl serde::Serialize) -> Response<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_else(|_| b"{}".to_vec());
     bytes.push(b'\n');
@@ -30,8 +32,18 @@ pub(super) fn prometheus(text: String) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// The audit page, locked down: nothing but its inline styles loads or runs.
-pub(super) fn html(status: u16, page: String) -> Response<Vec<u8>> {
+/// The audit page.
+pub(super) fn page(page: String) -> Response<Vec<u8>> {
+    html(200, page)
+}
+
+/// The audit page again for a person's mistake, saying what is wrong.
+pub(super) fn page_for(e: &ApiError, page: String) -> Response<Vec<u8>> {
+    html(e.status(), page)
+}
+
+/// Locked down: nothing but the page's inline styles loads or runs.
+fn html(status: u16, page: String) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
