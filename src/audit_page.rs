@@ -2,15 +2,10 @@
 //! (firing, acted, repeats, resolved, reverted), each decision as a sentence with its
 //! reason. [`render`] is pure: entries + now + query + Unleash base URL in, one
 //! self-contained HTML page out (inline CSS, no script, no external asset); everything
-//! shown is escaped and only http(s) URLs become links. [`handler`] reads the audit
-//! through the platform and answers JSON or the page.
+//! shown is escaped and only http(s) URLs become links. The route (src/http/audit.rs)
+//! reads the audit and answers JSON or this page.
 
-use http::{Request, Response};
-use serde_json::json;
-
-use crate::app;
 use crate::audit::{self, Entry, Event};
-use crate::platform::Platform;
 use crate::problem::Status;
 use crate::report::ActionTarget;
 
@@ -586,7 +581,7 @@ pub fn render(
     });
     w.t(&entries.len().to_string())
         .t(" entries, newest first; times in UTC (now ");
-    w.t(&crate::audit::rfc3339(now_ms)).t(").</p>");
+    w.t(&audit::rfc3339(now_ms)).t(").</p>");
     if let Some(e) = &q.error {
         w.t("<p class=\"error\">").e(e).t("</p>");
     }
@@ -606,89 +601,6 @@ pub fn render(
     }
     w.t("</main></body></html>\n");
     w.0
-}
-
-/// `GET /audit?rule=&flag=&outcome=&since=&until=&limit=`: newest first, JSON, or this
-/// page for browsers (`Accept: text/html`). Guarded by the webhook credential: it shows
-/// what remediator did to production. Empty parameters (a submitted form) mean "any".
-pub fn handler(p: &dyn Platform, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-    let cfg = match app::authorized(p, req) {
-        Ok(c) => c,
-        Err(response) => return *response,
-    };
-    let uri = req.uri();
-    let text = |name: &str| {
-        app::query_param(uri, name)
-            .map(app::percent_decode)
-            .filter(|v| !v.trim().is_empty())
-    };
-    let time = |name: &str| -> Result<Option<i64>, String> {
-        text(name)
-            .map(|v| {
-                audit::parse_time(v.trim()).ok_or(format!(
-                    "{name}: {v:?} is not RFC 3339 or Unix milliseconds"
-                ))
-            })
-            .transpose()
-    };
-    let wants_html = req
-        .headers()
-        .get(http::header::ACCEPT)
-        .is_some_and(|a| String::from_utf8_lossy(a.as_bytes()).contains("text/html"));
-    let limit = match text("limit").map(|l| l.trim().parse::<usize>()) {
-        None if wants_html => DEFAULT_LIMIT,
-        None => 200,
-        Some(Ok(l)) => l.clamp(1, 5000),
-        Some(Err(_)) => return app::error(400, "limit: not a whole number (1 to 5000)"),
-    };
-    let mut q = Query {
-        rule: text("rule"),
-        flag: text("flag"),
-        outcome: text("outcome"),
-        since: text("since"),
-        until: text("until"),
-        limit: text("limit"),
-        error: None,
-    };
-    let filter = match (time("since"), time("until")) {
-        (Ok(since_ms), Ok(until_ms)) => audit::Filter {
-            rule: q.rule.clone(),
-            flag: q.flag.clone(),
-            outcome: q.outcome.clone(),
-            since_ms,
-            until_ms,
-            limit,
-        },
-        (Err(e), _) | (_, Err(e)) if wants_html => {
-            // A person's typo: the page again, saying what is wrong, the form as typed.
-            q.error = Some(e);
-            return html(400, render(&[], p.now_ms(), &q, limit, &cfg.unleash_url));
-        }
-        (Err(e), _) | (_, Err(e)) => return app::error(400, &e),
-    };
-    let entries = match audit::read(p, &filter) {
-        Ok(e) => e,
-        Err(e) => return app::error(503, &format!("state store unavailable: {e}")),
-    };
-    if !wants_html {
-        return app::json_response(200, &json!({ "entries": entries }));
-    }
-    html(
-        200,
-        render(&entries, p.now_ms(), &q, limit, &cfg.unleash_url),
-    )
-}
-
-fn html(status: u16, page: String) -> Response<Vec<u8>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(http::header::CONTENT_SECURITY_POLICY, CSP)
-        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
-        .header(http::header::REFERRER_POLICY, "no-referrer")
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(page.into_bytes())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

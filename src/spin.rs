@@ -18,8 +18,8 @@ use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, Send
 #[http_component]
 async fn handle(req: IncomingRequest, response_out: ResponseOutparam) {
     let response = match incoming(&req) {
-        Ok(request) => crate::app::handle(&SpinPlatform, request),
-        Err(e) => crate::app::bad_request(&format!("unreadable request: {e}")),
+        Ok(request) => crate::http::handle(&SpinPlatform, request),
+        Err(e) => crate::http::ApiError::BadRequest(format!("unreadable request: {e}")).response(),
     };
     let (parts, body) = response.into_parts();
     // One value per name, the last, as the SDK's header map kept them.
@@ -64,7 +64,7 @@ fn incoming(req: &IncomingRequest) -> Result<http::Request<Vec<u8>>, String> {
         let stream = body
             .stream()
             .map_err(|()| "request body stream unavailable".to_string())?;
-        read_at_most(&stream, crate::app::MAX_BODY_BYTES + 1, None).map_err(|e| match e {
+        read_at_most(&stream, crate::http::MAX_BODY_BYTES + 1, None).map_err(|e| match e {
             ReadError::Stream(m) => format!("reading body: {m}"),
             ReadError::Deadline => "reading body: timed out".to_string(),
         })?

@@ -34,11 +34,17 @@ mod claim;
 #[path = "../../../src/config.rs"]
 mod config;
 #[allow(dead_code, unused_imports)]
+#[path = "../../../src/http/mod.rs"]
+mod http;
+#[allow(dead_code, unused_imports)]
 #[path = "../../../src/ingest/mod.rs"]
 mod ingest;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/metrics.rs"]
 mod metrics;
+#[allow(dead_code, unused_imports)]
+#[path = "../../../src/notify.rs"]
+mod notify;
 #[allow(dead_code, unused_imports)]
 #[path = "../../../src/plan.rs"]
 mod plan;

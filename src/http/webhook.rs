@@ -1,0 +1,148 @@
+//! `POST /`, `/alertmanager`, `/grafana`, `/keptn`: a webhook in, ingest → rules →
+//! remediate → audit, the report out; every answer is counted in the metrics.
+
+use http::{Method, Request, Response};
+
+use super::{request, response, ApiError};
+use crate::audit;
+use crate::auth;
+use crate::claim;
+use crate::ingest::{self, Format};
+use crate::metrics;
+use crate::platform::Platform;
+use crate::remediate::{remediate, Delivery, WAIT_FOR_CLAIM};
+use crate::report::{log_safe, Report};
+use crate::rules_source;
+
+/// Largest webhook body accepted (Alertmanager groups are far smaller).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Problems shown in full in a report; every alert is processed, the rest are
+/// counted in `problems_not_shown` (their audit entries are kept).
+pub const MAX_ALERTS: usize = 200;
+
+/// A request to a webhook route (`format` pins the payload's format; `None`
+/// detects it): the answer, after adding to the counters what it shows (derived
+/// from the whole report, before it is shortened).
+pub(super) fn handle(
+    p: &dyn Platform,
+    req: &Request<Vec<u8>>,
+    format: Option<Format>,
+) -> Response<Vec<u8>> {
+    let route = req.uri().path();
+    let answer = if req.method() == Method::POST {
+        deliver(p, req, format, Mode::Act)
+    } else {
+        Err(ApiError::MethodNotAllowed("POST"))
+    };
+    let (response, deltas) = match answer {
+        Ok(mut report) => {
+            // The status covers every alert, shown or not.
+            let status = report.status();
+            let deltas = metrics::tally(route, status, Some(&report));
+            report.shorten(MAX_ALERTS);
+            (response::json(status, &report), deltas)
+        }
+        Err(e) => (e.response(), metrics::tally(route, e.status(), None)),
+    };
+    let errors = metrics::record(p, &deltas);
+    if !errors.is_empty() {
+        p.log(&format!(
+            "remediator: WARNING metrics not recorded: {}",
+            log_safe(&errors.join("; "))
+        ));
+    }
+    response
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Act,
+    /// Decide as the component would, from its effective rules and state; change nothing.
+    Simulate,
+}
+
+/// Everything between the request and its report; an error stops it before any rule runs.
+pub(super) fn deliver(
+    p: &dyn Platform,
+    req: &Request<Vec<u8>>,
+    route: Option<Format>,
+    mode: Mode,
+) -> Result<Report, ApiError> {
+    let cfg = request::config(p)?;
+    if req.body().len() > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge);
+    }
+    auth::check(&cfg, &request::presented(p, &cfg, req)).map_err(ApiError::Auth)?;
+    if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
+        let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        // CloudEvents structured mode uses application/cloudevents+json.
+        if !(essence == "application/json" || essence.ends_with("+json")) {
+            return Err(ApiError::ContentType(ct));
+        }
+    }
+    let ingested = ingest::ingest(route, req.body()).map_err(ApiError::Ingest)?;
+    let effective = rules_source::effective(p, &cfg).map_err(|e| ApiError::Rules(e.to_string()))?;
+    let rules = &effective.rules;
+    let dry_run =
+        cfg.dry_run || mode == Mode::Simulate || request::query_flag(req.uri(), "dry_run");
+    let id = match mode {
+        Mode::Act => audit::next_delivery(p).map_err(|e| ApiError::State(e.to_string()))?,
+        Mode::Simulate => 0,
+    };
+    let not_processed = ingested.not_processed;
+    let now = p.now_ms();
+    let mut delivery = Delivery {
+        p,
+        cfg: &cfg,
+        rules,
+        dry_run,
+        id,
+        deadline_ms: now.saturating_add(cfg.outbound_budget.as_millis() as i64),
+        wait_until_ms: now.saturating_add(WAIT_FOR_CLAIM.as_millis() as i64),
+        audit: Vec::new(),
+        seq: 0,
+        flags_set: Vec::new(),
+        notification_reason: ingested.notification_reason.clone(),
+    };
+    let problems = ingested
+        .problems
+        .iter()
+        .map(|problem| {
+            let r = remediate(&mut delivery, problem);
+            p.log(&format!(
+                "remediator: {} {:?} rule={} outcome={:?}",
+                log_safe(&r.occurrence),
+                r.title,
+                log_safe(r.rule.as_deref().unwrap_or("-")),
+                r.outcome
+            ));
+            r
+        })
+        .collect();
+    if mode == Mode::Act {
+        if let Err(e) = audit::append(p, id, &delivery.audit) {
+            p.log(&format!(
+                "remediator: WARNING audit batch {id} not written: {e}"
+            ));
+        }
+        if id % claim::sweep::SWEEP_EVERY == 0 {
+            if let Err(e) = claim::sweep::sweep(p, p.now_ms(), claim::sweep::start_for(id)) {
+                p.log(&format!("remediator: WARNING expiry sweep failed: {e}"));
+            }
+        }
+    }
+    Ok(Report {
+        format: ingested.format,
+        dry_run,
+        rules_source: effective.source.clone(),
+        rules_version: effective.version.clone(),
+        rules_warning: effective.warning.clone(),
+        rules_format: rules.format,
+        problems,
+        not_processed,
+        problems_not_shown: 0,
+        rejected: ingested.rejected,
+        notification_reason: ingested.notification_reason,
+    })
+}
