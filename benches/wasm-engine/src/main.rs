@@ -40,6 +40,9 @@ mod ingest;
 #[path = "../../../src/metrics.rs"]
 mod metrics;
 #[allow(dead_code, unused_imports)]
+#[path = "../../../src/notify.rs"]
+mod notify;
+#[allow(dead_code, unused_imports)]
 #[path = "../../../src/plan.rs"]
 mod plan;
 #[allow(dead_code, unused_imports)]
