@@ -102,8 +102,8 @@ class Metrics(support.Case):
         # remediator's own alert rules are loaded and evaluate.
         rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
         self.assertEqual(sorted(r["name"] for r in rules), [
-            "RemediatorActionsFailing", "RemediatorCircuitOpen", "RemediatorDeliveriesFailing",
-            "RemediatorRulesDegraded"])
+            "RemediatorActionsFailing", "RemediatorBudgetExhausted", "RemediatorCircuitOpen",
+            "RemediatorDeliveriesFailing", "RemediatorNotificationsFailing", "RemediatorRulesDegraded"])
         wait_for("the rules evaluated", lambda: all(
             r["health"] == "ok" for g in prom.api("rules")["groups"] for r in g["rules"]), timeout=10)
         self.assertEqual(prom.query('remediator_rules_source{job="remediator"}'), {
