@@ -28,14 +28,13 @@ import os
 import re
 import sys
 import time
-import unittest
 import urllib.parse
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-import test_e2e as e2e  # noqa: E402 (the proving ground's helpers: env, Unleash, tap, peers)
-from support import parse_time  # noqa: E402
+import harness  # noqa: E402 (env, HTTP, Unleash, Alertmanager, the tap, peers)
+from harness import parse_time  # noqa: E402
 
 FIXTURE = os.path.join(ROOT, "tests", "e2e", "fixtures", "bench-e2e.yaml")
 FIXTURE_RULES = 100
@@ -44,7 +43,7 @@ TIMEOUT_S = 30.0  # post -> change in Unleash, per alert
 # Longer than the e2e repeat_interval (5 s): every group has been repeated at least once
 # before changes are counted, so a repeat that acted again would show.
 SETTLE_S = 6.0
-ENVIRONMENT = e2e.RULE_ENV
+ENVIRONMENT = harness.RULE_ENV
 DISABLED, ENABLED = "feature-environment-disabled", "feature-environment-enabled"
 STAGES = [  # (key, label in e2e.md)
     ("am_ms", "Alertmanager: alert posted → webhook sent"),
@@ -88,7 +87,7 @@ def check_fixture(n):
 
 def am_timing():
     """group_wait, group_interval, repeat_interval of the route peers wrote."""
-    with open(os.path.join(e2e.ENV["E2E_RUN_DIR"], "alertmanager", "alertmanager.yml")) as f:
+    with open(os.path.join(harness.ENV["E2E_RUN_DIR"], "alertmanager", "alertmanager.yml")) as f:
         text = f.read()
     return {k: re.search(r"^  %s: *(\S+)" % k, text, re.M).group(1)
             for k in ("group_wait", "group_interval", "repeat_interval")}
@@ -129,7 +128,7 @@ def firing_webhooks(tap, run):
     got = {}
     for rec in tap.requests():
         body = rec["body"]
-        if e2e.case_of(body) == run and body.get("status") == "firing":
+        if harness.case_of(body) == run and body.get("status") == "firing":
             for alert in body["alerts"]:
                 got.setdefault(alert["labels"]["alertname"], []).append(rec)
     return got
@@ -141,7 +140,7 @@ def post_alerts(am, run, n, posted):
     for i in range(n):
         time.sleep(max(0.0, start + i * SPACING_S - time.time()))
         alert = {"labels": {"alertname": name(i), "e2e_case": run},
-                 "annotations": {"summary": name(i)}, "startsAt": e2e.now_iso()}
+                 "annotations": {"summary": name(i)}, "startsAt": harness.now_iso()}
         t_post = time.time()
         am.post([alert])
         posted.append((alert, t_post))
@@ -191,7 +190,7 @@ def measure(unleash, tap, run, posted, marker):
 
 
 def expire(am, alerts):
-    am.post([{k: a[k] for k in ("labels", "annotations", "startsAt")} | {"endsAt": e2e.now_iso()}
+    am.post([{k: a[k] for k in ("labels", "annotations", "startsAt")} | {"endsAt": harness.now_iso()}
              for a in alerts])
 
 
@@ -199,7 +198,7 @@ def resolve_leftovers(am):
     """An earlier run's alerts still firing (it could not resolve them) would be repeated
     into this run and act on its flags: resolve them, and let Alertmanager deliver that."""
     query = urllib.parse.urlencode({"active": "true", "filter": 'alertname=~"E2EBench[0-9]+"'})
-    status, alerts, _ = e2e.http("GET", am.url + "/api/v2/alerts?" + query)
+    status, alerts, _ = harness.http("GET", am.url + "/api/v2/alerts?" + query)
     assert status == 200, "GET /api/v2/alerts: %s %r" % (status, alerts)
     if alerts:
         print("e2e.py: resolving %d alerts left firing by an earlier run" % len(alerts), file=sys.stderr)
@@ -215,7 +214,7 @@ def resolve(am, tap, run, posted):
 
     def delivered():
         return {a["labels"]["alertname"] for r in tap.requests()
-                if e2e.case_of(r["body"]) == run and r["body"].get("status") == "resolved"
+                if harness.case_of(r["body"]) == run and r["body"].get("status") == "resolved"
                 and r.get("status") == 200
                 for a in r["body"]["alerts"]}
     deadline = time.time() + 15
@@ -272,19 +271,19 @@ def main():
     n = 3 if args.smoke else args.alerts
     check_fixture(n)
     try:
-        e2e.setUpModule()  # reads $E2E_RUN_DIR/env, checks the component is healthy
-    except (unittest.SkipTest, AssertionError) as err:
+        harness.connect()  # reads $E2E_RUN_DIR/env, checks the component is healthy
+    except (FileNotFoundError, AssertionError) as err:
         sys.exit("e2e.py: %s" % err)
     except OSError as err:
         sys.exit("e2e.py: the component is unreachable (tests/e2e/peers up?): %s" % err)
-    unleash, am, tap = e2e.Unleash(), e2e.Alertmanager(), e2e.Recorder(e2e.ENV["E2E_TAP_URL"])
+    unleash, am, tap = harness.Unleash(), harness.Alertmanager(), harness.Recorder(harness.ENV["E2E_TAP_URL"])
     run = "bench-e2e-" + uuid.uuid4().hex[:8]  # its own groups, whatever earlier runs left
     resolve_leftovers(am)
     for i in range(n):
         unleash.prepare(name(i), **{ENVIRONMENT: True})
     posted = []
     served = ["rules_file=/fixtures/bench-e2e.yaml"] + (["unleash_verify=true"] if args.verify else [])
-    e2e.peers("component", *served)
+    harness.peers("component", *served)
     try:
         marker = unleash.last_event_id()
         load = os.getloadavg()
@@ -294,7 +293,7 @@ def main():
         try:
             resolved = resolve(am, tap, run, posted) if posted else 0
         finally:
-            e2e.peers("component")
+            harness.peers("component")
 
     done = [r for r in rows if r["problem"] is None]
     result = {

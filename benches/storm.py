@@ -23,20 +23,19 @@ import json
 import os
 import sys
 import time
-import unittest
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import e2e as bench_e2e  # noqa: E402 (benches/e2e.py: Unleash event search)
-import test_e2e as e2e  # noqa: E402 (the proving ground's helpers: env, Unleash, peers)
-from test_e2e import am_webhook, now_iso  # noqa: E402
+import harness  # noqa: E402 (env, HTTP, Unleash, peers)
+from harness import am_webhook, now_iso  # noqa: E402
 
 FIXTURE = os.path.join(ROOT, "tests", "e2e", "fixtures", "bench-storm.yaml")
 FIXTURE_RULES = 200
 ONE = "E2EStorm"
 ONE_FLAG = "E2EStormFlag"
-ENVIRONMENT = e2e.RULE_ENV
+ENVIRONMENT = harness.RULE_ENV
 DISABLED, ENABLED = "feature-environment-disabled", "feature-environment-enabled"
 
 
@@ -71,8 +70,8 @@ def changes(unleash, flags, marker):
 
 
 def deliver(body):
-    status, report, elapsed = e2e.http("POST", e2e.ENV["E2E_COMPONENT_URL"] + "/alertmanager", body,
-                                       {"Authorization": "Bearer %s" % e2e.ENV["E2E_WEBHOOK_TOKEN"]},
+    status, report, elapsed = harness.http("POST", harness.ENV["E2E_COMPONENT_URL"] + "/alertmanager", body,
+                                       {"Authorization": "Bearer %s" % harness.ENV["E2E_WEBHOOK_TOKEN"]},
                                        timeout=120)
     outcomes = {}
     for p in (report or {}).get("problems", []) if isinstance(report, dict) else []:
@@ -124,15 +123,15 @@ def main():
     if not 1 <= n <= FIXTURE_RULES:
         sys.exit("storm.py: --alerts must be 1..%d" % FIXTURE_RULES)
     try:
-        e2e.setUpModule()
-    except (unittest.SkipTest, AssertionError, OSError) as err:
+        harness.connect()
+    except (AssertionError, OSError) as err:
         sys.exit("storm.py: the component is not up (tests/e2e/peers up?): %s" % err)
-    unleash = e2e.Unleash()
+    unleash = harness.Unleash()
     run = "bench-storm-" + uuid.uuid4().hex[:8]
     unleash.prepare(ONE_FLAG, **{ENVIRONMENT: True})
     for i in range(n):
         unleash.prepare(name(i), **{ENVIRONMENT: True})
-    e2e.peers("component", "rules_file=/fixtures/bench-storm.yaml")
+    harness.peers("component", "rules_file=/fixtures/bench-storm.yaml")
     try:
         def alert(alertname, instance):
             return {"labels": {"alertname": alertname, "e2e_case": run, "instance": instance},
@@ -141,7 +140,7 @@ def main():
         rows += scenario(unleash, "%d flags" % n, [alert(name(i), "i0") for i in range(n)],
                          [name(i) for i in range(n)], n)
     finally:
-        e2e.peers("component")
+        harness.peers("component")
     md = ["# Storms: %d alerts in one delivery, against real Unleash" % n, "",
           "| scenario | delivery | status | wall ms | Unleash changes (off / on) | expected | outcomes |",
           "|---|---|---:|---:|---|---|---|"]

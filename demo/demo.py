@@ -30,17 +30,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import harness  # noqa: E402 (HTTP, processes, ports, waiting, the peers' env)
 PEERS_RUN = os.environ.get("E2E_RUN_DIR") or os.path.join(ROOT, ".run")
 RUN = os.environ.get("DEMO_RUN_DIR") or os.path.join(PEERS_RUN, "demo")
 OUT = os.environ.get("DEMO_OUT") or os.path.join(HERE, "out")
@@ -70,32 +69,8 @@ def log(msg):
 
 
 # ------------------------------------------------------------------------------ plumbing
-def http(method, url, body=None, headers=None, timeout=5):
-    """(status, parsed JSON or text); status 0 when nothing answered."""
-    data = None
-    headers = dict(headers or {})
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    except (urllib.error.URLError, OSError):
-        return 0, None
-    text = raw.decode("utf-8", "replace")
-    try:
-        return status, json.loads(text) if text else None
-    except ValueError:
-        return status, text
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# http(): (status, parsed JSON or text), status 0 when nothing answered.
+http = harness.http_or_0
 
 
 def parse_ts(s):
@@ -116,68 +91,28 @@ def hhmmss(t):
     return datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
 
 
-def load_env():
-    env = {}
-    with open(os.path.join(PEERS_RUN, "env")) as f:
-        for line in f:
-            k, sep, v = line.rstrip("\n").partition("=")
-            if sep:
-                env[k] = v
-    return env
-
-
-class Procs:
-    """What this demo started: stopped by PID, newest first, and nothing else."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, name, argv, env=None):
-        logf = open(os.path.join(RUN, "logs", name + ".log"), "ab")
-        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append((name, p))
-        with open(os.path.join(RUN, "pids"), "a") as f:
-            f.write("%s %d\n" % (name, p.pid))
-        return p
-
-    def check(self):
-        for name, p in self.procs:
-            if p.poll() is not None:
-                raise SystemExit("%s exited (code %s); log: %s" % (
-                    name, p.returncode, os.path.join(RUN, "logs", name + ".log")))
-
-    def stop(self):
-        for name, p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                log("demo: stopped %s (pid %d)" % (name, p.pid))
-        self.procs = []
-
-
 def wait_until(what, pred, timeout, procs=None, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        if procs:
-            procs.check()
-        time.sleep(every)
-    raise SystemExit("demo: timed out after %ss waiting for %s" % (timeout, what))
+    return harness.wait_for(what, pred, timeout, every, check=procs.check if procs else None,
+                            fail=lambda msg: SystemExit("demo: " + msg))
+
+
+def secret_file(d, name, value):
+    """d/name holding `value`, readable by this user only, and an empty d/data; its path."""
+    os.makedirs(os.path.join(d, "data"), exist_ok=True)
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(value)
+    os.chmod(path, 0o600)
+    return path
 
 
 # ------------------------------------------------------------------------------ setup
 class Demo:
     def __init__(self):
-        self.env = load_env()
-        self.procs = Procs()
-        self.ports = {k: free_port() for k in ("shop", "remediator", "alertmanager",
+        self.env = harness.load_env(PEERS_RUN)
+        self.procs = harness.Procs(os.path.join(RUN, "logs"), pids=os.path.join(RUN, "pids"),
+                                   say=lambda msg: log("demo: " + msg))
+        self.ports = {k: harness.free_port() for k in ("shop", "remediator", "alertmanager",
                                                "prometheus")}
         self.url = {k: "http://127.0.0.1:%d" % p for k, p in self.ports.items()}
         self.unleash = self.env["E2E_UNLEASH_URL"]
@@ -267,11 +202,7 @@ class Demo:
 
     def start_alertmanager(self):
         d = os.path.join(RUN, "alertmanager")
-        os.makedirs(os.path.join(d, "data"), exist_ok=True)
-        cred = os.path.join(d, "remediator-token")
-        with open(cred, "w") as f:
-            f.write(self.webhook_token)
-        os.chmod(cred, 0o600)
+        cred = secret_file(d, "remediator-token", self.webhook_token)
         with open(os.path.join(d, "alertmanager.yml"), "w") as f:
             f.write("""route:
   receiver: remediator
@@ -301,11 +232,7 @@ receivers:
 
     def start_prometheus(self):
         d = os.path.join(RUN, "prometheus")
-        os.makedirs(os.path.join(d, "data"), exist_ok=True)
-        cred = os.path.join(d, "remediator-metrics-token")
-        with open(cred, "w") as f:
-            f.write(self.metrics_token)
-        os.chmod(cred, 0o600)
+        cred = secret_file(d, "remediator-metrics-token", self.metrics_token)
         with open(os.path.join(d, "rules.yml"), "w") as f:
             f.write("""groups:
   - name: shop

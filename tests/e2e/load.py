@@ -23,8 +23,8 @@ import unittest
 from collections import Counter, defaultdict
 
 import wrkload
+from harness import ENV, am_webhook
 from support import Case, setUpModule  # noqa: F401 (unittest's hook)
-from test_e2e import ENV, am_webhook
 
 REQUESTS = int(os.environ.get("E2E_LOAD_REQUESTS", "10000"))
 THREADS = int(os.environ.get("E2E_LOAD_THREADS", "8"))

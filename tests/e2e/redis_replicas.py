@@ -32,10 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime, timezone
+
+from harness import Procs, free_port, load_env
+from harness import http as http3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -62,64 +63,9 @@ def log(msg):
     print("[redis_replicas %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
-def load_env():
-    env = {}
-    with open(os.path.join(RUN_DIR, "env")) as f:
-        for line in f:
-            k, sep, v = line.rstrip("\n").partition("=")
-            if sep:
-                env[k] = v
-    return env
-
-
 def http(method, url, body=None, headers=None, timeout=15):
-    data = None
-    headers = dict(headers or {})
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    text = raw.decode("utf-8", "replace")
-    try:
-        return status, json.loads(text) if text else None
-    except ValueError:
-        return status, text
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Procs:
-    """Processes this script started; stopped by PID, and nothing else."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, name, argv, env=None, stdout=None):
-        logf = open(os.path.join(RUN_DIR, "logs", "redis-replicas-%s.log" % name), "ab")
-        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                             stdout=stdout or logf, stderr=logf, start_new_session=True)
-        self.procs.append((name, p))
-        return p
-
-    def stop(self, only=None):
-        for name, p in reversed(self.procs):
-            if (only is None or p in only) and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        self.procs = [(n, p) for n, p in self.procs if p.poll() is None]
+    """(status, parsed JSON or text): harness.http without the elapsed time."""
+    return http3(method, url, body, headers, timeout)[:2]
 
 
 def start_redis(procs):
@@ -400,7 +346,7 @@ def main():
             raise SystemExit("%s is not installed (apt-get install %s)" % (tool, tool))
     env = load_env()
     os.makedirs(os.path.join(RUN_DIR, "logs"), exist_ok=True)
-    procs = Procs()
+    procs = Procs(os.path.join(RUN_DIR, "logs"), prefix="redis-replicas-")
     failures = 0
     try:
         port, _ = start_redis(procs)

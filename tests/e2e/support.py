@@ -1,21 +1,132 @@
-"""Shared by test_state_e2e.py, test_faults_e2e.py, test_rules_e2e.py and load.py: test_e2e's
-fixtures and helpers (a unique `e2e_case` per test, the tap, the scale receiver, Unleash,
-resolving what a test fired when it ends) without test_e2e's own scenarios, plus a few
-helpers of our own."""
+"""The e2e tests' fixture (tests/e2e/test_*.py, load.py): a unique `e2e_case` per test, the tap,
+the scale receiver, Unleash, resolving what a test fired when it ends, plus a few helpers.
+The plumbing underneath (HTTP, waiting, the clients) is harness.py."""
 
 import copy
 import json
-from datetime import datetime
+import os
+import sys
+import time
+import unittest
+import uuid
 
-import test_e2e as base
 import wrkload
-from test_e2e import ENV, http, now_iso
-
-setUpModule = base.setUpModule
+from harness import ENV, RULE_ENV, Alertmanager, Recorder, Unleash, case_of, connect, http, now_iso, peers, wait_for
 
 
-class Case(base.Scenarios):
-    """test_e2e.Scenarios' setUp/tearDown and helpers; its test methods are hidden below."""
+def setUpModule():
+    """unittest's module hook for every e2e module: the peers' env, and a healthy component."""
+    try:
+        connect()
+    except FileNotFoundError as err:
+        raise unittest.SkipTest("no %s: run tests/e2e/peers up first" % err.filename)
+
+
+class Case(unittest.TestCase):
+    """setUp/tearDown and helpers; no tests of its own."""
+
+    maxDiff = None
+
+    def setUp(self):
+        self.t0 = time.monotonic()
+        self.case = "%s-%s" % (self._testMethodName[len("test_"):], uuid.uuid4().hex[:8])
+        self.unleash = Unleash()
+        self.am = Alertmanager()
+        self.tap = Recorder(ENV["E2E_TAP_URL"])
+        self.receiver = Recorder(ENV["E2E_RECEIVER_URL"])
+        self.fired = []
+        # Firing bodies posted straight to the component, resolved the same way in
+        # tearDown: an occurrence left firing holds its flag changed for later tests.
+        self.direct_fired = []
+        self.restore_component = False
+        self.restart_unleash = False
+        self.receiver.reset()
+        self.failed_before = self.am.failed_attempts()
+        self.am_log_offset = os.path.getsize(ENV["E2E_AM_LOG"])
+
+    def tearDown(self):
+        try:
+            self.receiver.mode("ok")
+            if self.restart_unleash:
+                peers("start", "unleash")
+            if self.restore_component:
+                peers("component")
+            for body in self.direct_fired:
+                done = json.loads(json.dumps(body))
+                done["status"] = "resolved"
+                for a in done["alerts"]:
+                    a.update(status="resolved", endsAt=now_iso())
+                self.direct(done, token=ENV["E2E_WEBHOOK_TOKEN"])
+            if self.fired:
+                self.am.post([dict(a, endsAt=now_iso(-1)) for a in self.fired])
+                # Let the resolved notification land now, not in the next test. Alertmanager
+                # sends one only for a group it delivered before. Wait for its answer, not
+                # its arrival: a restore cut off by the next test's component restart holds
+                # the flag's restore lease for 30 s.
+                if any(r.get("status") == 200 for r in self.deliveries()):
+                    try:
+                        wait_for("the resolved notification answered", lambda: any(
+                            isinstance(r["body"], dict) and r["body"].get("status") == "resolved"
+                            for r in self.answered()), timeout=20)
+                    except AssertionError as err:
+                        sys.stderr.write("\n  note: %s\n" % err)
+        finally:
+            sys.stderr.write(" [%.1fs] " % (time.monotonic() - self.t0))
+
+    # -------------------------------------------------------------- helpers
+    def alert(self, alertname, summary=None, **labels):
+        return {
+            "labels": dict({"alertname": alertname, "e2e_case": self.case}, **labels),
+            "annotations": {"summary": summary or alertname},
+            "startsAt": now_iso(),
+        }
+
+    def fire(self, *alerts):
+        self.fired.extend(alerts)
+        self.am.post(list(alerts))
+
+    def deliveries(self):
+        """What Alertmanager sent for this test's alerts, and what the component answered."""
+        return [r for r in self.tap.requests() if case_of(r["body"]) == self.case]
+
+    def answered(self):
+        """Deliveries the component has answered (the tap records a request before its answer)."""
+        return [r for r in self.deliveries() if "status" in r]
+
+    def first_delivery(self, timeout=20):
+        return wait_for("Alertmanager's webhook for %s" % self.case, self.answered, timeout)[0]
+
+    def direct(self, body, token="default"):
+        if isinstance(body, dict) and body.get("status") == "firing" and token == "default":
+            self.direct_fired.append(body)
+        headers = {}
+        if token == "default":
+            token = ENV["E2E_WEBHOOK_TOKEN"]
+        if token is not None:
+            headers["Authorization"] = "Bearer %s" % token
+        return http("POST", ENV["E2E_COMPONENT_URL"] + "/alertmanager", body, headers, timeout=30)
+
+    def am_log(self):
+        with open(ENV["E2E_AM_LOG"], errors="replace") as f:
+            f.seek(self.am_log_offset)
+            return f.read()
+
+    def component(self, **overrides):
+        self.restore_component = True
+        peers("component", *("%s=%s" % kv for kv in overrides.items()))
+
+    def only_problem(self, report):
+        self.assertIsInstance(report, dict, report)
+        self.assertEqual(len(report.get("problems", [])), 1, report)
+        return report["problems"][0]
+
+    def assert_flag_action(self, problem, flag, enabled):
+        self.assertEqual(len(problem["actions"]), 1, problem)
+        action = problem["actions"][0]
+        self.assertEqual(
+            {k: action.get(k) for k in ("action", "flag", "project", "environment", "enabled", "outcome")},
+            {"action": "featuretoggle", "flag": flag, "project": "default", "environment": RULE_ENV,
+             "enabled": enabled, "outcome": "done"}, problem)
 
     def bearer(self):
         return {"Authorization": "Bearer %s" % ENV["E2E_WEBHOOK_TOKEN"]}
@@ -42,11 +153,6 @@ class Case(base.Scenarios):
         return self.direct(delivery["body"])
 
 
-for _name in dir(base.Scenarios):
-    if _name.startswith("test"):
-        setattr(Case, _name, None)  # not callable: unittest's loader skips it
-
-
 def resolved(body):
     """The resolved notification of a firing Alertmanager webhook: the same occurrences."""
     body = copy.deepcopy(body)
@@ -55,11 +161,6 @@ def resolved(body):
         alert["status"] = "resolved"
         alert["endsAt"] = now_iso()
     return body
-
-
-def parse_time(rfc3339):
-    """The component's RFC 3339 timestamps (UTC, 'Z') as Unix seconds."""
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def problem_of(report):

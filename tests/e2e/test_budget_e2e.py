@@ -25,8 +25,8 @@ Needs the peers (tests/e2e/peers up; tests/e2e/run does everything). Python stdl
 import json
 import unittest
 
+from harness import ENV, RULE_ENV, now_iso, peers, wait_for
 from support import Case, setUpModule  # noqa: F401 (unittest's hook)
-from test_e2e import ENV, RULE_ENV, now_iso, peers, wait_for
 
 DISABLED = "feature-environment-disabled"
 ENABLED = "feature-environment-enabled"

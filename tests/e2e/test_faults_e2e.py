@@ -31,8 +31,8 @@ import sys
 import unittest
 
 from delay_proxy import DelayProxy
+from harness import ENV, RULE_ENV, now_iso, peers, wait_for
 from support import Case, setUpModule  # noqa: F401 (unittest's hook)
-from test_e2e import ENV, RULE_ENV, now_iso, peers, wait_for
 
 DISABLED = "feature-environment-disabled"
 ENABLED = "feature-environment-enabled"

@@ -10,7 +10,7 @@ import unittest
 import urllib.parse
 
 import support
-from test_e2e import ENV, PROMOTION, RULE_ENV, http, now_iso, peers, wait_for
+from harness import ENV, PROMOTION, RULE_ENV, http, now_iso, peers, wait_for
 
 setUpModule = support.setUpModule
 

@@ -4,11 +4,11 @@ back with GET /api/v2/silences; Slack and Grafana are the user's own, so the rec
 receiver plays them. Needs `tests/e2e/peers up`. Python stdlib only."""
 
 import json
+import time
 
 import support
-import test_e2e as base
-from support import Case, parse_time, problem_of, resolved
-from test_e2e import ENV, http
+from harness import ENV, am_webhook, http, parse_time
+from support import Case, problem_of, resolved
 
 setUpModule = support.setUpModule
 
@@ -45,11 +45,11 @@ class NotifyRecipes(Case):
                 self.assertNotIn(secret, text)
 
     def test_recipes_on_act_and_revert_once_each(self):
-        body = base.am_webhook([self.alert("NotifyE2E", service="carts")])
+        body = am_webhook([self.alert("NotifyE2E", service="carts")])
         labels = body["alerts"][0]["labels"]
-        t0_ms = int(base.time.time() * 1000)
+        t0_ms = int(time.time() * 1000)
         status, report, _ = self.direct(body)
-        t1_ms = int(base.time.time() * 1000)
+        t1_ms = int(time.time() * 1000)
         self.assertEqual(status, 200, report)
         p = problem_of(report)
         occurrence = p["occurrence"]

@@ -16,8 +16,8 @@ the notification in question (the tap saw the answer), never after a sleep.
 import copy
 import time
 
+from harness import ENV, RULE_ENV, am_webhook, now_iso, peers, wait_for
 from support import Case, setUpModule  # noqa: F401 (unittest's hook)
-from test_e2e import ENV, RULE_ENV, am_webhook, now_iso, peers, wait_for
 
 FIXTURE = "/fixtures/rollout.yaml"
 FLAG = "E2ERolloutFlag"

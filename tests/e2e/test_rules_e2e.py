@@ -15,8 +15,8 @@ import time
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from harness import ENV, PROMOTION, RULE_ENV, am_webhook, peers, wait_for
 from support import Case, problem_of, resolved, setUpModule  # noqa: F401 (unittest's hook)
-from test_e2e import ENV, PROMOTION, RULE_ENV, am_webhook, peers, wait_for
 
 TTL_S = 2
 SERVED_FLAG = "E2EServedFlag"

@@ -15,8 +15,8 @@ import sys
 import time
 import unittest
 
-from support import Case, parse_time, problem_of, resolved, setUpModule  # noqa: F401 (unittest's hook)
-from test_e2e import ENV, RULE_ENV, am_webhook, now_iso, peers, wait_for
+from harness import ENV, RULE_ENV, am_webhook, now_iso, parse_time, peers, wait_for
+from support import Case, problem_of, resolved, setUpModule  # noqa: F401 (unittest's hook)
 
 DISABLED = "feature-environment-disabled"
 ENABLED = "feature-environment-enabled"

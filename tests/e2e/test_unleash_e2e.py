@@ -15,7 +15,7 @@ import unittest
 import uuid
 
 import support
-from test_e2e import ENV, RULE_ENV, Unleash, http, now_iso, wait_for
+from harness import ENV, RULE_ENV, Unleash, http, now_iso, wait_for
 
 PAT_FLAG = "E2EPatFlag"  # fixtures/pat.yaml
 

@@ -18,6 +18,8 @@ pub struct Sent {
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
     pub timeout: Duration,
+    /// When it was sent, on the recorder's clock (`now`).
+    pub at_ms: i64,
 }
 
 impl Sent {
@@ -295,6 +297,7 @@ impl Platform for Recorder {
                 .collect(),
             body: req.body().clone(),
             timeout,
+            at_ms: self.now.get(),
         };
         self.sent.borrow_mut().push(sent.clone());
         (self.responder.borrow())(&sent)
