@@ -463,50 +463,11 @@ pub(crate) mod tests {
     }
 
     fn vars(over: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let mut all: std::collections::HashMap<String, String> = [
+        let mut all = crate::testing::variables(&[
             ("unleash_url", "http://127.0.0.1:4242/"),
             ("unleash_token", "tok"),
-            ("unleash_project", "default"),
-            ("unleash_environment", "production"),
-            ("scale_url", "http://127.0.0.1:9100"),
-            ("scale_path", "/scale"),
-            ("scale_token", ""),
             ("webhook_token", "hook"),
-            ("webhook_basic_user", ""),
-            ("webhook_basic_password", ""),
-            ("webhook_hmac_secret", ""),
-            ("webhook_hmac_header", "X-Grafana-Alerting-Signature"),
-            ("webhook_hmac_timestamp_header", ""),
-            ("webhook_hmac_window_s", "300"),
-            ("allow_unauthenticated", "false"),
-            ("rules_file", "/remediation.yaml"),
-            ("rules_origin", "http://rules.invalid"),
-            ("rules_path", "/remediation.yaml"),
-            ("rules_token", ""),
-            ("rules_ttl_s", "30"),
-            ("dry_run", "false"),
-            ("outbound_timeout_ms", "3000"),
-            ("outbound_budget_ms", "8000"),
-            ("max_clock_skew_ms", "5000"),
-            ("unleash_verify", "false"),
-            ("metrics_token", ""),
-            ("max_changes", ""),
-            ("notify_1_name", "slack"),
-            ("notify_1_origin", "http://notify-1.invalid"),
-            ("notify_1_authorization", ""),
-            ("notify_1_path", ""),
-            ("notify_2_name", "grafana"),
-            ("notify_2_origin", "http://notify-2.invalid"),
-            ("notify_2_authorization", ""),
-            ("notify_2_path", ""),
-            ("notify_3_name", "alertmanager"),
-            ("notify_3_origin", "http://notify-3.invalid"),
-            ("notify_3_authorization", ""),
-            ("notify_3_path", ""),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         for (k, v) in over {
             all.insert(k.to_string(), v.to_string());
         }

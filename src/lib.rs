@@ -23,6 +23,8 @@ pub mod report;
 pub mod rules;
 pub mod rules_source;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod spin;

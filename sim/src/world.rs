@@ -48,50 +48,16 @@ pub fn variables() -> BTreeMap<String, String> {
     let budget = OUTBOUND_BUDGET_MS.to_string();
     let timeout = OUTBOUND_TIMEOUT_MS.to_string();
     let skew = MAX_CLOCK_SKEW_MS.to_string();
-    [
+    remediator::testing::variables(&[
         ("unleash_url", UNLEASH_URL),
         ("unleash_token", UNLEASH_TOKEN),
-        ("unleash_project", "default"),
-        ("unleash_environment", "production"),
         ("scale_url", SCALE_URL),
-        ("scale_path", "/scale"),
         ("scale_token", SCALE_TOKEN),
         ("webhook_token", WEBHOOK_TOKEN),
-        ("webhook_basic_user", ""),
-        ("webhook_basic_password", ""),
-        ("webhook_hmac_secret", ""),
-        ("webhook_hmac_header", "X-Grafana-Alerting-Signature"),
-        ("webhook_hmac_timestamp_header", ""),
-        ("webhook_hmac_window_s", "300"),
-        ("allow_unauthenticated", "false"),
-        ("rules_file", "/remediation.yaml"),
-        ("rules_origin", "http://rules.invalid"),
-        ("rules_path", "/remediation.yaml"),
-        ("rules_token", ""),
-        ("rules_ttl_s", "30"),
-        ("dry_run", "false"),
         ("outbound_timeout_ms", timeout.as_str()),
         ("outbound_budget_ms", budget.as_str()),
         ("max_clock_skew_ms", skew.as_str()),
-        ("unleash_verify", "false"),
-        ("metrics_token", ""),
-        ("max_changes", ""),
-        ("notify_1_name", "slack"),
-        ("notify_1_origin", "http://notify-1.invalid"),
-        ("notify_1_authorization", ""),
-        ("notify_1_path", ""),
-        ("notify_2_name", "grafana"),
-        ("notify_2_origin", "http://notify-2.invalid"),
-        ("notify_2_authorization", ""),
-        ("notify_2_path", ""),
-        ("notify_3_name", "alertmanager"),
-        ("notify_3_origin", "http://notify-3.invalid"),
-        ("notify_3_authorization", ""),
-        ("notify_3_path", ""),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ])
 }
 
 /// Fault probabilities of one schedule; none is injected at or after `until_ms`.

@@ -114,50 +114,15 @@ pub fn respond(status: u16, body: &str) -> Result<OutboundResponse, SendError> {
 impl Recorder {
     /// Configured as a user of the tutorial would be; every call answers 200.
     pub fn new() -> Recorder {
-        let vars = [
+        // spin.toml's defaults, as a user of the tutorial would set them.
+        let vars = remediator::testing::variables(&[
             ("unleash_url", "http://unleash.test:4242"),
             ("unleash_token", UNLEASH_TOKEN),
-            ("unleash_project", "default"),
-            ("unleash_environment", "production"),
             ("scale_url", "http://scaler.test:9100"),
-            ("scale_path", "/scale"),
             ("scale_token", SCALE_TOKEN),
             ("webhook_token", WEBHOOK_TOKEN),
-            ("webhook_basic_user", ""),
-            ("webhook_basic_password", ""),
-            ("webhook_hmac_secret", ""),
-            ("webhook_hmac_header", "X-Grafana-Alerting-Signature"),
-            ("webhook_hmac_timestamp_header", ""),
-            ("webhook_hmac_window_s", "300"),
-            ("allow_unauthenticated", "false"),
-            ("rules_file", "/remediation.yaml"),
-            ("rules_origin", "http://rules.invalid"),
-            ("rules_path", "/remediation.yaml"),
-            ("rules_token", ""),
-            ("rules_ttl_s", "30"),
-            ("dry_run", "false"),
             ("outbound_timeout_ms", "2500"),
-            ("outbound_budget_ms", "8000"),
-            ("max_clock_skew_ms", "5000"),
-            ("unleash_verify", "false"),
-            ("metrics_token", ""),
-            ("max_changes", ""),
-            ("notify_1_name", "slack"),
-            ("notify_1_origin", "http://notify-1.invalid"),
-            ("notify_1_authorization", ""),
-            ("notify_1_path", ""),
-            ("notify_2_name", "grafana"),
-            ("notify_2_origin", "http://notify-2.invalid"),
-            ("notify_2_authorization", ""),
-            ("notify_2_path", ""),
-            ("notify_3_name", "alertmanager"),
-            ("notify_3_origin", "http://notify-3.invalid"),
-            ("notify_3_authorization", ""),
-            ("notify_3_path", ""),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let files = [("/remediation.yaml".to_string(), TUTORIAL_RULES.to_string())]
             .into_iter()
             .collect();
@@ -172,7 +137,7 @@ impl Recorder {
         .collect();
         let flags = Rc::new(RefCell::new(flags));
         Recorder {
-            vars: RefCell::new(vars),
+            vars: RefCell::new(vars.into_iter().collect()),
             files: RefCell::new(files),
             kv: RefCell::new(BTreeMap::new()),
             sent: RefCell::new(Vec::new()),
