@@ -12,17 +12,6 @@ use std::time::Duration;
 use remediator::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
 use support::*;
 
-fn failure_rate(status: &str) -> Vec<u8> {
-    alertmanager(
-        status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase on carts"),
-            &[("service", "carts")],
-        )],
-    )
-}
-
 /// The Recorder seen through a counter of key-value writes (and, when asked, with
 /// every write to a `metrics/` key failing).
 struct Counting<'a> {
@@ -364,29 +353,19 @@ rules:
     actions: [{scale: "+1"}]
 "#;
 
-fn cpu(starts: &str) -> Vec<u8> {
-    String::from_utf8(alertmanager(
-        "firing",
-        &[("cpu_usage", None, &[("service", "carts")])],
-    ))
-    .unwrap()
-    .replace("2026-11-26T14:02:06.305Z", starts)
-    .into_bytes()
-}
-
 #[test]
 fn cooldown_and_an_open_circuit_are_counted_with_the_rule_escaped() {
     let r = Recorder::new();
     r.set_rules(POLICY_RULES);
-    r.post("/", &cpu("t1"));
+    r.post("/", &cpu_usage_at("t1"));
     r.advance(5 * 60_000);
-    r.post("/", &cpu("t2"));
+    r.post("/", &cpu_usage_at("t2"));
     r.advance(6 * 60_000);
-    r.post("/", &cpu("t3"));
+    r.post("/", &cpu_usage_at("t3"));
     r.advance(11 * 60_000);
-    let (_, report) = r.post("/", &cpu("t4"));
+    let (_, report) = r.post("/", &cpu_usage_at("t4"));
     assert_eq!(report["problems"][0]["outcome"], "circuit_open");
-    r.post("/", &cpu("t5"));
+    r.post("/", &cpu_usage_at("t5"));
     expect(
         &r,
         &[
@@ -447,23 +426,15 @@ fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
             w.len(),
         )
     };
-    let cpu_at = |starts: &str| {
-        String::from_utf8(alertmanager(
-            "firing",
-            &[("cpu_usage", None, &[("service", "carts")])],
-        ))
-        .unwrap()
-        .replace("2026-11-26T14:02:06.305Z", starts)
-    };
     let acted = r#"metrics/d/actions{kind="scaling",result="done"} deliveries{route="/",code="200"} problems{outcome="acted"}"#;
     // An acting delivery: one increment of its signature (and, the first time,
     // of the generation that tells scrapes to list the keys again).
     let (m, _) = metric_writes(&|| {
-        webhook(&p, "/", WEBHOOK_TOKEN, cpu_at("t1").as_bytes());
+        webhook(&p, "/", WEBHOOK_TOKEN, &cpu_usage_at("t1"));
     });
     assert_eq!(m, [acted, "metrics/generation"]);
     let (m, acting_total) = metric_writes(&|| {
-        webhook(&p, "/", WEBHOOK_TOKEN, cpu_at("t2").as_bytes());
+        webhook(&p, "/", WEBHOOK_TOKEN, &cpu_usage_at("t2"));
     });
     assert_eq!(m, [acted]);
     // No match: one increment.
@@ -648,10 +619,10 @@ fn no_secret_appears_in_metrics() {
     r.set_var("webhook_basic_password", "basic-SECRET-43");
     r.set_var("webhook_hmac_secret", "hmac-SECRET-44");
     r.set_rules(POLICY_RULES);
-    r.post("/", &cpu("t1"));
+    r.post("/", &cpu_usage_at("t1"));
     r.post("/", &failure_rate("firing"));
     r.answer(|s| respond(500, &format!("echo {:?}", s.headers)));
-    r.post("/", &cpu("t9"));
+    r.post("/", &cpu_usage_at("t9"));
     webhook(&r, "/", "wrong", b"{}");
     let (status, _, text) = get_metrics(&r, Some("Bearer metrics-SECRET-41"));
     assert_eq!(status, 200);

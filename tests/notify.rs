@@ -25,17 +25,6 @@ fn channels(r: &Recorder) {
     r.set_var("notify_3_origin", "http://alertmanager.test:9093");
 }
 
-fn failure_rate(status: &str) -> Vec<u8> {
-    alertmanager(
-        status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase on carts"),
-            &[("service", "carts")],
-        )],
-    )
-}
-
 fn calls(r: &Recorder) -> Vec<(String, String)> {
     r.sent().into_iter().map(|s| (s.method, s.url)).collect()
 }

@@ -305,23 +305,13 @@ rules:
     actions: [{scale: "+1"}]
 "#;
 
-fn cpu(starts: &str) -> Vec<u8> {
-    String::from_utf8(alertmanager(
-        "firing",
-        &[("cpu_usage", None, &[("service", "carts")])],
-    ))
-    .unwrap()
-    .replace("2026-11-26T14:02:06.305Z", starts)
-    .into_bytes()
-}
-
 #[test]
 fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
     let r = Recorder::new();
     r.set_rules(POLICY_RULES);
-    assert_eq!(outcome(&r.post("/", &cpu("t1")).1), "acted");
+    assert_eq!(outcome(&r.post("/", &cpu_usage_at("t1")).1), "acted");
     r.advance(5 * 60_000);
-    let (status, report) = r.post("/", &cpu("t2"));
+    let (status, report) = r.post("/", &cpu_usage_at("t2"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "skipped");
     let why = report["problems"][0]["detail"].as_str().unwrap();
@@ -330,10 +320,10 @@ fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
         "{why}"
     );
     r.advance(6 * 60_000);
-    assert_eq!(outcome(&r.post("/", &cpu("t3")).1), "acted");
+    assert_eq!(outcome(&r.post("/", &cpu_usage_at("t3")).1), "acted");
     r.advance(11 * 60_000);
     // Two actions in the last hour: the breaker is open.
-    let (status, report) = r.post("/", &cpu("t4"));
+    let (status, report) = r.post("/", &cpu_usage_at("t4"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "circuit_open");
     assert!(report["problems"][0]["detail"]
@@ -348,7 +338,7 @@ fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
     assert_eq!(r.audit("?rule=scale-carts")[0]["event"], "circuit_open");
     // The window passes; it acts again.
     r.advance(60 * 60_000);
-    assert_eq!(outcome(&r.post("/", &cpu("t5")).1), "acted");
+    assert_eq!(outcome(&r.post("/", &cpu_usage_at("t5")).1), "acted");
     assert_eq!(r.posts().len(), 3);
 }
 

@@ -355,6 +355,31 @@ impl Platform for Recorder {
 pub type TestAlert<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
 
 /// An Alertmanager webhook body with one alert per entry.
+/// One `HighFailureRate` alert on carts (summary "Failure rate increase on carts"),
+/// which the tutorial's "Failure rate increase" rule matches.
+pub fn failure_rate(status: &str) -> Vec<u8> {
+    alertmanager(
+        status,
+        &[(
+            "HighFailureRate",
+            Some("Failure rate increase on carts"),
+            &[("service", "carts")],
+        )],
+    )
+}
+
+/// One firing `cpu_usage` alert on carts that started at `starts`: a new occurrence
+/// for each new start.
+pub fn cpu_usage_at(starts: &str) -> Vec<u8> {
+    String::from_utf8(alertmanager(
+        "firing",
+        &[("cpu_usage", None, &[("service", "carts")])],
+    ))
+    .unwrap()
+    .replace("2026-11-26T14:02:06.305Z", starts)
+    .into_bytes()
+}
+
 pub fn alertmanager(status: &str, alerts: &[TestAlert]) -> Vec<u8> {
     let alerts: Vec<_> = alerts
         .iter()
