@@ -130,6 +130,11 @@ impl Delivery<'_> {
         }
     }
 
+    /// The blast-radius budget in force: the rules file's, else the variable's.
+    pub(super) fn budget(&self) -> Option<(u32, Duration)> {
+        self.rules.max_changes.or(self.cfg.max_changes)
+    }
+
     /// A ticket no one has used on any cell.
     fn ticket(&mut self) -> i64 {
         self.seq += 1;
@@ -1057,7 +1062,7 @@ pub fn window_text(ms: i64) -> String {
 /// once; its entry moves to the re-send's time, so that a change admitted long ago by
 /// a delivery that died before sending is not sent later under that old count.
 pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: i64) -> Admitted {
-    let Some((max, window)) = d.rules.max_changes.or(d.cfg.max_changes) else {
+    let Some((max, window)) = d.budget() else {
         return Admitted::Yes;
     };
     let window_ms = window.as_millis().min(i64::MAX as u128) as i64;

@@ -92,7 +92,7 @@ fn first_in_window(d: &mut Delivery, rule: &Rule, event: NotifyEvent) -> bool {
     let now = d.p.now_ms();
     let budget = event == NotifyEvent::BudgetExhausted;
     let window = if budget {
-        d.rules.max_changes.or(d.cfg.max_changes).map(|(_, w)| w)
+        d.budget().map(|(_, w)| w)
     } else {
         rule.policy.max_actions.map(|(_, w)| w)
     };
