@@ -192,7 +192,7 @@ fn main() {
                     )
                 });
             }
-            let first = remediator::app::handle(&r, webhook(alertname, 0));
+            let first = remediator::app::handle(&r.platform, webhook(alertname, 0));
             assert_eq!(
                 first.status(),
                 200,
@@ -201,7 +201,7 @@ fn main() {
             );
             let writes = r.kv_writes.get();
             for i in 1..=iters {
-                black_box(remediator::app::handle(&r, webhook(alertname, i)));
+                black_box(remediator::app::handle(&r.platform, webhook(alertname, i)));
             }
             eprintln!(
                 "key-value writes per request: {}",

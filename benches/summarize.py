@@ -347,8 +347,8 @@ def results(out):
     res["size"] = sizes
     for k, v in sizes.items():
         md.append(f"- {k}: {v:,} bytes ({v / 1e6:.2f} MB)")
-    if "remediator.wasm" in sizes:
-        met = sizes["remediator.wasm"] <= SIZE_BUDGET
+    if "remediator_component.wasm" in sizes:
+        met = sizes["remediator_component.wasm"] <= SIZE_BUDGET
         res["size_budget_met"] = met
         md += ["", f"**Budget** ≤ 1 MB: **{'met' if met else 'NOT met'}**.", ""]
     if os.path.exists(os.path.join(out, "size-crates.txt")):

@@ -46,7 +46,7 @@ OUT = os.environ.get("DEMO_OUT") or os.path.join(HERE, "out")
 HOST_BIN = os.environ.get("DEMO_HOST_BIN") or os.path.join(
     ROOT, "tests/host/target/release/remediator-host")
 WASM = os.environ.get("DEMO_WASM") or os.path.join(
-    ROOT, "target/wasm32-wasip2/release/remediator.wasm")
+    ROOT, "target/wasm32-wasip2/release/remediator_component.wasm")
 QUICK = os.environ.get("DEMO_QUICK") == "1"
 WITH_REVERT = os.environ.get("DEMO_WITH_REVERT") == "1"
 BROWSER = os.environ.get("DEMO_BROWSER") == "1"

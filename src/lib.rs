@@ -1,8 +1,8 @@
 //! remediator: alert webhooks in (Alertmanager, Grafana, Keptn), remediation rules
 //! applied (Unleash feature flags, scaling webhooks), a JSON report out.
 //!
-//! Everything but [`spin`] (the Spin shell, wasm only) is a pure core over the
-//! [`platform::Platform`] trait, tested natively.
+//! This crate is the pure core over the [`platform::Platform`] trait, tested natively;
+//! it has no Spin types. The Spin shell is the `remediator-component` crate (component/).
 
 pub mod actions;
 pub mod app;
@@ -25,6 +25,3 @@ pub mod rules_source;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
-
-#[cfg(target_arch = "wasm32")]
-mod spin;

@@ -11,7 +11,7 @@ fn page(r: &Recorder, query: &str) -> (u16, http::HeaderMap, String) {
         .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
         .body(vec![])
         .unwrap();
-    let resp = remediator::app::handle(r, req);
+    let resp = remediator::app::handle(&r.platform, req);
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     (

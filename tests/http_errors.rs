@@ -95,7 +95,7 @@ fn a_wrong_method_is_405_naming_the_method_with_an_allow_header() {
         ("PUT", "/metrics", "GET"),
     ] {
         let (status, allowed, ct, body) =
-            send(&r, http::Request::builder().method(method).uri(path));
+            send(&*r, http::Request::builder().method(method).uri(path));
         assert_eq!(status, 405, "{method} {path}");
         assert_eq!(allowed.as_deref(), Some(allow), "{method} {path}");
         assert_eq!(ct, "application/json");
@@ -109,7 +109,7 @@ fn a_wrong_method_is_405_naming_the_method_with_an_allow_header() {
 #[test]
 fn an_unknown_path_is_404_naming_the_webhook_routes() {
     let r = Recorder::new();
-    let (status, allow, _, body) = send(&r, http::Request::get("/alerts?x=1"));
+    let (status, allow, _, body) = send(&*r, http::Request::get("/alerts?x=1"));
     assert_eq!((status, allow), (404, None));
     assert_eq!(
         json_of(&body),
@@ -121,7 +121,7 @@ fn an_unknown_path_is_404_naming_the_webhook_routes() {
 fn an_unhealthy_component_is_503_saying_why() {
     let r = Recorder::new();
     r.set_var("outbound_timeout_ms", "soon");
-    let (status, _, _, body) = send(&r, http::Request::get("/healthz"));
+    let (status, _, _, body) = send(&*r, http::Request::get("/healthz"));
     let v = json_of(&body);
     assert_eq!(status, 503, "{v}");
     // Without a configuration there are no warnings to give.
@@ -130,7 +130,7 @@ fn an_unhealthy_component_is_503_saying_why() {
     let r = Recorder::new();
     r.set_var("dry_run", "true");
     r.set_rules("rules: [unclosed");
-    let (status, _, _, body) = send(&r, http::Request::get("/healthz"));
+    let (status, _, _, body) = send(&*r, http::Request::get("/healthz"));
     let v = json_of(&body);
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["status"], "unhealthy");
@@ -142,7 +142,7 @@ fn an_unhealthy_component_is_503_saying_why() {
 fn guarded_read_routes_answer_401_or_500_for_credentials_and_configuration() {
     let r = Recorder::new();
     for path in ["/rules", "/audit"] {
-        let (status, _, _, body) = send(&r, http::Request::get(path));
+        let (status, _, _, body) = send(&*r, http::Request::get(path));
         assert_eq!(status, 401, "{path}");
         assert_eq!(
             json_of(&body),
@@ -150,7 +150,7 @@ fn guarded_read_routes_answer_401_or_500_for_credentials_and_configuration() {
         );
     }
     r.set_var("webhook_token", "");
-    let (status, _, _, body) = send(&r, http::Request::get("/rules"));
+    let (status, _, _, body) = send(&*r, http::Request::get("/rules"));
     assert_eq!(status, 500);
     assert!(json_of(&body)["error"]
         .as_str()
@@ -160,7 +160,7 @@ fn guarded_read_routes_answer_401_or_500_for_credentials_and_configuration() {
     let r = Recorder::new();
     r.set_var("outbound_timeout_ms", "soon");
     for path in ["/rules", "/audit", "/metrics"] {
-        let (status, _, _, body) = send(&r, authed(http::Request::get(path)));
+        let (status, _, _, body) = send(&*r, authed(http::Request::get(path)));
         assert_eq!(status, 500, "{path}");
         assert_eq!(json_of(&body), json!({ "error": BAD_TIMEOUT }));
     }
@@ -170,7 +170,7 @@ fn guarded_read_routes_answer_401_or_500_for_credentials_and_configuration() {
 fn metrics_without_its_token_is_401_naming_the_variable() {
     let r = Recorder::new();
     r.set_var("metrics_token", "m-SECRET");
-    let (status, _, _, body) = send(&r, authed(http::Request::get("/metrics")));
+    let (status, _, _, body) = send(&*r, authed(http::Request::get("/metrics")));
     assert_eq!(status, 401);
     assert_eq!(
         json_of(&body),
@@ -181,20 +181,20 @@ fn metrics_without_its_token_is_401_naming_the_variable() {
 #[test]
 fn bad_audit_queries_are_400_naming_the_parameter_as_json_or_as_the_page() {
     let r = Recorder::new();
-    let (status, _, _, body) = send(&r, authed(http::Request::get("/audit?limit=lots")));
+    let (status, _, _, body) = send(&*r, authed(http::Request::get("/audit?limit=lots")));
     assert_eq!(status, 400);
     assert_eq!(
         json_of(&body),
         json!({"error": "limit: not a whole number (1 to 5000)"})
     );
-    let (status, _, _, body) = send(&r, authed(http::Request::get("/audit?since=yesterday")));
+    let (status, _, _, body) = send(&*r, authed(http::Request::get("/audit?since=yesterday")));
     assert_eq!(status, 400);
     assert_eq!(
         json_of(&body),
         json!({"error": "since: \"yesterday\" is not RFC 3339 or Unix milliseconds"})
     );
     let (status, _, ct, page) = send(
-        &r,
+        &*r,
         authed(http::Request::get("/audit?until=soon")).header("accept", "text/html"),
     );
     assert_eq!(status, 400);

@@ -99,7 +99,7 @@ fn get_metrics(r: &Recorder, authorization: Option<&str>) -> (u16, String, Strin
     if let Some(a) = authorization {
         req = req.header("authorization", a);
     }
-    let resp = remediator::app::handle(r, req.body(Vec::new()).unwrap());
+    let resp = remediator::app::handle(&r.platform, req.body(Vec::new()).unwrap());
     let ct = resp
         .headers()
         .get("content-type")
@@ -518,7 +518,7 @@ fn a_failing_metrics_write_changes_no_answer_and_is_logged() {
         failure_rate("firing"),
         failure_rate("resolved"),
     ] {
-        let want = webhook(&plain, "/", WEBHOOK_TOKEN, &body);
+        let want = webhook(&*plain, "/", WEBHOOK_TOKEN, &body);
         let got = webhook(&p, "/", WEBHOOK_TOKEN, &body);
         assert_eq!(
             (got.0, String::from_utf8_lossy(&got.1)),
@@ -623,7 +623,7 @@ fn no_secret_appears_in_metrics() {
     r.post("/", &failure_rate("firing"));
     r.answer(|s| respond(500, &format!("echo {:?}", s.headers)));
     r.post("/", &cpu_usage_at("t9"));
-    webhook(&r, "/", "wrong", b"{}");
+    webhook(&*r, "/", "wrong", b"{}");
     let (status, _, text) = get_metrics(&r, Some("Bearer metrics-SECRET-41"));
     assert_eq!(status, 200);
     parse(&text);

@@ -597,7 +597,7 @@ fn audit_holds_every_decision_newest_first_and_filters() {
     let req = http::Request::get("/audit")
         .header("accept", "text/html")
         .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"));
-    let resp = remediator::app::handle(&r, req.body(vec![]).unwrap());
+    let resp = remediator::app::handle(&*r, req.body(vec![]).unwrap());
     assert_eq!(
         resp.headers()["content-security-policy"],
         remediator::audit_page::CSP

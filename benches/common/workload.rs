@@ -13,7 +13,7 @@ use std::fmt::Write;
 use std::hint::black_box;
 
 // The including program's own names for the core: `remediator::...` in benches/engine.rs,
-// the `#[path]` modules in benches/wasm-engine.
+// the same crate imported by benches/wasm-engine.
 use super::{ingest, plan, Format, RuleRecord, RuleSet};
 
 /// What one benchmark's rules exercise.

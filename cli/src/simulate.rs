@@ -1,13 +1,12 @@
 //! `remediator simulate`: the component's real handler over an in-memory platform,
 //! asked for a dry run, so the plan printed is exactly the component's decision.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use remediator::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
+use remediator::platform::SendError;
+use remediator::testing::{spin_defaults, MemoryPlatform, Responder};
 use serde_json::Value;
 
 use crate::style::Style;
@@ -40,9 +39,6 @@ pub struct Args {
     at: Option<i64>,
 }
 
-/// The component's manifest: its `[variables]` defaults are the simulation's.
-const SPIN_TOML: &str = include_str!("../../spin.toml");
-
 /// Variables `--var` may not set: the rules come from `--rules`, never over HTTP.
 const RULES_VARIABLES: [&str; 5] = [
     "rules_file",
@@ -52,38 +48,10 @@ const RULES_VARIABLES: [&str; 5] = [
     "rules_ttl_s",
 ];
 
-/// `name = { default = "value", ... }` lines of spin.toml's `[variables]` table
-/// (a variable without a default gets "").
-fn spin_defaults() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut in_variables = false;
-    for line in SPIN_TOML.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            in_variables = t == "[variables]";
-            continue;
-        }
-        if !in_variables || t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let Some((name, rest)) = t.split_once('=') else {
-            continue;
-        };
-        let value = rest
-            .split_once("default")
-            .and_then(|(_, d)| d.trim_start().strip_prefix('='))
-            .and_then(|d| d.trim_start().strip_prefix('"'))
-            .and_then(|d| d.split_once('"'))
-            .map_or("", |(v, _)| v);
-        out.push((name.trim().to_string(), value.to_string()));
-    }
-    out
-}
-
 /// spin.toml's defaults, with `allow_unauthenticated=true` (the simulated request
 /// carries no credential), `rules_file` set to the --rules path and no rules URL.
-fn variables(rules: &Path, overrides: &[(String, String)]) -> HashMap<String, String> {
-    let mut vars: HashMap<String, String> = spin_defaults().into_iter().collect();
+fn variables(rules: &Path, overrides: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut vars = spin_defaults();
     vars.insert("allow_unauthenticated".into(), "true".into());
     vars.insert("rules_file".into(), rules.display().to_string());
     vars.insert("rules_origin".into(), String::new());
@@ -101,10 +69,10 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         ));
     }
     let known = spin_defaults();
-    if !known.iter().any(|(n, _)| n == name) {
+    if !known.contains_key(name) {
         let names: Vec<&str> = known
-            .iter()
-            .map(|(n, _)| n.as_str())
+            .keys()
+            .map(String::as_str)
             .filter(|n| !RULES_VARIABLES.contains(n))
             .collect();
         return Err(format!(
@@ -120,104 +88,30 @@ fn parse_at(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{s:?} is not RFC 3339 (2026-11-26T14:02:06Z) or Unix milliseconds"))
 }
 
-/// The platform the simulated component runs on: variables and key-value in
-/// memory, the rules file from disk, a clock that never really waits, and no network.
-struct Sim {
-    vars: HashMap<String, String>,
-    rules_path: PathBuf,
-    kv: RefCell<BTreeMap<String, Vec<u8>>>,
-    now: Cell<i64>,
-    attempted_sends: RefCell<Vec<String>>,
-    logs: RefCell<Vec<String>>,
-}
-
-impl Platform for Sim {
-    /// Never reached: the request asks for a dry run. If the component tries anyway,
-    /// nothing is sent, the attempt is recorded, and `simulate` fails loudly.
-    fn send(
-        &self,
-        req: OutboundRequest,
-        _timeout: Duration,
-    ) -> Result<OutboundResponse, SendError> {
-        let what = format!("{} {}", req.method(), req.uri());
-        self.attempted_sends.borrow_mut().push(what.clone());
+/// The platform the simulated component runs on: remediator's in-memory platform
+/// (variables and key-value in memory, a clock that never really waits) with the rules
+/// file read from disk and no network: a send is never reached (the request asks for a
+/// dry run); if the component tries anyway, nothing is sent, the attempt is recorded,
+/// and `simulate` fails loudly.
+fn platform(args: &Args, kv: BTreeMap<String, Vec<u8>>) -> Result<MemoryPlatform, String> {
+    let rules = std::fs::read_to_string(&args.rules)
+        .map_err(|e| format!("{}: cannot read: {e}", args.rules.display()))?;
+    let never_sends: Responder = Box::new(|s| {
         Err(SendError::Denied(format!(
-            "remediator simulate never sends ({what})"
+            "remediator simulate never sends ({} {})",
+            s.method, s.url
         )))
-    }
-
-    fn variable(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned()
-    }
-
-    fn read_file(&self, path: &str) -> std::io::Result<String> {
-        if self.vars.get("rules_file").map(String::as_str) == Some(path) {
-            std::fs::read_to_string(&self.rules_path)
-        } else {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "not a bundled file",
-            ))
-        }
-    }
-
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.kv.borrow().get(key).cloned())
-    }
-
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.kv.borrow_mut().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-
-    fn kv_delete(&self, key: &str) -> Result<(), KvError> {
-        self.kv.borrow_mut().remove(key);
-        Ok(())
-    }
-
-    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
-        Ok(self.kv.borrow().keys().cloned().collect())
-    }
-
-    fn kv_compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, KvError> {
-        let mut kv = self.kv.borrow_mut();
-        if kv.get(key).map(Vec::as_slice) != expected {
-            return Ok(false);
-        }
-        kv.insert(key.into(), new.to_vec());
-        Ok(true)
-    }
-
-    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        let mut kv = self.kv.borrow_mut();
-        let current = match kv.get(key) {
-            None => 0,
-            Some(v) => String::from_utf8_lossy(v)
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| KvError(format!("counter {key} is not a number")))?,
-        };
-        kv.insert(key.into(), (current + delta).to_string().into_bytes());
-        Ok(current + delta)
-    }
-
-    /// Simulated time passes instead of real time.
-    fn sleep(&self, duration: Duration) {
-        self.now.set(self.now.get() + duration.as_millis() as i64);
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now.get()
-    }
-
-    fn log(&self, line: &str) {
-        self.logs.borrow_mut().push(line.to_string());
-    }
+    });
+    let sim = MemoryPlatform::new(
+        variables(&args.rules, &args.vars),
+        args.at.unwrap_or_else(now_ms),
+        never_sends,
+    );
+    sim.files
+        .borrow_mut()
+        .insert(args.rules.display().to_string(), rules);
+    *sim.kv.borrow_mut() = kv;
+    Ok(sim)
 }
 
 /// The state file: `{"occ/<hash>": {...}, "rule/<hash>": {...}}`, each value the
@@ -278,14 +172,7 @@ fn simulate(args: &Args) -> Result<u8, String> {
     if !args.rules.is_file() {
         return Err(format!("{}: no such file", args.rules.display()));
     }
-    let sim = Sim {
-        vars: variables(&args.rules, &args.vars),
-        rules_path: args.rules.clone(),
-        kv: RefCell::new(kv),
-        now: Cell::new(args.at.unwrap_or_else(now_ms)),
-        attempted_sends: RefCell::new(Vec::new()),
-        logs: RefCell::new(Vec::new()),
-    };
+    let sim = platform(args, kv)?;
     let path = match args.route {
         None => "/",
         Some(Route::Alertmanager) => "/alertmanager",
@@ -298,13 +185,13 @@ fn simulate(args: &Args) -> Result<u8, String> {
         .map_err(|e| format!("cannot build the request: {e}"))?;
     let resp = remediator::app::handle(&sim, req);
 
-    let attempted = sim.attempted_sends.borrow();
+    let attempted = sim.sent();
     if !attempted.is_empty() {
         eprintln!(
             "remediator simulate: BUG: the component tried to send during a dry run (nothing was sent):"
         );
-        for a in attempted.iter() {
-            eprintln!("  {a}");
+        for a in &attempted {
+            eprintln!("  {} {}", a.method, a.url);
         }
         return Ok(1);
     }
@@ -512,12 +399,7 @@ mod tests {
     #[test]
     fn spin_toml_defaults_make_a_valid_configuration() {
         let defaults = spin_defaults();
-        let get = |n: &str| {
-            defaults
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-        };
+        let get = |n: &str| defaults.get(n).cloned();
         assert_eq!(get("unleash_url").as_deref(), Some("http://127.0.0.1:4242"));
         assert_eq!(get("unleash_token").as_deref(), Some(""));
         let vars = variables(Path::new("r.yaml"), &[]);

@@ -44,7 +44,7 @@ RUN_DIR = os.environ.get("E2E_RUN_DIR") or os.path.join(ROOT, ".run")
 HOST_BIN = os.environ.get("E2E_HOST_BIN") or os.path.join(
     ROOT, "tests/host/target/release/remediator-host")
 MANIFEST = os.environ.get("E2E_MANIFEST") or os.path.join(ROOT, "spin.toml")
-WASM = os.path.join(ROOT, "target/wasm32-wasip2/release/remediator.wasm")
+WASM = os.path.join(ROOT, "target/wasm32-wasip2/release/remediator_component.wasm")
 FLAG = "RedisReplicas" + uuid.uuid4().hex[:8]
 RULES = """apiVersion: remediator/v1
 defaults: {project: default, environment: production}

@@ -1,57 +1,30 @@
-//! A recording double of the Platform: variables, files and key-value in memory,
-//! every outbound request recorded, answers scripted per test.
+//! The native tests' platform: remediator's own in-memory [`MemoryPlatform`] (feature
+//! `testing`), configured as a user of the tutorial would configure it, with a stand-in
+//! Unleash answering by default and the tests' helpers.
 
 #![allow(dead_code)]
 
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::rc::Rc;
-use std::time::Duration;
 
-use remediator::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
-
-/// An outbound request as recorded (method, URL, headers, body).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sent {
-    pub method: String,
-    pub url: String,
-    pub headers: BTreeMap<String, String>,
-    pub body: Vec<u8>,
-    pub timeout: Duration,
-    /// When it was sent, on the recorder's clock (`now`).
-    pub at_ms: i64,
-}
-
-impl Sent {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("request body is JSON")
-    }
-}
-
-pub type Responder = Box<dyn Fn(&Sent) -> Result<OutboundResponse, SendError>>;
+use remediator::platform::{OutboundResponse, SendError};
+pub use remediator::testing::{MemoryPlatform, Responder, Sent};
 
 pub struct Recorder {
-    pub vars: RefCell<HashMap<String, String>>,
-    pub files: RefCell<HashMap<String, String>>,
-    pub kv: RefCell<BTreeMap<String, Vec<u8>>>,
-    pub sent: RefCell<Vec<Sent>>,
-    pub logs: RefCell<Vec<String>>,
-    pub now: Cell<i64>,
+    pub platform: MemoryPlatform,
     /// The flags of the stand-in Unleash the default responder plays:
     /// (flag, environment) -> enabled.
     pub flags: Rc<RefCell<BTreeMap<(String, String), bool>>>,
-    /// Simulates a concurrent delivery winning the next compare-and-swap: it
-    /// writes this value first, so ours fails.
-    pub race_next_swap: RefCell<Option<Vec<u8>>>,
-    /// Like `race_next_swap`, but the swap reports success anyway: what Spin's Redis
-    /// store does when the transaction was aborted.
-    pub race_next_swap_silently: RefCell<Option<Vec<u8>>>,
-    /// Key-value writes a concurrent delivery makes while this one waits (applied
-    /// at the first `sleep`).
-    pub during_first_wait: RefCell<Vec<(String, Vec<u8>)>>,
-    /// Key-value writes made (set, delete, compare-and-swap, increment).
-    pub kv_writes: Cell<u64>,
-    responder: RefCell<Responder>,
+}
+
+/// The recorder is its platform: `r.kv`, `r.logs`, `&*r` as a `&dyn Platform`.
+impl Deref for Recorder {
+    type Target = MemoryPlatform;
+    fn deref(&self) -> &MemoryPlatform {
+        &self.platform
+    }
 }
 
 /// Plays Unleash's admin API for the calls remediator makes (GET a flag, POST
@@ -123,9 +96,6 @@ impl Recorder {
             ("webhook_token", WEBHOOK_TOKEN),
             ("outbound_timeout_ms", "2500"),
         ]);
-        let files = [("/remediation.yaml".to_string(), TUTORIAL_RULES.to_string())]
-            .into_iter()
-            .collect();
         let flags: BTreeMap<(String, String), bool> = [
             ("EnablePromotion", "production", true),
             ("EnablePromotion", "development", true),
@@ -136,20 +106,12 @@ impl Recorder {
         .map(|(f, e, on)| ((f.to_string(), e.to_string()), *on))
         .collect();
         let flags = Rc::new(RefCell::new(flags));
-        Recorder {
-            vars: RefCell::new(vars.into_iter().collect()),
-            files: RefCell::new(files),
-            kv: RefCell::new(BTreeMap::new()),
-            sent: RefCell::new(Vec::new()),
-            logs: RefCell::new(Vec::new()),
-            now: Cell::new(1_764_165_726_000),
-            race_next_swap: RefCell::new(None),
-            race_next_swap_silently: RefCell::new(None),
-            during_first_wait: RefCell::new(Vec::new()),
-            kv_writes: Cell::new(0),
-            responder: RefCell::new(unleash_like(flags.clone())),
-            flags,
-        }
+        let platform = MemoryPlatform::new(vars, 1_764_165_726_000, unleash_like(flags.clone()));
+        platform
+            .files
+            .borrow_mut()
+            .insert("/remediation.yaml".into(), TUTORIAL_RULES.into());
+        Recorder { platform, flags }
     }
 
     pub fn set_var(&self, k: &str, v: &str) -> &Self {
@@ -165,7 +127,7 @@ impl Recorder {
     }
 
     pub fn answer(&self, f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static) {
-        *self.responder.borrow_mut() = Box::new(f);
+        self.answer_with(Box::new(f));
     }
 
     /// Calls to the stand-in Unleash answered by it, all others by `f`.
@@ -174,18 +136,18 @@ impl Recorder {
         f: impl Fn(&Sent) -> Result<OutboundResponse, SendError> + 'static,
     ) {
         let unleash = unleash_like(self.flags.clone());
-        *self.responder.borrow_mut() = Box::new(move |s: &Sent| {
+        self.answer_with(Box::new(move |s: &Sent| {
             if s.url.starts_with("http://unleash.test:4242/") {
                 unleash(s)
             } else {
                 f(s)
             }
-        });
+        }));
     }
 
     /// Back to the stand-in Unleash (and 200 from the scaling webhook).
     pub fn answer_like_unleash(&self) {
-        *self.responder.borrow_mut() = unleash_like(self.flags.clone());
+        self.answer_with(unleash_like(self.flags.clone()));
     }
 
     /// The JSON audit, newest first.
@@ -215,14 +177,6 @@ impl Recorder {
             .collect()
     }
 
-    pub fn advance(&self, ms: i64) {
-        self.now.set(self.now.get() + ms);
-    }
-
-    pub fn sent(&self) -> Vec<Sent> {
-        self.sent.borrow().clone()
-    }
-
     /// POST a webhook with the right credential.
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
         self.request(
@@ -238,7 +192,7 @@ impl Recorder {
         builder: http::request::Builder,
         body: &[u8],
     ) -> (u16, serde_json::Value) {
-        let resp = remediator::app::handle(self, builder.body(body.to_vec()).unwrap());
+        let resp = remediator::app::handle(&self.platform, builder.body(body.to_vec()).unwrap());
         let status = resp.status().as_u16();
         let json = serde_json::from_slice(resp.body()).unwrap_or_else(|e| {
             panic!(
@@ -247,107 +201,6 @@ impl Recorder {
             )
         });
         (status, json)
-    }
-}
-
-impl Platform for Recorder {
-    fn send(&self, req: OutboundRequest, timeout: Duration) -> Result<OutboundResponse, SendError> {
-        let sent = Sent {
-            method: req.method().to_string(),
-            url: req.uri().to_string(),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
-                .collect(),
-            body: req.body().clone(),
-            timeout,
-            at_ms: self.now.get(),
-        };
-        self.sent.borrow_mut().push(sent.clone());
-        (self.responder.borrow())(&sent)
-    }
-
-    fn variable(&self, name: &str) -> Option<String> {
-        self.vars.borrow().get(name).cloned()
-    }
-
-    fn read_file(&self, path: &str) -> std::io::Result<String> {
-        self.files
-            .borrow()
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
-    }
-
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.kv.borrow().get(key).cloned())
-    }
-
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.kv_writes.set(self.kv_writes.get() + 1);
-        self.kv.borrow_mut().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-
-    fn kv_delete(&self, key: &str) -> Result<(), KvError> {
-        self.kv_writes.set(self.kv_writes.get() + 1);
-        self.kv.borrow_mut().remove(key);
-        Ok(())
-    }
-
-    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
-        Ok(self.kv.borrow().keys().cloned().collect())
-    }
-
-    fn kv_compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, KvError> {
-        self.kv_writes.set(self.kv_writes.get() + 1);
-        let mut kv = self.kv.borrow_mut();
-        if let Some(winner) = self.race_next_swap.borrow_mut().take() {
-            kv.insert(key.into(), winner);
-            return Ok(false);
-        }
-        if let Some(winner) = self.race_next_swap_silently.borrow_mut().take() {
-            kv.insert(key.into(), winner);
-            return Ok(true);
-        }
-        if kv.get(key).map(Vec::as_slice) != expected {
-            return Ok(false);
-        }
-        kv.insert(key.into(), new.to_vec());
-        Ok(true)
-    }
-
-    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.kv_writes.set(self.kv_writes.get() + 1);
-        let mut kv = self.kv.borrow_mut();
-        let current: i64 = kv
-            .get(key)
-            .map(|v| String::from_utf8_lossy(v).parse().unwrap())
-            .unwrap_or(0);
-        kv.insert(key.into(), (current + delta).to_string().into_bytes());
-        Ok(current + delta)
-    }
-
-    /// Time passes only when the code under test waits.
-    fn sleep(&self, duration: Duration) {
-        self.now.set(self.now.get() + duration.as_millis() as i64);
-        for (k, v) in self.during_first_wait.borrow_mut().drain(..) {
-            self.kv.borrow_mut().insert(k, v);
-        }
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now.get()
-    }
-
-    fn log(&self, line: &str) {
-        self.logs.borrow_mut().push(line.to_string());
     }
 }
 

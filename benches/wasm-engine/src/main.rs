@@ -11,64 +11,8 @@
 #[path = "../../common/workload.rs"]
 mod workload;
 
-// remediator's core, as src/lib.rs declares it, minus the Spin shell (`spin`).
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/actions/mod.rs"]
-mod actions;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/app.rs"]
-mod app;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/audit.rs"]
-mod audit;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/audit_page.rs"]
-mod audit_page;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/auth.rs"]
-mod auth;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/claim/mod.rs"]
-mod claim;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/config.rs"]
-mod config;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/http/mod.rs"]
-mod http;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/ingest/mod.rs"]
-mod ingest;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/metrics.rs"]
-mod metrics;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/notify.rs"]
-mod notify;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/plan.rs"]
-mod plan;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/platform.rs"]
-mod platform;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/problem.rs"]
-mod problem;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/remediate/mod.rs"]
-mod remediate;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/report.rs"]
-mod report;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/rules/mod.rs"]
-mod rules;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/rules_source.rs"]
-mod rules_source;
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/state.rs"]
-mod state;
+// remediator's core crate, the same code the component runs, without the Spin shell.
+use remediator::{claim, ingest, plan, rules};
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! Checks against the real remediator component at
-//! <project root>/target/wasm32-wasip2/release/remediator.wasm. These tests build
+//! <project root>/target/wasm32-wasip2/release/remediator_component.wasm. These tests build
 //! nothing: the test runner (scripts/test) builds the component first. If it is
 //! absent they fail, saying how to build it: a missing artifact must not pass.
 
@@ -10,7 +10,7 @@ use std::process::Command;
 use common::*;
 
 fn remediator_wasm() -> std::path::PathBuf {
-    let p = project_root().join("target/wasm32-wasip2/release/remediator.wasm");
+    let p = project_root().join("target/wasm32-wasip2/release/remediator_component.wasm");
     assert!(
         p.exists(),
         "{} is absent; build it with `cargo build --target wasm32-wasip2 --release` at the project root",

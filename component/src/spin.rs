@@ -10,7 +10,7 @@ use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use wasi::clocks::monotonic_clock;
 use wasi::io::streams::{InputStream, StreamError};
 
-use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
+use remediator::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
 
 // The native handler form: the response is written here, not by the SDK's
 // `IntoResponse` path, whose `anyhow` errors link std's backtrace printer and
@@ -18,8 +18,10 @@ use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, Send
 #[http_component]
 async fn handle(req: IncomingRequest, response_out: ResponseOutparam) {
     let response = match incoming(&req) {
-        Ok(request) => crate::http::handle(&SpinPlatform, request),
-        Err(e) => crate::http::ApiError::BadRequest(format!("unreadable request: {e}")).response(),
+        Ok(request) => remediator::http::handle(&SpinPlatform, request),
+        Err(e) => {
+            remediator::http::ApiError::BadRequest(format!("unreadable request: {e}")).response()
+        }
     };
     let (parts, body) = response.into_parts();
     // One value per name, the last, as the SDK's header map kept them.
@@ -64,7 +66,7 @@ fn incoming(req: &IncomingRequest) -> Result<http::Request<Vec<u8>>, String> {
         let stream = body
             .stream()
             .map_err(|()| "request body stream unavailable".to_string())?;
-        read_at_most(&stream, crate::http::MAX_BODY_BYTES + 1, None).map_err(|e| match e {
+        read_at_most(&stream, remediator::http::MAX_BODY_BYTES + 1, None).map_err(|e| match e {
             ReadError::Stream(m) => format!("reading body: {m}"),
             ReadError::Deadline => "reading body: timed out".to_string(),
         })?
