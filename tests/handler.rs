@@ -488,13 +488,29 @@ fn idempotent_unleash_calls_are_retried_with_backoff_scaling_is_not() {
 
 #[test]
 fn retries_stop_at_the_delivery_budget() {
-    let r = Recorder::new();
-    r.set_var("outbound_budget_ms", "300");
-    r.answer(|_| respond(503, "down"));
-    let (status, report) = r.post("/", &failure_rate());
-    assert_eq!(status, 502, "{report}");
-    // 300 ms allows the first call and one 100 ms backoff, not the 400 ms one.
-    assert_eq!(r.sent().len(), 2);
+    // Behaviour, not the backoff schedule: it retries, every attempt starts inside the
+    // budget, and a longer budget allows more attempts.
+    let attempts = |budget_ms: i64| {
+        let r = Recorder::new();
+        r.set_var("outbound_budget_ms", &budget_ms.to_string());
+        r.answer(|_| respond(503, "down"));
+        let start = r.now.get();
+        let (status, report) = r.post("/", &failure_rate());
+        assert_eq!(status, 502, "{report}");
+        let sent = r.sent();
+        for s in &sent {
+            assert!(
+                s.at_ms - start < budget_ms,
+                "an attempt {} ms after the delivery began, past its {budget_ms} ms budget",
+                s.at_ms - start
+            );
+        }
+        sent.len()
+    };
+    let short = attempts(300);
+    let long = attempts(3_000);
+    assert!(short >= 2, "no retry within 300 ms: {short} attempt(s)");
+    assert!(long > short, "3 s allowed {long} attempts, 300 ms {short}");
 }
 
 /// A group of `alerts`, the one at `bad` without its `alertname`.
