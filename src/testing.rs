@@ -90,6 +90,9 @@ pub struct MemoryPlatform {
     /// Key-value writes made (set, delete, compare-and-swap, increment): each one a
     /// durable transaction under Spin.
     pub kv_writes: Cell<u64>,
+    /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
+    /// `increment KEY`.
+    pub kv_log: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -108,6 +111,7 @@ impl MemoryPlatform {
             race_next_swap_silently: RefCell::new(None),
             during_first_wait: RefCell::new(Vec::new()),
             kv_writes: Cell::new(0),
+            kv_log: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -125,8 +129,9 @@ impl MemoryPlatform {
         self.now.set(self.now.get() + ms);
     }
 
-    fn wrote(&self) {
+    fn wrote(&self, op: &str, key: &str) {
         self.kv_writes.set(self.kv_writes.get() + 1);
+        self.kv_log.borrow_mut().push(format!("{op} {key}"));
     }
 }
 
@@ -168,13 +173,13 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.wrote();
+        self.wrote("set", key);
         self.kv.borrow_mut().insert(key.into(), value.to_vec());
         Ok(())
     }
 
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
-        self.wrote();
+        self.wrote("delete", key);
         self.kv.borrow_mut().remove(key);
         Ok(())
     }
@@ -189,7 +194,7 @@ impl Platform for MemoryPlatform {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        self.wrote();
+        self.wrote("swap", key);
         let mut kv = self.kv.borrow_mut();
         if let Some(winner) = self.race_next_swap.borrow_mut().take() {
             kv.insert(key.into(), winner);
@@ -207,7 +212,7 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.wrote();
+        self.wrote("increment", key);
         let mut kv = self.kv.borrow_mut();
         let current = match kv.get(key) {
             None => 0,
