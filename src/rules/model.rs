@@ -30,13 +30,13 @@ pub struct RuleSet {
     /// The blast-radius budget of the file's `defaults.max_changes` (remediator/v1
     /// only): at most N changes per window, per Unleash project (and scaling).
     pub max_changes: Option<(u32, Duration)>,
-    pub(crate) index: super::Index,
+    pub(crate) index: super::matching::Index,
 }
 
 impl RuleSet {
     /// The rules and their precompiled matching index.
     pub fn new(format: RulesFormat, rules: Vec<Rule>) -> RuleSet {
-        let index = super::Index::build(&rules);
+        let index = super::matching::Index::build(&rules);
         RuleSet {
             format,
             rules,
