@@ -2,6 +2,7 @@
 //! parse.rs reads a file, matching.rs finds the rule for a problem, view.rs shows one.
 
 pub mod duration;
+mod error;
 pub mod keptn;
 pub mod matcher;
 mod matching;
@@ -10,6 +11,7 @@ pub mod own;
 mod parse;
 mod view;
 
+pub use error::RulesError;
 pub use model::{
     Action, Percent, Policy, Rule, RuleSet, RulesFormat, ScaleChange, TitleMatch, UnleashName,
 };
