@@ -1,5 +1,6 @@
 //! Remediation rules: parsing the three accepted formats into one model, and matching.
-//! parse.rs reads a file, matching.rs finds the rule for a problem, view.rs shows one.
+//! parse.rs reads a file (error.rs: where it is wrong), matching.rs finds the rule for a
+//! problem, view.rs shows one.
 
 pub mod duration;
 mod error;
