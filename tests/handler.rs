@@ -381,6 +381,34 @@ fn broken_rules_are_a_server_error_naming_the_line() {
     assert!(health["error"].as_str().unwrap().contains("line 5"));
 }
 
+/// An error found after the YAML parsed names its line the same way, in the webhook's
+/// answer, `GET /rules` and `/healthz`.
+#[test]
+fn rules_errors_found_after_parsing_name_the_line_too() {
+    let r = Recorder::new();
+    r.set_rules(
+        "rules:\n  - name: ok\n    match: {title: x}\n    actions: [{scale: '+1'}]\n  \
+         - name: bad\n    match:\n      labels:\n        - 'service=\"carts\"'\n        \
+         - 'env=~\"prod'\n    actions: [{scale: '+1'}]\n",
+    );
+    let want = "rules: /remediation.yaml: line 9: rules[1] (\"bad\").match.labels[1]: matcher";
+    let (status, body) = r.post("/", &failure_rate());
+    assert_eq!(status, 500);
+    assert!(body["error"].as_str().unwrap().starts_with(want), "{body}");
+    let (status, body) = r.request(
+        http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
+        b"",
+    );
+    assert_eq!(status, 500);
+    assert!(body["error"].as_str().unwrap().starts_with(want), "{body}");
+    let (status, health) = r.request(http::Request::get("/healthz"), b"");
+    assert_eq!(status, 503);
+    assert!(
+        health["error"].as_str().unwrap().contains(&want[7..]),
+        "{health}"
+    );
+}
+
 #[test]
 fn healthz_reports_rules() {
     let r = Recorder::new();

@@ -510,13 +510,13 @@ fn template_and_notify_errors_name_the_rule_the_notify_and_the_field() {
         ),
     ] {
         let err = remediator::rules::parse(&rule(notify)).unwrap_err();
-        assert!(err.starts_with(expected), "{notify}:\n{err}\nexpected: {expected}");
+        assert!(err.message.starts_with(expected), "{notify}:\n{err}\nexpected: {expected}");
     }
     // An unknown event, and defaults, are named too.
     let err =
         remediator::rules::parse(&rule("{channel: slack, on: [acted], body: {}}")).unwrap_err();
     assert!(
-        err.contains("acted") && err.contains("circuit_open"),
+        err.message.contains("acted") && err.message.contains("circuit_open"),
         "{err}"
     );
     let err = remediator::rules::parse(
@@ -524,7 +524,8 @@ fn template_and_notify_errors_name_the_rule_the_notify_and_the_field() {
     )
     .unwrap_err();
     assert!(
-        err.starts_with("defaults.notify[0].body.t: unknown field \"x\""),
+        err.message
+            .starts_with("defaults.notify[0].body.t: unknown field \"x\""),
         "{err}"
     );
     // The webhook refuses such rules with the message, as for any rules error.

@@ -81,7 +81,15 @@ fn tutorial_as_printed_is_rejected_naming_the_line() {
     let err = rules::parse(include_str!("fixtures/rules/tutorial-as-printed.yaml")).unwrap_err();
     // Line 5 is `    value: +1`, indented under a sequence entry that already ended.
     assert_eq!(
-        err,
+        (err.line, err.column, err.message.as_str()),
+        (
+            Some(5),
+            Some(10),
+            "mapping values are not allowed in this context"
+        )
+    );
+    assert_eq!(
+        err.to_string(),
         "line 5, column 10: mapping values are not allowed in this context"
     );
 }
@@ -289,7 +297,7 @@ fn invalid_rules_name_the_rule_and_field() {
         ("rules: [\n", "line "),
     ];
     for (text, needle) in cases {
-        let err = rules::parse(text).unwrap_err();
+        let err = rules::parse(text).unwrap_err().to_string();
         assert!(
             err.contains(needle),
             "for {text:?}\n  got: {err}\n  want: {needle}"
@@ -297,17 +305,166 @@ fn invalid_rules_name_the_rule_and_field() {
     }
 }
 
+/// Errors found after the YAML parsed carry the line of the node they name (promtool's
+/// `FILE:LINE`), in every format: a mapping entry's key line, a list item's own line,
+/// the enclosing node when the named field is absent.
+#[test]
+fn errors_found_after_parsing_carry_the_line_of_their_node() {
+    // A valid first rule, so the errors are not all on the first lines.
+    let own = |rule: &str| {
+        format!(
+            "apiVersion: remediator/v1\nrules:\n  - name: ok\n    match: {{title: x}}\n    \
+             actions: [{{scale: '+1'}}]\n  - name: b\n{rule}"
+        )
+    };
+    let cases = [
+        // 1-6: the lines of `own("")`; the second rule starts on line 6.
+        (
+            own("    match:\n      labels:\n        - 'a=\"b\"'\n        - 'service=~\"carts'\n    actions: [{scale: '+1'}]\n"),
+            10,
+            "rules[1] (\"b\").match.labels[1]: matcher \"service=~\\\"carts\": missing closing quote",
+        ),
+        (
+            own("    match: {labels: ['a=\"b\"', 'c=~\"(\"']}\n    actions: [{scale: '+1'}]\n"),
+            7,
+            "rules[1] (\"b\").match.labels[1]: matcher",
+        ),
+        (
+            own("    match: {title: y}\n    cooldown: 10m\n    escalate_after: 5 min\n    actions: [{scale: '+1'}]\n"),
+            9,
+            "rules[1] (\"b\").escalate_after: \"5 min\" is not a duration",
+        ),
+        (
+            own("    match: {title: y}\n    max_actions: 3 every 1h\n    actions: [{scale: '+1'}]\n"),
+            8,
+            "rules[1] (\"b\").max_actions: ",
+        ),
+        (
+            own("    match:\n      title: y\n      title_regex: 'Disk(Full'\n    actions: [{scale: '+1'}]\n"),
+            9,
+            "rules[1] (\"b\").match.title_regex: invalid regex",
+        ),
+        (
+            own("    match: {title: y}\n    actions: [{scale: '+1'}]\n    notify:\n      - channel: a b\n        body: {}\n"),
+            10,
+            "rules[1] (\"b\").notify[0].channel: \"a b\" is not a channel name",
+        ),
+        (
+            own("    match: {title: y}\n    actions: [{scale: '+1'}]\n    notify:\n      - channel: s\n        on: [act, acted]\n        body: {}\n"),
+            11,
+            "rules[1] (\"b\").notify[0].on: \"acted\" is not act",
+        ),
+        (
+            own("    match: {title: y}\n    actions: [{scale: '+1'}]\n    notify:\n      - channel: s\n        body:\n          text: ok\n          title: '{{ problem.titel }}'\n"),
+            13,
+            "rules[1] (\"b\").notify[0].body.title: unknown field \"problem.titel\"",
+        ),
+        (
+            own("    match: {title: y}\n    actions:\n      - {flag: F, state: on}\n      - {flag: G, state: maybe}\n"),
+            10,
+            "rules[1] (\"b\").actions[1].state: ",
+        ),
+        // `revert` is absent: the action it is missing from.
+        (
+            own("    match: {title: y}\n    revert: true\n    actions:\n      - scale: '=3'\n        on_resolve: '=1'\n      - scale: '=3'\n"),
+            12,
+            "rules[1] (\"b\").actions[1].revert: a scale to =N has no inverse",
+        ),
+        (
+            own("    match: {title: y}\n    default: true\n    actions: []\n"),
+            6,
+            "rules[1] (\"b\"): actions must not be empty",
+        ),
+        (
+            own("    match: {title: y}\n    actions: [{scale: '+1'}]\n  - name: ok\n    match: {title: z}\n    actions: [{scale: '+1'}]\n"),
+            9,
+            "rules[2] (\"ok\"): name is used by an earlier rule",
+        ),
+        (
+            "# a comment\ndefaults:\n  project: default\n  max_changes: 20 per fortnight\nrules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: '+1'}]\n".into(),
+            4,
+            "defaults.max_changes: ",
+        ),
+        (
+            "rules:\n  - name: a\n    match: {title: x}\n    actions: [{scale: '+1'}]\napiVersion: remediator/v2\n".into(),
+            5,
+            "apiVersion: \"remediator/v2\" is not supported",
+        ),
+        (
+            "apiVersion: remediator/v1\n\nrules: []\n".into(),
+            3,
+            "the rules file defines no rules",
+        ),
+        // Keptn 0.6.
+        (
+            "remediations:\n- name: cpu_usage\n  actions:\n  - action: scaling\n    value: +1\n- name: x\n  actions:\n  - action: featuretoggle\n    value: NoColon\n".into(),
+            9,
+            "remediations[1] (\"x\").actions[0]: value: \"NoColon\" must be FlagName:on or FlagName:off",
+        ),
+        (
+            "remediations:\n- name: cpu_usage\n  actions:\n  - action: scaling\n    value: +1\n  - action: reboot\n    value: now\n".into(),
+            6,
+            "remediations[0] (\"cpu_usage\").actions[1]: action: unknown action \"reboot\"",
+        ),
+        ("remediations: []\n".into(), 1, "the rules file defines no rules"),
+        // Keptn 0.8.
+        (
+            "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediations\nspec:\n  remediations: []\n".into(),
+            2,
+            "kind: \"Remediations\" must be Remediation",
+        ),
+        (
+            "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations:\n    - problemType: a\n      actionsOnOpen:\n        - {action: scaling, value: \"1\"}\n    - problemType: b\n      actionsOnOpen:\n        - action: scaling\n          value: {F: on}\n".into(),
+            11,
+            "spec.remediations[1] (\"b\").actionsOnOpen[0]: value: scaling takes a number",
+        ),
+        (
+            "apiVersion: spec.keptn.sh/0.1.4\nkind: Remediation\nspec:\n  remediations: []\n".into(),
+            4,
+            "the rules file defines no rules",
+        ),
+    ];
+    for (text, line, message) in &cases {
+        for err in [
+            rules::parse(text).unwrap_err(),
+            rules::parse_probed(text).unwrap_err(),
+        ] {
+            assert!(
+                err.message.starts_with(message),
+                "{text}\n  got: {err}\n  want: {message}"
+            );
+            assert_eq!((err.line, err.column), (Some(*line), None), "{text}\n{err}");
+            assert_eq!(
+                err.to_string(),
+                format!("line {line}: {}", err.message),
+                "{text}"
+            );
+        }
+    }
+    // About the file as a whole: no line.
+    let err = rules::parse("hello: world\n").unwrap_err();
+    assert_eq!((err.line, err.column), (None, None), "{err}");
+    assert!(
+        err.to_string().starts_with("unrecognized rules file"),
+        "{err}"
+    );
+    // The nesting check names the line, without a column.
+    let err = rules::parse(&format!("rules:\n  - {}", "[".repeat(200))).unwrap_err();
+    assert_eq!((err.line, err.column), (Some(2), None), "{err}");
+}
+
 #[test]
 fn type_errors_carry_a_line_number() {
     let err = rules::parse("rules:\n  - name: a\n    match: {title: x}\n    actions: {flag: F}\n")
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("line 4"), "{err}");
 }
 
 #[test]
 fn yaml_alias_bomb_is_refused() {
     let bomb = support::yaml_alias_bomb();
-    let err = rules::parse(&bomb).unwrap_err();
+    let err = rules::parse(&bomb).unwrap_err().to_string();
     assert!(err.contains("repetition limit"), "{err}");
 }
 
@@ -371,7 +528,7 @@ fn regexes_that_compile_too_big_are_refused() {
     let err = rules::parse(
         "rules:\n  - name: big\n    match: {title_regex: '(x{300}){300}'}\n    actions: [{scale: '+1'}]\n",
     )
-    .unwrap_err();
+    .unwrap_err().to_string();
     assert!(
         err.contains("title_regex") && err.contains("size limit"),
         "{err}"
@@ -397,9 +554,9 @@ fn deeply_nested_flow_collections_are_refused_before_parsing() {
         format!("x: it's\nrules: {deep} '"),
     ];
     for text in &cases {
-        let err = rules::parse(text).unwrap_err();
+        let err = rules::parse(text).unwrap_err().to_string();
         assert!(err.contains("nested deeper than 128"), "{err}");
-        let err = rules::parse_probed(text).unwrap_err();
+        let err = rules::parse_probed(text).unwrap_err().to_string();
         assert!(err.contains("nested deeper than 128"), "{err}");
     }
     // Brackets that are not flow collections do not count.
@@ -409,7 +566,10 @@ fn deeply_nested_flow_collections_are_refused_before_parsing() {
          actions: [{{scale: '+1'}}]\n  - name: \"{many}\"\n    match: {{title: t}}\n    \
          actions: [{{scale: '+1'}}]\n"
     );
-    let err = rules::parse(&ok).map(|s| s.rules.len()).unwrap_err();
+    let err = rules::parse(&ok)
+        .map(|s| s.rules.len())
+        .unwrap_err()
+        .to_string();
     assert!(!err.contains("nested deeper"), "{err}");
     assert!(err.contains("title_regex"), "{err}");
 }

@@ -3,18 +3,17 @@
 
 use std::path::Path;
 
-use remediator::rules::{self, RuleSet, RulesFormat};
+use remediator::rules::{self, RuleSet, RulesError, RulesFormat};
 
-/// `FILE:LINE:COL: message` for errors that carry `line N, column M: ...` (YAML and
-/// type errors), else `FILE: message` (errors naming the rule and field).
-pub fn locate(file: &str, error: &str) -> String {
-    let at = error.strip_prefix("line ").and_then(|rest| {
-        let (line, rest) = rest.split_once(", column ")?;
-        let (col, msg) = rest.split_once(": ")?;
-        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        (ok(line) && ok(col)).then(|| format!("{file}:{line}:{col}: {msg}"))
-    });
-    at.unwrap_or_else(|| format!("{file}: {error}"))
+/// `FILE:LINE:COL: message` for YAML and type errors, `FILE:LINE: message` for errors
+/// found after parsing (they name the rule and field too), else `FILE: message`.
+pub fn locate(file: &str, error: &RulesError) -> String {
+    let message = &error.message;
+    match (error.line, error.column) {
+        (Some(line), Some(col)) => format!("{file}:{line}:{col}: {message}"),
+        (Some(line), None) => format!("{file}:{line}: {message}"),
+        _ => format!("{file}: {message}"),
+    }
 }
 
 /// The format's name as the component reports it (`keptn-0.6`, `keptn-0.8`, `remediator/v1`).
@@ -58,24 +57,36 @@ pub fn run(files: &[std::path::PathBuf]) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::locate;
+    use super::*;
 
     #[test]
     fn locates_line_and_column() {
+        let error = |line, column, message: &str| RulesError {
+            line,
+            column,
+            message: message.into(),
+        };
         assert_eq!(
             locate(
                 "r.yaml",
-                "line 5, column 10: mapping values are not allowed in this context"
+                &error(
+                    Some(5),
+                    Some(10),
+                    "mapping values are not allowed in this context"
+                )
             ),
             "r.yaml:5:10: mapping values are not allowed in this context"
         );
         assert_eq!(
-            locate("r.yaml", "rules[0] (\"a\"): actions must not be empty"),
-            "r.yaml: rules[0] (\"a\"): actions must not be empty"
+            locate(
+                "r.yaml",
+                &error(Some(7), None, "rules[0] (\"a\"): actions must not be empty")
+            ),
+            "r.yaml:7: rules[0] (\"a\"): actions must not be empty"
         );
         assert_eq!(
-            locate("r.yaml", "line x, column 1: m"),
-            "r.yaml: line x, column 1: m"
+            locate("r.yaml", &error(None, None, "unrecognized rules file")),
+            "r.yaml: unrecognized rules file"
         );
     }
 }

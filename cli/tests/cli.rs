@@ -93,16 +93,71 @@ fn check_keptn_08_and_own_format() {
 }
 
 #[test]
-fn check_semantic_error_names_rule_and_field() {
+fn check_semantic_error_names_line_rule_and_field() {
     let r = run(&["check", SEMANTIC], &[]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains(&format!(
-            "{SEMANTIC}: rules[1] (\"a\").match.labels[0]: matcher \"sev=\\\"x\": missing closing quote\n"
-        )),
-        "{}",
-        r.stderr
+    assert_eq!(
+        r.stderr,
+        format!(
+            "  FAILED:\n{SEMANTIC}:9: rules[1] (\"a\").match.labels[0]: matcher \"sev=\\\"x\": missing closing quote\n"
+        )
     );
+}
+
+/// Errors found after the YAML parsed give `FILE:LINE` too (promtool style): the line of
+/// the node the error names, in each format.
+#[test]
+fn check_errors_found_after_parsing_name_the_line() {
+    let dir = "tests/fixtures/rules/after-parsing";
+    for (file, line, message) in [
+        (
+            "bad-matcher.yaml",
+            14,
+            r#"rules[1] ("bad-matcher").match.labels[1]: matcher "service=~\"carts": missing closing quote"#,
+        ),
+        (
+            "bad-duration.yaml",
+            10,
+            r#"rules[1] ("failure-rate").cooldown: "10 minutes" is not a duration (use e.g. 30s, 10m, 1h30m)"#,
+        ),
+        (
+            "bad-channel.yaml",
+            11,
+            r#"rules[0] ("failure-rate").notify[1].channel: "ops team" is not a channel name (letters, digits, '-', '_')"#,
+        ),
+        (
+            "bad-title-regex.yaml",
+            6,
+            r#"rules[0] ("failure-rate").match.title_regex: invalid regex: found open group without closing ')'"#,
+        ),
+        (
+            "bad-notify-template.yaml",
+            11,
+            r#"defaults.notify[0].body.blocks[0].title: unknown field "problem.titel" (fields: "#,
+        ),
+        (
+            "keptn-06-bad-action.yaml",
+            15,
+            r#"remediations[2] ("Failure rate increase").actions[1]: action: unknown action "reboot" (expected scaling or featuretoggle)"#,
+        ),
+        (
+            "keptn-08-bad-value.yaml",
+            14,
+            r#"spec.remediations[1] ("Failure rate increase").actionsOnOpen[0]: value: flag state "maybe" must be on or off"#,
+        ),
+    ] {
+        let path = format!("{dir}/{file}");
+        let r = run(&["check", &path], &[]);
+        assert_eq!(r.code, 1, "{file}");
+        assert_eq!(r.stdout, format!("Checking {path}\n\n"), "{file}");
+        assert!(
+            r.stderr
+                .starts_with(&format!("  FAILED:\n{path}:{line}: {message}")),
+            "{file}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 2, "{file}: {}", r.stderr);
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::error::{RulesError, Seg};
 use super::model::{RuleSet, RulesFormat};
 use super::{keptn, own};
 
@@ -19,14 +20,14 @@ struct Probe {
     rules: Option<serde::de::IgnoredAny>,
 }
 
-/// Parse a rules file in any accepted format. Errors name the line (YAML and type
-/// errors) or the rule and field (validation errors).
+/// Parse a rules file in any accepted format. Errors name the line: with the column
+/// for YAML and type errors, with the rule and field for validation errors.
 ///
 /// Every request parses the rules (a Spin instance lives for one request), so a valid
 /// file is parsed once, in the format its top-level keys suggest. The typed formats
 /// deny unknown fields, so that parse succeeding means the probe would have chosen
 /// the same format; anything else takes the probing path for its exact error.
-pub fn parse(text: &str) -> Result<RuleSet, String> {
+pub fn parse(text: &str) -> Result<RuleSet, RulesError> {
     check_flow_depth(text)?;
     if let Some(format) = guess_format(text) {
         if let Ok(set) = parse_as(format, text) {
@@ -39,13 +40,13 @@ pub fn parse(text: &str) -> Result<RuleSet, String> {
 /// The reference parse: a first pass reads the top-level keys to choose the format.
 /// `parse` must always agree with it (a test and the rules fuzz target check so).
 #[doc(hidden)]
-pub fn parse_probed(text: &str) -> Result<RuleSet, String> {
+pub fn parse_probed(text: &str) -> Result<RuleSet, RulesError> {
     check_flow_depth(text)?;
     probe_and_parse(text)
 }
 
 /// `parse_probed` once the nesting has been checked.
-fn probe_and_parse(text: &str) -> Result<RuleSet, String> {
+fn probe_and_parse(text: &str) -> Result<RuleSet, RulesError> {
     let probe: Probe = yaml(text)?;
     let format = match probe {
         Probe {
@@ -61,6 +62,7 @@ fn probe_and_parse(text: &str) -> Result<RuleSet, String> {
         _ => {
             return Err(
                 "unrecognized rules file: expected `remediations:` (Keptn 0.6), `apiVersion: spec.keptn.sh/...` (Keptn 0.8) or `rules:` (remediator/v1)"
+                    .to_string()
                     .into(),
             )
         }
@@ -68,14 +70,24 @@ fn probe_and_parse(text: &str) -> Result<RuleSet, String> {
     parse_as(format, text)
 }
 
-fn parse_as(format: RulesFormat, text: &str) -> Result<RuleSet, String> {
+fn parse_as(format: RulesFormat, text: &str) -> Result<RuleSet, RulesError> {
+    let invalid = |e| RulesError::after_parsing(text, e);
     let (rules, max_changes) = match format {
-        RulesFormat::Keptn08 => (keptn::from_08(yaml(text)?)?, None),
-        RulesFormat::Keptn06 => (keptn::from_06(yaml(text)?)?, None),
-        RulesFormat::Own => own::from_own(yaml(text)?)?,
+        RulesFormat::Keptn08 => (keptn::from_08(yaml(text)?).map_err(invalid)?, None),
+        RulesFormat::Keptn06 => (keptn::from_06(yaml(text)?).map_err(invalid)?, None),
+        RulesFormat::Own => own::from_own(yaml(text)?).map_err(invalid)?,
     };
     if rules.is_empty() {
-        return Err("the rules file defines no rules".into());
+        let list: &[Seg] = match format {
+            RulesFormat::Keptn08 => &[Seg::Key("spec"), Seg::Key("remediations")],
+            RulesFormat::Keptn06 => &[Seg::Key("remediations")],
+            RulesFormat::Own => &[Seg::Key("rules")],
+        };
+        return Err(RulesError {
+            line: super::error::line_of(text, list),
+            column: None,
+            message: "the rules file defines no rules".into(),
+        });
     }
     let mut set = RuleSet::new(format, rules);
     set.max_changes = max_changes;
@@ -91,7 +103,7 @@ const MAX_FLOW_DEPTH: usize = 128;
 /// took 18 s (found by the rules fuzz target). A linear scan: quoted scalars and
 /// comments are skipped; outside flow context a bracket counts only where a value can
 /// start, since a block plain scalar may contain one (`title: a[b`).
-fn check_flow_depth(text: &str) -> Result<(), String> {
+fn check_flow_depth(text: &str) -> Result<(), RulesError> {
     let (mut depth, mut line) = (0usize, 1usize);
     // `prev`: the last significant character (can a value start here?); `raw`: the last
     // character (a comment needs a space or a line start before its `#`).
@@ -134,9 +146,13 @@ fn check_flow_depth(text: &str) -> Result<(), String> {
             '[' | '{' if depth > 0 || value_start => {
                 depth += 1;
                 if depth > MAX_FLOW_DEPTH {
-                    return Err(format!(
-                        "line {line}: flow collections ([ ], {{ }}) nested deeper than {MAX_FLOW_DEPTH}"
-                    ));
+                    return Err(RulesError {
+                        line: Some(line),
+                        column: None,
+                        message: format!(
+                            "flow collections ([ ], {{ }}) nested deeper than {MAX_FLOW_DEPTH}"
+                        ),
+                    });
                 }
                 prev = c;
             }
@@ -182,17 +198,17 @@ fn guess_format(text: &str) -> Option<RulesFormat> {
     }
 }
 
-fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, RulesError> {
     serde_norway::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        match e.location() {
-            Some(loc) => {
-                let at = format!("line {}, column {}", loc.line(), loc.column());
-                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
-                format!("{at}: {msg}")
-            }
-            None => msg,
+        let message = e.to_string();
+        let Some(loc) = e.location() else {
+            return message.into();
+        };
+        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+        RulesError {
+            line: Some(loc.line()),
+            column: Some(loc.column()),
+            message: message.strip_suffix(&suffix).unwrap_or(&message).into(),
         }
     })
 }
