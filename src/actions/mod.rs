@@ -1,5 +1,7 @@
 //! Building outbound requests for actions and reading their responses. No I/O here.
 
+pub mod flags;
+pub mod notify;
 pub mod scale;
 pub mod unleash;
 

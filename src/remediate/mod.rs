@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-mod flags;
-mod notify;
-
+use crate::actions::flags::{self, Lever};
+use crate::actions::notify;
 use crate::actions::scale::ScaleRequest;
 use crate::actions::ActionError;
 use crate::audit::{self, Event};
@@ -24,7 +23,6 @@ use crate::report::{
     ActionOutcome, ActionReport, ActionTarget, FirstHandled, ProblemOutcome, ProblemReport,
 };
 use crate::rules::{Action, Rule, RuleSet, ScaleChange, UnleashName};
-use flags::Lever;
 
 /// How long one delivery (all its alerts together) waits for concurrent ones
 /// holding a lease, before answering "in progress" (503) so that the sender retries.
@@ -122,7 +120,7 @@ fn ticket(id: i64, seq: i64) -> i64 {
 }
 
 impl Delivery<'_> {
-    fn outbound(&self) -> Outbound<'_> {
+    pub(crate) fn outbound(&self) -> Outbound<'_> {
         Outbound {
             p: self.p,
             cfg: self.cfg,
@@ -131,18 +129,18 @@ impl Delivery<'_> {
     }
 
     /// The blast-radius budget in force: the rules file's, else the variable's.
-    pub(super) fn budget(&self) -> Option<(u32, Duration)> {
+    pub(crate) fn budget(&self) -> Option<(u32, Duration)> {
         self.rules.max_changes.or(self.cfg.max_changes)
     }
 
     /// A ticket no one has used on any cell.
-    fn ticket(&mut self) -> i64 {
+    pub(crate) fn ticket(&mut self) -> i64 {
         self.seq += 1;
         ticket(self.id, self.seq)
     }
 
     /// [`cell::update`] with this delivery's tickets.
-    fn update_cell<T, R>(
+    pub(crate) fn update_cell<T, R>(
         &mut self,
         key: &str,
         mut f: impl FnMut(Option<&T>) -> Change<T, R>,
@@ -163,12 +161,12 @@ impl Delivery<'_> {
         )
     }
 
-    fn skew_ms(&self) -> i64 {
+    pub(crate) fn skew_ms(&self) -> i64 {
         self.cfg.max_clock_skew.as_millis().min(i64::MAX as u128) as i64
     }
 
     /// A lease covers the whole outbound budget from now, and the writes after it.
-    fn lease(&self, ticket: i64) -> Lease {
+    pub(crate) fn lease(&self, ticket: i64) -> Lease {
         let budget = self.cfg.outbound_budget.as_millis().min(i64::MAX as u128) as i64;
         Lease {
             ticket,
@@ -181,7 +179,7 @@ impl Delivery<'_> {
     }
 
     /// Wait a moment for another delivery's lease, if this delivery still may.
-    fn wait(&self) -> bool {
+    pub(crate) fn wait(&self) -> bool {
         if self.p.now_ms() >= self.wait_until_ms {
             return false;
         }
@@ -189,7 +187,7 @@ impl Delivery<'_> {
         true
     }
 
-    fn note(
+    pub(crate) fn note(
         &mut self,
         report: &ProblemReport,
         event: Event,
@@ -228,7 +226,7 @@ impl Delivery<'_> {
         });
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         mut report: ProblemReport,
         outcome: ProblemOutcome,
@@ -247,7 +245,7 @@ impl Delivery<'_> {
         report
     }
 
-    fn action(
+    pub(crate) fn action(
         &mut self,
         report: &mut ProblemReport,
         target: ActionTarget,
@@ -1011,7 +1009,7 @@ fn act(
 }
 
 /// What sending one action came to.
-pub(super) enum Sent {
+pub(crate) enum Sent {
     /// Sent (or not needed), with its result and read-back.
     Sent(Result<String, ActionError>, Option<bool>),
     /// The blast-radius budget held it back: nothing was sent.
@@ -1019,7 +1017,7 @@ pub(super) enum Sent {
 }
 
 /// What the blast-radius budget said.
-pub(super) enum Admitted {
+pub(crate) enum Admitted {
     Yes,
     Exhausted(String),
     Error(ActionError),
@@ -1061,7 +1059,7 @@ pub fn window_text(ms: i64) -> String {
 /// at all. A re-send of the same change (a retry, a takeover after a crash) counts
 /// once; its entry moves to the re-send's time, so that a change admitted long ago by
 /// a delivery that died before sending is not sent later under that old count.
-pub(super) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: i64) -> Admitted {
+pub(crate) fn admit_change(d: &mut Delivery, bucket: &Bucket, id: i64) -> Admitted {
     let Some((max, window)) = d.budget() else {
         return Admitted::Yes;
     };
