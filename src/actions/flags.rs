@@ -2,13 +2,15 @@
 //! need it changed: the first holder stores what it was, the last one to resolve
 //! restores it, once, and never over a change made by hand since.
 
+use super::act::Sent;
+use super::budget::{self, Admitted};
 use crate::actions::unleash::{Rollout, Toggle};
 use crate::actions::ActionError;
 use crate::audit::Event;
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{self, Bucket, Lease, Restoring, Setting, StoredAction, Taken, Target};
 use crate::config::{Config, Secret};
-use crate::remediate::{admit_change, Admitted, Delivery, Sent};
+use crate::remediate::Delivery;
 use crate::rules::{Percent, UnleashName};
 
 /// One setting of one flag in one environment, as a stored action names it.
@@ -226,7 +228,7 @@ pub(crate) fn hold_and_set(
         .flags_set
         .iter()
         .any(|(k, v, by)| *k == key && *v == desired && by != okey);
-    let admit = |d: &mut Delivery| match admit_change(d, &bucket, change_id) {
+    let admit = |d: &mut Delivery| match budget::admit(d, &bucket, change_id) {
         Admitted::Yes => None,
         Admitted::Exhausted(why) => Some(Sent::Exhausted(why)),
         Admitted::Error(e) => Some(Sent::Sent(Err(e), None)),
