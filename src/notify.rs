@@ -3,7 +3,7 @@
 //! variables), a plain path and a JSON body whose strings may hold `{{ field }}`
 //! placeholders. Templates are compiled when the rules load, so a typo is a rules
 //! error; values are inserted into a `serde_json::Value` and never reach the URL.
-//! Pure: building and reading requests only; sending is in `remediate`.
+//! Pure: building and reading requests only; sending is in `actions::notify`.
 
 use std::collections::BTreeMap;
 

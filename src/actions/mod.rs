@@ -1,16 +1,121 @@
-//! Building outbound requests for actions and reading their responses. No I/O here.
+//! Acting: what an action is once resolved ([`taken`]) and how it is reported
+//! ([`target`]); sending it ([`act`]) and undoing it ([`undo`]), within the
+//! delivery's outbound budget ([`outbound`]) and the blast-radius budget
+//! ([`budget`]); flag settings held and restored ([`flags`]), scale changes sent
+//! ([`scaling`]), notifications sent ([`notify`]). The requests themselves are built
+//! and their answers read, without I/O, in [`unleash`] and [`scale`].
 
+pub mod act;
+pub mod budget;
+pub mod flags;
+pub mod notify;
+pub mod outbound;
 pub mod scale;
+pub mod scaling;
+pub mod undo;
 pub mod unleash;
 
+use crate::claim::Taken;
 use crate::config::Config;
 use crate::platform::{OutboundRequest, OutboundResponse, SendError};
+use crate::problem::Problem;
+use crate::report::ActionTarget;
+use crate::rules::{Action, Rule, UnleashName};
 
 /// Why an action did not take effect, and whether the sender retrying could help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionError {
     pub message: String,
     pub retryable: bool,
+}
+
+/// What an action is, as it will be stored and undone: the configured project and
+/// environment filled in, the scale request's value and labels resolved.
+pub fn taken(action: &Action, rule: &Rule, problem: &Problem, cfg: &Config) -> Taken {
+    let project = |p: &Option<UnleashName>| p.as_ref().unwrap_or(&cfg.unleash_project).to_string();
+    let environment =
+        |e: &Option<UnleashName>| e.as_ref().unwrap_or(&cfg.unleash_environment).to_string();
+    match action {
+        Action::Flag {
+            flag,
+            enabled,
+            project: p,
+            environment: e,
+            ..
+        } => Taken::Flag {
+            flag: flag.to_string(),
+            project: project(p),
+            environment: environment(e),
+            enabled: *enabled,
+        },
+        Action::Rollout {
+            flag,
+            percent,
+            strategy,
+            project: p,
+            environment: e,
+            ..
+        } => Taken::Rollout {
+            flag: flag.to_string(),
+            project: project(p),
+            environment: environment(e),
+            strategy: strategy.clone(),
+            percent: percent.get(),
+        },
+        Action::Scale {
+            change, on_resolve, ..
+        } => {
+            let s = scale::ScaleRequest::new(&rule.name, *change, problem, "");
+            Taken::Scale {
+                value: s.value,
+                undo: on_resolve
+                    .or_else(|| change.inverse())
+                    .map(|u| u.to_string()),
+                service: s.service,
+                namespace: s.namespace,
+            }
+        }
+    }
+}
+
+/// How an action taken is reported (and audited).
+pub fn target(t: &Taken) -> ActionTarget {
+    match t {
+        Taken::Flag {
+            flag,
+            project,
+            environment,
+            enabled,
+        } => ActionTarget::Flag {
+            flag: flag.clone(),
+            project: project.clone(),
+            environment: environment.clone(),
+            enabled: *enabled,
+        },
+        Taken::Rollout {
+            flag,
+            project,
+            environment,
+            strategy,
+            percent,
+        } => ActionTarget::Rollout {
+            flag: flag.clone(),
+            project: project.clone(),
+            environment: environment.clone(),
+            strategy: strategy.clone(),
+            rollout: *percent,
+        },
+        Taken::Scale {
+            value,
+            service,
+            namespace,
+            ..
+        } => ActionTarget::Scale {
+            value: value.clone(),
+            service: service.clone(),
+            namespace: namespace.clone(),
+        },
+    }
 }
 
 /// Percent-encode one path segment (RFC 3986 unreserved characters pass).

@@ -12,8 +12,12 @@
 //!   budget is set: the changes admitted in its window, counted the same way.
 //!
 //! Every record expires; [`sweep`] removes expired ones a few at a time.
+//!
+//! [`decision`] is the claim decision itself: for one problem, what is remembered is
+//! read, [`crate::plan`] decides, and the records it needs are claimed.
 
 pub mod cell;
+pub mod decision;
 pub mod legacy;
 mod records;
 pub mod sweep;

@@ -19,7 +19,7 @@ pub(super) fn get(p: &dyn Platform, req: &Request<Vec<u8>>) -> Result<Response<V
             .or(cfg.max_changes.map(|b| (b, "variable max_changes")))
             .map(|((n, w), from)| format!(
                 "{n} per {} ({from})",
-                crate::remediate::window_text(w.as_millis().min(i64::MAX as u128) as i64)
+                crate::actions::budget::window_text(w.as_millis().min(i64::MAX as u128) as i64)
             )),
         "rules": e.rules.rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
         "text": e.text,

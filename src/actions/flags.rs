@@ -2,18 +2,20 @@
 //! need it changed: the first holder stores what it was, the last one to resolve
 //! restores it, once, and never over a change made by hand since.
 
-use super::{admit_change, Admitted, Delivery, Sent};
+use super::act::Sent;
+use super::budget::{self, Admitted};
 use crate::actions::unleash::{Rollout, Toggle};
 use crate::actions::ActionError;
 use crate::audit::Event;
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{self, Bucket, Lease, Restoring, Setting, StoredAction, Taken, Target};
 use crate::config::{Config, Secret};
+use crate::remediate::Delivery;
 use crate::rules::{Percent, UnleashName};
 
 /// One setting of one flag in one environment, as a stored action names it.
 #[derive(Debug, Clone)]
-pub(super) enum Lever {
+pub(crate) enum Lever {
     Toggle(Toggle),
     Rollout(Rollout),
 }
@@ -34,7 +36,7 @@ fn percent(p: u8) -> Result<Percent, ActionError> {
 
 impl Lever {
     /// The lever of a flag or rollout action, set to what the action sets.
-    pub(super) fn of(t: &Taken) -> Result<Lever, ActionError> {
+    pub(crate) fn of(t: &Taken) -> Result<Lever, ActionError> {
         match t {
             Taken::Flag {
                 flag,
@@ -110,7 +112,7 @@ impl Lever {
     }
 
     /// The same lever, set to `to` (a record of the other kind is refused).
-    pub(super) fn set_to(&self, to: Setting) -> Result<Lever, ActionError> {
+    pub(crate) fn set_to(&self, to: Setting) -> Result<Lever, ActionError> {
         match (self, to) {
             (Lever::Toggle(t), Setting::Enabled(enabled)) => Ok(Lever::Toggle(Toggle {
                 enabled,
@@ -175,7 +177,7 @@ impl Lever {
     }
 
     /// What would be sent, for dry-run reports (no credentials).
-    pub(super) fn describe(&self, cfg: &Config) -> String {
+    pub(crate) fn describe(&self, cfg: &Config) -> String {
         let none = Secret::default();
         let req = match self {
             Lever::Toggle(t) => t.request(&cfg.unleash_url, &none),
@@ -209,7 +211,7 @@ impl Lever {
 /// counted. Admission comes before holding (an occurrence the budget holds back does
 /// not hold the flag), unless this delivery set the same setting for another alert:
 /// then holding first tells whether anything needs sending at all.
-pub(super) fn hold_and_set(
+pub(crate) fn hold_and_set(
     d: &mut Delivery,
     okey: &str,
     t: &Taken,
@@ -226,7 +228,7 @@ pub(super) fn hold_and_set(
         .flags_set
         .iter()
         .any(|(k, v, by)| *k == key && *v == desired && by != okey);
-    let admit = |d: &mut Delivery| match admit_change(d, &bucket, change_id) {
+    let admit = |d: &mut Delivery| match budget::admit(d, &bucket, change_id) {
         Admitted::Yes => None,
         Admitted::Exhausted(why) => Some(Sent::Exhausted(why)),
         Admitted::Error(e) => Some(Sent::Sent(Err(e), None)),
@@ -452,7 +454,7 @@ fn set_and_verify(
 
 /// Leave the flag setting; the last holder to leave restores its prior state.
 /// The third value is what it was restored to, when remediator knows.
-pub(super) fn release_and_restore(
+pub(crate) fn release_and_restore(
     d: &mut Delivery,
     okey: &str,
     lease: Lease,

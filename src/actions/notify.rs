@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use super::Delivery;
 use crate::actions::{body_excerpt, ActionError};
 use crate::audit::Event;
 use crate::claim::{self, cell::Change, RuleHistory};
 use crate::notify::{self, Facts, NotifyEvent};
 use crate::platform::{OutboundResponse, SendError};
 use crate::problem::Problem;
+use crate::remediate::Delivery;
 use crate::report::{ActionOutcome, ActionReport, ActionTarget, NotifyOutcome, NotifyReport};
 use crate::rules::Rule;
 
