@@ -196,6 +196,16 @@ impl Platform for SpinPlatform {
         std::thread::sleep(duration);
     }
 
+    /// std's hash keys come from the host's `wasi:random` once per instance (and a
+    /// fresh instance serves each request); hashing nothing with them gives 64 random
+    /// bits without another import or crate.
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    }
+
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -215,6 +215,11 @@ impl Platform for Sim {
         self.now.get()
     }
 
+    /// A simulation writes nothing, so it never needs a delivery id.
+    fn random_u64(&self) -> u64 {
+        0
+    }
+
     fn log(&self, line: &str) {
         self.logs.borrow_mut().push(line.to_string());
     }

@@ -51,6 +51,7 @@ pub struct Recorder {
     pub during_first_wait: RefCell<Vec<(String, Vec<u8>)>>,
     /// Key-value writes made (set, delete, compare-and-swap, increment).
     pub kv_writes: Cell<u64>,
+    random: Cell<u64>,
     responder: RefCell<Responder>,
 }
 
@@ -147,6 +148,7 @@ impl Recorder {
             race_next_swap_silently: RefCell::new(None),
             during_first_wait: RefCell::new(Vec::new()),
             kv_writes: Cell::new(0),
+            random: Cell::new(0),
             responder: RefCell::new(unleash_like(flags.clone())),
             flags,
         }
@@ -344,6 +346,13 @@ impl Platform for Recorder {
 
     fn now_ms(&self) -> i64 {
         self.now.get()
+    }
+
+    /// 1, 2, 3, ...: delivery ids as the earlier shared counter gave them, so that
+    /// batches written in the same (still) millisecond keep their order.
+    fn random_u64(&self) -> u64 {
+        self.random.set(self.random.get() + 1);
+        self.random.get()
     }
 
     fn log(&self, line: &str) {
