@@ -340,6 +340,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn batch_keys_order_by_time_then_id_after_the_previous_versions() {
+        assert_eq!(
+            batch_key(1_764_165_726_305, 42),
+            "audit/1764165726305-0000000000042"
+        );
+        assert_eq!(batch_order("audit/head"), None);
+        assert_eq!(batch_order("audit/"), None);
+        assert_eq!(batch_order("audit/12x"), None);
+        assert_eq!(batch_order("audit/1-x"), None);
+        assert_eq!(batch_order("metrics/generation"), None);
+        let mut keys = [
+            batch_key(2_000, 1),
+            "audit/9".to_string(),
+            batch_key(1_000, 7),
+            "audit/10".to_string(),
+            batch_key(2_000, 3),
+        ];
+        keys.sort_by_key(|k| batch_order(k));
+        assert_eq!(
+            keys,
+            [
+                "audit/9",
+                "audit/10",
+                "audit/0000000001000-0000000000007",
+                "audit/0000000002000-0000000000001",
+                "audit/0000000002000-0000000000003"
+            ]
+        );
+    }
+
+    #[test]
     fn time_round_trips() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_764_165_726_305), "2025-11-26T14:02:06.305Z");

@@ -122,14 +122,12 @@ pub(super) fn deliver(
         .collect();
     if mode == Mode::Act {
         // A delivery no rule matched is only counted and logged (audit::worth_auditing).
-        let audited = audit::worth_auditing(&delivery.audit, cfg.audit_unmatched);
-        if let Err(e) = audited
-            .then(|| audit::append(p, id, &delivery.audit))
-            .unwrap_or(Ok(()))
-        {
-            p.log(&format!(
-                "remediator: WARNING audit batch {id} not written: {e}"
-            ));
+        if audit::worth_auditing(&delivery.audit, cfg.audit_unmatched) {
+            if let Err(e) = audit::append(p, id, &delivery.audit) {
+                p.log(&format!(
+                    "remediator: WARNING audit batch {id} not written: {e}"
+                ));
+            }
         }
         if id % claim::sweep::SWEEP_EVERY == 0 {
             if let Err(e) = claim::sweep::sweep(p, p.now_ms(), claim::sweep::start_for(id)) {
