@@ -196,14 +196,9 @@ impl Platform for SpinPlatform {
         std::thread::sleep(duration);
     }
 
-    /// std's hash keys come from the host's `wasi:random` once per instance (and a
-    /// fresh instance serves each request); hashing nothing with them gives 64 random
-    /// bits without another import or crate.
+    /// The host's `wasi:random` (Spin: the OS's random source).
     fn random_u64(&self) -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
+        wasi::random::random::get_random_u64()
     }
 
     fn now_ms(&self) -> i64 {
