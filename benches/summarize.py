@@ -322,6 +322,14 @@ def results(out):
             md.append("| ratio to a | " + " | ".join(f"×{p['total'] / base:.2f}" for p in profiles.values()) + " |")
         md.append("")
 
+    writes_md = os.path.join(out, "writes.md")
+    if os.path.exists(writes_md):
+        lines = open(writes_md).read().splitlines()
+        md += ["### 2b. " + lines[0].lstrip("# ")] + lines[1:] + [
+            "", "Each write (set, delete, compare-and-swap, increment) is its own durable "
+            "transaction under Spin (issue 13).", ""]
+        res["writes"] = json.load(open(os.path.join(out, "writes.json")))
+
     # Cold start
     md += ["## 3. Cold start (host start → first 2xx; then warm requests)", ""]
     cold = OrderedDict()

@@ -1,5 +1,11 @@
-//! The audit trail: every decision, appended in key-value as one batch per webhook
-//! delivery, newest-first on read, bounded by pruning the oldest batch.
+//! The audit trail: every decision, written in key-value as one batch per webhook
+//! delivery (one write: no counter), newest-first on read, bounded by pruning the
+//! oldest batches now and then.
+//!
+//! A batch's key is `audit/<ms>-<id>`: the time of the delivery's first entry (13
+//! digits, zero-padded, so keys sort by time) and its delivery id (random, so
+//! replicas never pick the same key). Deliveries in which no rule matched anything are
+//! not audited unless `audit_unmatched` is on (see `worth_auditing`).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,14 +13,49 @@ use crate::platform::{KvError, Platform};
 use crate::problem::{Links, Status};
 use crate::report::ActionTarget;
 
-/// Batches kept; older ones are deleted as new ones are written.
+/// Batches kept; older ones are deleted now and then (one delivery in [`PRUNE_EVERY`]).
 pub const MAX_BATCHES: i64 = 2000;
-const HEAD_KEY: &str = "audit/head";
+/// One audited delivery in this many (by its random id) lists the keys and deletes the
+/// batches beyond [`MAX_BATCHES`]: the others write exactly one key. The store holds
+/// about `MAX_BATCHES + PRUNE_EVERY` batches; reads show the newest `MAX_BATCHES`.
+pub const PRUNE_EVERY: i64 = 16;
+const PREFIX: &str = "audit/";
+/// Delivery ids are random below 2^43: cell tickets are `id * 4096 + seq` and must
+/// stay below 2^56 (claim::cell::decode_lock), and ids stay exact as JSON numbers
+/// (below 2^53).
+const ID_BITS: u32 = 43;
 /// Spin values are limited to 1 MB; keep batches well below.
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
-fn batch_key(id: i64) -> String {
-    format!("audit/{id}")
+fn batch_key(at_ms: i64, id: i64) -> String {
+    format!("{PREFIX}{:013}-{id:013}", at_ms.max(0))
+}
+
+/// Where a batch key sorts, oldest first: the previous version's `audit/<n>` (from a
+/// shared counter, written before any of this version's) below every
+/// `audit/<ms>-<id>`; `audit/head` (that counter) and anything else is no batch.
+fn batch_order(key: &str) -> Option<(u8, i64, i64)> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let digits = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+    };
+    match rest.split_once('-') {
+        Some((ms, id)) => Some((1, digits(ms)?, digits(id)?)),
+        None => Some((0, digits(rest)?, 0)),
+    }
+}
+
+/// Every batch key in the store, newest first.
+fn batch_keys(p: &dyn Platform) -> Result<Vec<String>, KvError> {
+    let mut keys: Vec<((u8, i64, i64), String)> = p
+        .kv_keys()?
+        .into_iter()
+        .filter_map(|k| Some((batch_order(&k)?, k)))
+        .collect();
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(keys.into_iter().map(|(_, k)| k).collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,36 +139,64 @@ impl Entry {
     }
 }
 
-/// Reserve the id for this delivery's batch.
-pub fn next_delivery(p: &dyn Platform) -> Result<i64, KvError> {
-    p.kv_increment(HEAD_KEY, 1)
+/// A new delivery id: random, so unique across replicas without a shared counter
+/// (the claim protocol's tickets derive from it; see `ID_BITS`). Never 0.
+pub fn next_delivery(p: &dyn Platform) -> i64 {
+    let id = (p.random_u64() & ((1 << ID_BITS) - 1)) as i64;
+    id.max(1)
 }
 
-/// Write a delivery's entries and drop the batch that falls out of the window.
+/// Whether a delivery's entries belong in the audit: not when nothing but
+/// `received` / `no_matching_rule` happened (unless `audit_unmatched`). A flood of
+/// alerts no rule is for (Alertmanager routes may send everything) would otherwise
+/// cost a durable write each and push the real decisions out of the bounded audit;
+/// they are still counted in the metrics and logged.
+pub fn worth_auditing(entries: &[Entry], audit_unmatched: bool) -> bool {
+    audit_unmatched
+        || entries
+            .iter()
+            .any(|e| !matches!(e.event, Event::Received | Event::NoMatchingRule))
+}
+
+/// Write a delivery's entries (one key), and now and then drop the oldest batches.
 pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), KvError> {
-    if !entries.is_empty() {
-        let mut bytes = serde_json::to_vec(entries).map_err(|e| KvError(e.to_string()))?;
-        if bytes.len() > MAX_BATCH_BYTES {
-            // A huge delivery: drop the bookkeeping, then keep entries that changed
-            // something first, and of the rest what fits.
-            let mut kept: Vec<&Entry> = entries
-                .iter()
-                .filter(|e| !matches!(e.event, Event::Received | Event::Matched))
-                .collect();
-            kept.sort_by_key(|e| (e.action.is_none(), e.at_ms));
+    let Some(first_ms) = entries.iter().map(|e| e.at_ms).min() else {
+        return Ok(());
+    };
+    let mut bytes = serde_json::to_vec(entries).map_err(|e| KvError(e.to_string()))?;
+    if bytes.len() > MAX_BATCH_BYTES {
+        // A huge delivery: drop the bookkeeping, then keep entries that changed
+        // something first, and of the rest what fits.
+        let mut kept: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| !matches!(e.event, Event::Received | Event::Matched))
+            .collect();
+        kept.sort_by_key(|e| (e.action.is_none(), e.at_ms));
+        bytes = serde_json::to_vec(&kept).map_err(|e| KvError(e.to_string()))?;
+        while bytes.len() > MAX_BATCH_BYTES && !kept.is_empty() {
+            kept.truncate(kept.len() * 3 / 4);
             bytes = serde_json::to_vec(&kept).map_err(|e| KvError(e.to_string()))?;
-            while bytes.len() > MAX_BATCH_BYTES && !kept.is_empty() {
-                kept.truncate(kept.len() * 3 / 4);
-                bytes = serde_json::to_vec(&kept).map_err(|e| KvError(e.to_string()))?;
-            }
         }
-        p.kv_set(&batch_key(delivery), &bytes)?;
     }
-    // Prune even when this delivery wrote nothing, so the window always moves.
-    if delivery > MAX_BATCHES {
-        p.kv_delete(&batch_key(delivery - MAX_BATCHES))?;
+    // Keyed by the delivery's start, as the earlier counter ordered batches.
+    p.kv_set(&batch_key(first_ms, delivery), &bytes)?;
+    if delivery % PRUNE_EVERY == 0 {
+        // The batch is written: a failed pruning is only late (another one follows).
+        if let Err(e) = prune(p) {
+            p.log(&format!("remediator: WARNING audit pruning failed: {e}"));
+        }
     }
     Ok(())
+}
+
+/// Delete every batch beyond the newest [`MAX_BATCHES`] (the previous version's first).
+pub fn prune(p: &dyn Platform) -> Result<usize, KvError> {
+    let keys = batch_keys(p)?;
+    let old = keys.get(MAX_BATCHES as usize..).unwrap_or_default();
+    for k in old {
+        p.kv_delete(k)?;
+    }
+    Ok(old.len())
 }
 
 #[derive(Debug, Default, Clone)]
@@ -158,11 +227,9 @@ impl Filter {
 
 /// Newest first.
 pub fn read(p: &dyn Platform, filter: &Filter) -> Result<Vec<Entry>, KvError> {
-    let head = p.kv_increment(HEAD_KEY, 0)?;
     let mut out = Vec::new();
-    let oldest = (head - MAX_BATCHES + 1).max(1);
-    for id in (oldest..=head).rev() {
-        let Some(bytes) = p.kv_get(&batch_key(id))? else {
+    for key in batch_keys(p)?.iter().take(MAX_BATCHES as usize) {
+        let Some(bytes) = p.kv_get(key)? else {
             continue;
         };
         let Ok(batch) = serde_json::from_slice::<Vec<Entry>>(&bytes) else {
@@ -274,6 +341,37 @@ pub fn parse_time(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_keys_order_by_time_then_id_after_the_previous_versions() {
+        assert_eq!(
+            batch_key(1_764_165_726_305, 42),
+            "audit/1764165726305-0000000000042"
+        );
+        assert_eq!(batch_order("audit/head"), None);
+        assert_eq!(batch_order("audit/"), None);
+        assert_eq!(batch_order("audit/12x"), None);
+        assert_eq!(batch_order("audit/1-x"), None);
+        assert_eq!(batch_order("metrics/generation"), None);
+        let mut keys = [
+            batch_key(2_000, 1),
+            "audit/9".to_string(),
+            batch_key(1_000, 7),
+            "audit/10".to_string(),
+            batch_key(2_000, 3),
+        ];
+        keys.sort_by_key(|k| batch_order(k));
+        assert_eq!(
+            keys,
+            [
+                "audit/9",
+                "audit/10",
+                "audit/0000000001000-0000000000007",
+                "audit/0000000002000-0000000000001",
+                "audit/0000000002000-0000000000003"
+            ]
+        );
+    }
 
     #[test]
     fn time_round_trips() {

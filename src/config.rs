@@ -99,6 +99,9 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// Read each flag back after changing it (a rule's `verify` overrides it).
     pub unleash_verify: bool,
+    /// Audit deliveries in which no rule matched anything too (default: only counted
+    /// in the metrics and logged).
+    pub audit_unmatched: bool,
     /// Bearer credential for `GET /metrics`; empty: open, as Prometheus targets usually are.
     pub metrics_token: Secret,
     /// The blast-radius budget (`N per D`) when the rules file gives none.
@@ -261,6 +264,7 @@ impl Config {
                 "milliseconds",
             )?),
             unleash_verify: flag("unleash_verify")?,
+            audit_unmatched: flag("audit_unmatched")?,
             // Only compared, never sent: any value will do.
             metrics_token: Secret::new(get("metrics_token")?),
             max_changes: match get("max_changes")?.as_str() {
@@ -487,6 +491,7 @@ pub(crate) mod tests {
             (("unleash_url", "http://x/api"), "variable unleash_url"),
             (("unleash_url", "ftp://x"), "variable unleash_url"),
             (("dry_run", "maybe"), "variable dry_run"),
+            (("audit_unmatched", "maybe"), "variable audit_unmatched"),
             (("outbound_timeout_ms", "0"), "variable outbound_timeout_ms"),
             (("max_changes", "20/h"), "variable max_changes"),
             (("max_changes", "0 per 1h"), "variable max_changes"),
@@ -500,6 +505,13 @@ pub(crate) mod tests {
             let err = Config::load(vars(&[over])).unwrap_err();
             assert!(err.contains(needle), "{over:?}: {err}");
         }
+    }
+
+    #[test]
+    fn audit_unmatched_is_off_unless_turned_on() {
+        assert!(!Config::load(vars(&[])).unwrap().audit_unmatched);
+        let c = Config::load(vars(&[("audit_unmatched", "true")])).unwrap();
+        assert!(c.audit_unmatched);
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub trait Platform {
     fn sleep(&self, duration: Duration);
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+    /// 64 random bits (Spin: the host's `wasi:random`; test doubles and the simulation:
+    /// seeded, so that runs replay). Makes delivery ids unique across replicas without
+    /// a shared counter (a counter is a durable write per delivery).
+    fn random_u64(&self) -> u64;
     /// A line for the operator's log (stderr under Spin). Never pass secrets.
     fn log(&self, line: &str);
 }

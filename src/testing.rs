@@ -93,6 +93,7 @@ pub struct MemoryPlatform {
     /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
     /// `increment KEY`.
     pub kv_log: RefCell<Vec<String>>,
+    random: Cell<u64>,
     responder: RefCell<Responder>,
 }
 
@@ -112,6 +113,7 @@ impl MemoryPlatform {
             during_first_wait: RefCell::new(Vec::new()),
             kv_writes: Cell::new(0),
             kv_log: RefCell::new(Vec::new()),
+            random: Cell::new(0),
             responder: RefCell::new(responder),
         }
     }
@@ -235,6 +237,13 @@ impl Platform for MemoryPlatform {
 
     fn now_ms(&self) -> i64 {
         self.now.get()
+    }
+
+    /// 1, 2, 3, ...: delivery ids as the earlier shared counter gave them, so that
+    /// batches written in the same (still) millisecond keep their order.
+    fn random_u64(&self) -> u64 {
+        self.random.set(self.random.get() + 1);
+        self.random.get()
     }
 
     fn log(&self, line: &str) {

@@ -279,6 +279,8 @@ fn ten_thousand_alerts_are_all_processed_and_the_report_stays_small() {
         Duration::from_secs(120),
         || {
             let r = Recorder::new();
+            // No rule matches them: audited only with audit_unmatched.
+            r.set_var("audit_unmatched", "true");
             let alerts: Vec<String> = (0..10_000)
             .map(|i| {
                 format!(r#"{{"status":"firing","labels":{{"alertname":"A{i}"}},"fingerprint":"{i}"}}"#)

@@ -743,7 +743,9 @@ fn a_newline_in_an_alert_cannot_forge_a_log_line() {
 
 #[test]
 fn the_report_and_the_audit_carry_the_notification_reason_and_grafana_links() {
+    // No rule matches these payloads: audited only with audit_unmatched.
     let r = Recorder::new();
+    r.set_var("audit_unmatched", "true");
     let body = include_bytes!("fixtures/payloads/alertmanager-0.34-repeat.json");
     let (status, report) = r.post("/alertmanager", body);
     assert_eq!(status, 200, "{report}");
@@ -761,6 +763,7 @@ fn the_report_and_the_audit_carry_the_notification_reason_and_grafana_links() {
     );
 
     let r = Recorder::new();
+    r.set_var("audit_unmatched", "true");
     let body = include_bytes!("fixtures/payloads/grafana-firing.json");
     let (status, report) = r.post("/grafana", body);
     assert_eq!(status, 200, "{report}");

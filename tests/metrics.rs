@@ -78,6 +78,9 @@ impl Platform for Counting<'_> {
     fn now_ms(&self) -> i64 {
         self.r.now_ms()
     }
+    fn random_u64(&self) -> u64 {
+        self.r.random_u64()
+    }
     fn log(&self, line: &str) {
         self.r.log(line)
     }

@@ -378,6 +378,9 @@ impl remediator::platform::Platform for Interleaved<'_> {
     fn now_ms(&self) -> i64 {
         self.inner.now_ms()
     }
+    fn random_u64(&self) -> u64 {
+        self.inner.random_u64()
+    }
     fn log(&self, line: &str) {
         self.inner.log(line);
         if line.contains(self.trigger) {

@@ -198,6 +198,11 @@ impl Platform for SpinPlatform {
         std::thread::sleep(duration);
     }
 
+    /// The host's `wasi:random` (Spin: the OS's random source).
+    fn random_u64(&self) -> u64 {
+        wasi::random::random::get_random_u64()
+    }
+
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -190,6 +190,9 @@ pub struct World {
     /// Global clock, epoch ms.
     pub now: i64,
     pub rng: fastrand::Rng,
+    /// `Platform::random_u64` (delivery ids): its own stream, so that drawing ids does
+    /// not shift the schedule's other draws.
+    pub ids: fastrand::Rng,
     pub kv: BTreeMap<String, Vec<u8>>,
     /// Bumped on every write of a key: Redis's WATCH.
     pub kv_version: BTreeMap<String, u64>,
@@ -222,6 +225,7 @@ impl World {
             store,
             now: EPOCH_MS,
             rng: fastrand::Rng::with_seed(seed),
+            ids: fastrand::Rng::with_seed(seed ^ 0x1d5_1d5_1d5),
             kv: BTreeMap::new(),
             kv_version: BTreeMap::new(),
             flags: BTreeMap::new(),
@@ -931,6 +935,10 @@ impl Platform for SimPlatform {
 
     fn now_ms(&self) -> i64 {
         self.w().now + self.skew
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.w().ids.u64(..)
     }
 
     fn log(&self, line: &str) {

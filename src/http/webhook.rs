@@ -87,7 +87,7 @@ pub(super) fn deliver(
     let dry_run =
         cfg.dry_run || mode == Mode::Simulate || request::query_flag(req.uri(), "dry_run");
     let id = match mode {
-        Mode::Act => audit::next_delivery(p).map_err(|e| ApiError::State(e.to_string()))?,
+        Mode::Act => audit::next_delivery(p),
         Mode::Simulate => 0,
     };
     let not_processed = ingested.not_processed;
@@ -121,10 +121,13 @@ pub(super) fn deliver(
         })
         .collect();
     if mode == Mode::Act {
-        if let Err(e) = audit::append(p, id, &delivery.audit) {
-            p.log(&format!(
-                "remediator: WARNING audit batch {id} not written: {e}"
-            ));
+        // A delivery no rule matched is only counted and logged (audit::worth_auditing).
+        if audit::worth_auditing(&delivery.audit, cfg.audit_unmatched) {
+            if let Err(e) = audit::append(p, id, &delivery.audit) {
+                p.log(&format!(
+                    "remediator: WARNING audit batch {id} not written: {e}"
+                ));
+            }
         }
         if id % claim::sweep::SWEEP_EVERY == 0 {
             if let Err(e) = claim::sweep::sweep(p, p.now_ms(), claim::sweep::start_for(id)) {

@@ -1,7 +1,9 @@
 //! `bench-receiver 127.0.0.1:PORT`: a tiny, fast HTTP/1.1 server standing in for
 //! Unleash and the scaling webhook in the benchmarks. Every request gets 200 at
-//! once: GET with the body of an Unleash feature that is enabled in
-//! `production`, anything else with `{}`. Keep-alive, a thread per connection.
+//! once: GET with the body of an Unleash feature in `production`, anything else
+//! with `{}`. The feature starts enabled; a POST to `.../environments/*/off` or
+//! `/on` turns it off or on (one flag for all names: enough for a revert to see
+//! what it changed). Keep-alive, a thread per connection.
 //! Prints `listening on http://ADDR` when ready; on SIGTERM it just dies.
 //!
 //! The number of requests answered is printed to stderr every second it changes,
@@ -9,12 +11,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const UNLEASH_FEATURE: &str =
-    r#"{"name":"bench","environments":[{"name":"production","enabled":true}]}"#;
+static FLAG_ON: AtomicBool = AtomicBool::new(true);
 
 fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
@@ -27,6 +28,14 @@ fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
             return Ok(());
         }
         let is_get = line.starts_with("GET ");
+        let target = line.split(' ').nth(1).unwrap_or("");
+        if line.starts_with("POST ") && target.contains("/environments/") {
+            if target.ends_with("/off") {
+                FLAG_ON.store(false, Ordering::Relaxed);
+            } else if target.ends_with("/on") {
+                FLAG_ON.store(true, Ordering::Relaxed);
+            }
+        }
         let mut length = 0usize;
         let mut close = line.ends_with("HTTP/1.0\r\n");
         loop {
@@ -49,7 +58,11 @@ fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        let answer = if is_get { UNLEASH_FEATURE } else { "{}" };
+        let feature = format!(
+            r#"{{"name":"bench","environments":[{{"name":"production","enabled":{}}}]}}"#,
+            FLAG_ON.load(Ordering::Relaxed)
+        );
+        let answer = if is_get { feature.as_str() } else { "{}" };
         write!(
             out,
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{answer}",

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -84,6 +85,9 @@ pub struct GuestState {
     resolver: Arc<Resolver>,
     kv: KvStore,
     kv_labels: Vec<String>,
+    /// Key-value write transactions this request made (set, delete, increment,
+    /// swap: each is its own durable commit under Spin), for the request's log line.
+    kv_writes: Arc<AtomicU64>,
 }
 
 impl WasiView for GuestState {
@@ -197,6 +201,10 @@ fn kv_err(e: String) -> store::Error {
 }
 
 impl GuestState {
+    fn wrote(&self) {
+        self.kv_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn label(&self, b: &Resource<BucketHandle>) -> wasmtime::Result<String> {
         Ok(self.table.get(b)?.label.clone())
     }
@@ -234,6 +242,7 @@ impl store::HostBucket for GuestState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let l = self.label(&b)?;
+        self.wrote();
         Ok(self.kv.set(&l, &key, &value).map_err(kv_err))
     }
 
@@ -243,6 +252,7 @@ impl store::HostBucket for GuestState {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let l = self.label(&b)?;
+        self.wrote();
         Ok(self.kv.delete(&l, &key).map_err(kv_err))
     }
 
@@ -322,6 +332,7 @@ impl atomics::Host for GuestState {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         let l = self.label(&b)?;
+        self.wrote();
         Ok(self.kv.increment(&l, &key, delta).map_err(kv_err))
     }
 
@@ -331,6 +342,7 @@ impl atomics::Host for GuestState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let h = self.table.delete(c)?;
+        self.wrote();
         match self.kv.cas_swap(&h.label, &h.key, h.state, &value) {
             Ok(()) => Ok(Ok(())),
             Err(SwapError::CasFailed) => {
@@ -407,7 +419,7 @@ pub fn pre_instantiate(engine: &Engine, component: &Component) -> Result<ProxyPr
 }
 
 impl Shared {
-    fn new_state(&self) -> Result<GuestState> {
+    fn new_state(&self, kv_writes: Arc<AtomicU64>) -> Result<GuestState> {
         let mut wasi = WasiCtx::builder();
         // Guest stdout and stderr both go to the host's stderr.
         wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
@@ -424,6 +436,7 @@ impl Shared {
             resolver: self.resolver.clone(),
             kv: self.kv.clone(),
             kv_labels: self.kv_labels.clone(),
+            kv_writes,
         })
     }
 
@@ -431,9 +444,10 @@ impl Shared {
         self: Arc<Self>,
         mut req: hyper::Request<hyper::body::Incoming>,
         client: SocketAddr,
+        kv_writes: Arc<AtomicU64>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
         add_spin_headers(&mut req, client);
-        let mut store = Store::new(self.pre.engine(), self.new_state()?);
+        let mut store = Store::new(self.pre.engine(), self.new_state(kv_writes)?);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -526,17 +540,21 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<()> {
                             .path_and_query()
                             .map(|p| p.as_str().to_string())
                             .unwrap_or_default();
-                        let resp = match shared.handle(req, client).await {
+                        let kv_writes = Arc::new(AtomicU64::new(0));
+                        let resp = match shared.handle(req, client, kv_writes.clone()).await {
                             Ok(r) => r,
                             Err(e) => {
                                 eprintln!("remediator-host: {method} {path}: {e:#}");
                                 plain(500, "Internal Server Error\n")
                             }
                         };
+                        // The component answers after its last write, so the count is
+                        // final here (benches/writes.py reads it per delivery).
                         eprintln!(
-                            "remediator-host: {method} {path} -> {} in {} ms",
+                            "remediator-host: {method} {path} -> {} in {} ms, kv_writes={}",
                             resp.status().as_u16(),
-                            start.elapsed().as_millis()
+                            start.elapsed().as_millis(),
+                            kv_writes.load(Ordering::Relaxed)
                         );
                         Ok::<_, Infallible>(resp)
                     }

@@ -49,7 +49,8 @@ serve      Serve the manifest's single HTTP component: one fresh instance per
            lost the race as a success, as Spin's Redis store does (default:
            strict, it fails). --wasm overrides the component's `source`. Prints
            `listening on http://ADDR` on stdout once ready (--listen with port 0
-           picks a free port); logs one line per request to stderr. --pooling on
+           picks a free port); logs one line per request to stderr, with the
+           request's key-value writes (kv_writes=N). --pooling on
            takes instances from wasmtime's pooling allocator, as Spin does
            (default off: allocated per request).
 imports    Print the component's imports and exports.

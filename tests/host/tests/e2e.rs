@@ -101,6 +101,23 @@ fn kv_persists_across_requests_and_restarts() {
     let (_d, host) = start_probe(|m| m, &[], &["--kv-path", &kv_arg]);
     assert_eq!(host.get("/kv/get?key=k"), (200, "v1".into()));
     assert_eq!(host.post("/kv/incr?key=n&delta=1", b""), (200, "4".into()));
+    // Each request's log line counts its write transactions (benches/writes.py reads it).
+    assert!(host.wait_log("POST /kv/incr?key=n&delta=1 -> 200 in "));
+    let log = host.log();
+    let line = |req: &str| {
+        log.lines()
+            .find(|l| l.contains(req))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        line("POST /kv/incr?key=n&delta=1 -> 200").ends_with(" ms, kv_writes=1"),
+        "{log}"
+    );
+    assert!(
+        line("GET /kv/get?key=k -> 200").ends_with(" ms, kv_writes=0"),
+        "{log}"
+    );
 }
 
 #[test]
