@@ -29,7 +29,10 @@ fn writes_of(r: &Recorder, body: &[u8]) -> u64 {
 }
 
 fn metrics_text(r: &Recorder) -> String {
-    let resp = remediator::app::handle(r, http::Request::get("/metrics").body(vec![]).unwrap());
+    let resp = remediator::app::handle(
+        &r.platform,
+        http::Request::get("/metrics").body(vec![]).unwrap(),
+    );
     assert_eq!(resp.status().as_u16(), 200);
     String::from_utf8(resp.body().clone()).unwrap()
 }

@@ -11,8 +11,8 @@ use crate::claim::cell;
 use crate::claim::decision::Claim;
 use crate::claim::{ActionState, Bucket, Occurrence, Phase, Setting, StoredAction, Taken};
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::problem::Problem;
-use crate::remediate::Delivery;
 use crate::report::{ActionOutcome, ActionReport, ActionTarget, ProblemOutcome, ProblemReport};
 use crate::rules::Rule;
 

@@ -4,8 +4,8 @@
 use super::ActionError;
 use crate::claim::cell::{CellError, Change};
 use crate::claim::{self, Bucket, RuleHistory, StoredAction};
+use crate::delivery::Delivery;
 use crate::plan::Decision;
-use crate::remediate::Delivery;
 
 /// What the blast-radius budget said.
 pub enum Admitted {

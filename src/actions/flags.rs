@@ -10,7 +10,7 @@ use crate::audit::Event;
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{self, Bucket, Lease, Restoring, Setting, StoredAction, Taken, Target};
 use crate::config::{Config, Secret};
-use crate::remediate::Delivery;
+use crate::delivery::Delivery;
 use crate::rules::{Percent, UnleashName};
 
 /// One setting of one flag in one environment, as a stored action names it.

@@ -7,10 +7,10 @@ use std::time::Duration;
 use crate::actions::{body_excerpt, ActionError};
 use crate::audit::Event;
 use crate::claim::{self, cell::Change, RuleHistory};
+use crate::delivery::Delivery;
 use crate::notify::{self, Facts, NotifyEvent};
 use crate::platform::{OutboundResponse, SendError};
 use crate::problem::Problem;
-use crate::remediate::Delivery;
 use crate::report::{ActionOutcome, ActionReport, ActionTarget, NotifyOutcome, NotifyReport};
 use crate::rules::Rule;
 

@@ -5,8 +5,8 @@ use super::scale::ScaleRequest;
 use super::ActionError;
 use crate::claim::Occurrence;
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::problem::Problem;
-use crate::remediate::Delivery;
 use crate::rules::ScaleChange;
 
 /// Where scale calls go.

@@ -10,8 +10,8 @@ use crate::claim::{
     self, cell, ActionState, Lease, Occurrence, Phase, Setting, StoredAction, Taken,
 };
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::problem::Problem;
-use crate::remediate::Delivery;
 use crate::report::{ActionTarget, ProblemOutcome, ProblemReport};
 
 /// Whether a stored action is still to be undone: revert is on for it, and it was

@@ -7,10 +7,10 @@ use super::cell::{self, CellError, Change};
 use super::{legacy, ActionState, Occurrence, Phase, RuleHistory, StoredAction, Taken};
 use crate::actions::taken;
 use crate::audit::{self, Event};
+use crate::delivery::Delivery;
 use crate::plan::{self, Decision};
 use crate::platform::Platform;
 use crate::problem::Problem;
-use crate::remediate::Delivery;
 use crate::report::{FirstHandled, ProblemOutcome, ProblemReport};
 use crate::rules::Rule;
 

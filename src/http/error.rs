@@ -24,8 +24,6 @@ pub enum ApiError {
     ContentType(String),
     Ingest(IngestError),
     Rules(String),
-    /// The state store failed before a webhook acted: nothing was done.
-    State(String),
     /// The state store failed on a read route.
     StateRead(String),
     /// A query parameter that cannot be used; the message names it.
@@ -48,7 +46,7 @@ impl ApiError {
         match self {
             ApiError::Config(_) | ApiError::Rules(_) => 500,
             ApiError::Auth(AuthError::NotConfigured) => 500,
-            ApiError::State(_) | ApiError::StateRead(_) | ApiError::Unhealthy { .. } => 503,
+            ApiError::StateRead(_) | ApiError::Unhealthy { .. } => 503,
             ApiError::Auth(_) | ApiError::MetricsAuth => 401,
             ApiError::BadRequest(_) | ApiError::BadQuery(_) => 400,
             ApiError::Ingest(IngestError::Malformed(_)) => 400,
@@ -100,7 +98,6 @@ impl std::fmt::Display for ApiError {
             }
             ApiError::Ingest(e) => e.fmt(f),
             ApiError::Rules(m) => write!(f, "rules: {m}"),
-            ApiError::State(m) => write!(f, "state store unavailable, nothing done: {m}"),
             ApiError::StateRead(m) => write!(f, "state store unavailable: {m}"),
             ApiError::NotFound(path) => write!(
                 f,

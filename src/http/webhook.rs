@@ -7,10 +7,11 @@ use super::{request, response, ApiError};
 use crate::audit;
 use crate::auth;
 use crate::claim;
+use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
 use crate::ingest::{self, Format};
 use crate::metrics;
 use crate::platform::Platform;
-use crate::remediate::{remediate, Delivery, WAIT_FOR_CLAIM};
+use crate::remediate::remediate;
 use crate::report::{log_safe, Report};
 use crate::rules_source;
 
