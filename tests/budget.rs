@@ -121,6 +121,17 @@ fn alerts(status: &str, list: &[(&str, &str)]) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
+/// POSTs `body`, asserts the status and the one problem's outcome, returns the report.
+fn post_expecting(r: &Recorder, body: &[u8], status: u16, outcome: &str) -> Value {
+    let (got, report) = r.post("/", body);
+    assert_eq!(
+        (got, outcomes(&report)),
+        (status, vec![outcome.to_string()]),
+        "{report}"
+    );
+    report
+}
+
 fn outcomes(report: &Value) -> Vec<String> {
     report["problems"]
         .as_array()
@@ -172,12 +183,7 @@ fn the_budget_holds_across_rules_of_one_project_and_leaves_other_projects_alone(
     );
     assert_eq!(c["problems"][0]["actions"][0]["outcome"], "skipped", "{c}");
     // Another project has its own budget.
-    let (status, d) = r.post("/", &alert("firing", "PaymentErrors", "a"));
-    assert_eq!(
-        (status, outcomes(&d)),
-        (200, vec!["acted".to_string()]),
-        "{d}"
-    );
+    post_expecting(&r, &alert("firing", "PaymentErrors", "a"), 200, "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -224,12 +230,7 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // The window passes: the next repeat sends the change.
     r.advance(HOUR_MS / 2 + 1);
-    let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&b)),
-        (200, vec!["acted".to_string()]),
-        "{b}"
-    );
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -253,11 +254,11 @@ fn restores_are_never_blocked_and_do_not_count() {
     let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
     // The budget is spent, yet the resolve restores the flag.
-    let (status, a) = r.post("/", &alert("resolved", "HighFailureRate", "a"));
-    assert_eq!(
-        (status, outcomes(&a)),
-        (200, vec!["reverted".to_string()]),
-        "{a}"
+    post_expecting(
+        &r,
+        &alert("resolved", "HighFailureRate", "a"),
+        200,
+        "reverted",
     );
     assert!(r.flag("EnablePromotion", "production"));
     // The held-back occurrence resolves: nothing was changed, nothing to undo.
@@ -323,21 +324,11 @@ fn a_retried_change_counts_once() {
         }
         unleash(s)
     });
-    let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&b)),
-        (502, vec!["failed".to_string()]),
-        "{b}"
-    );
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 502, "failed");
     let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(status, 502, "{b}");
     failing.set(false);
-    let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&b)),
-        (200, vec!["acted".to_string()]),
-        "{b}"
-    );
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
     let sends = r
         .posts()
         .iter()
@@ -500,11 +491,11 @@ fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() 
     let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(outcomes(&a), vec!["acted"], "{a}");
     r.advance(3 * 60_000);
-    let (status, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&a)),
-        (200, vec!["budget_exhausted".to_string()]),
-        "{a}"
+    post_expecting(
+        &r,
+        &alert("firing", "SlowResponses", "a"),
+        200,
+        "budget_exhausted",
     );
     assert_eq!(changes(&r), vec![on("default", "EnableItemCache")]);
     r.advance(HOUR_MS);
