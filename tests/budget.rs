@@ -132,15 +132,6 @@ fn post_expecting(r: &Recorder, body: &[u8], status: u16, outcome: &str) -> Valu
     report
 }
 
-fn outcomes(report: &Value) -> Vec<String> {
-    report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["outcome"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The state-changing calls, as "METHOD path" from `/api/admin/projects/` (or the
 /// scaling webhook's URL), in order.
 fn changes(r: &Recorder) -> Vec<String> {

@@ -204,6 +204,16 @@ impl Recorder {
     }
 }
 
+/// Each problem's outcome in a webhook's report, in order.
+pub fn outcomes(report: &serde_json::Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["outcome"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// (alertname, summary annotation, labels) of one test alert.
 pub type TestAlert<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
 
