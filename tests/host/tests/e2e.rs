@@ -204,6 +204,16 @@ fn outbound_requests_follow_allowed_outbound_hosts() {
     assert!(host.wait_log("denied: not in allowed_outbound_hosts"));
 }
 
+/// The probe with `allowed` (a whole `allowed_outbound_hosts = …` line) in place of
+/// the manifest's own list.
+fn start_allowing(allowed: &str) -> (tempfile::TempDir, Host) {
+    start_probe(
+        |m| m.replace("allowed_outbound_hosts = [\"{{ upstream }}\"]", allowed),
+        &[("SPIN_VARIABLE_TOKEN", "t")],
+        &[],
+    )
+}
+
 #[test]
 fn outbound_literal_and_wildcard_entries() {
     let a = Upstream::start();
@@ -212,11 +222,7 @@ fn outbound_literal_and_wildcard_entries() {
         "allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]",
         b.addr.port()
     );
-    let (_d, host) = start_probe(
-        |m| m.replace("allowed_outbound_hosts = [\"{{ upstream }}\"]", &only_b),
-        &[("SPIN_VARIABLE_TOKEN", "t")],
-        &[],
-    );
+    let (_d, host) = start_allowing(&only_b);
     assert_eq!(
         host.get(&format!("/fetch?url={}/x", a.url())).1,
         "err:ErrorCode::HttpRequestDenied"
@@ -226,31 +232,13 @@ fn outbound_literal_and_wildcard_entries() {
         "status:204"
     );
     drop(host);
-    let (_d, host) = start_probe(
-        |m| {
-            m.replace(
-                "allowed_outbound_hosts = [\"{{ upstream }}\"]",
-                "allowed_outbound_hosts = [\"http://*:*\"]",
-            )
-        },
-        &[("SPIN_VARIABLE_TOKEN", "t")],
-        &[],
-    );
+    let (_d, host) = start_allowing("allowed_outbound_hosts = [\"http://*:*\"]");
     assert_eq!(
         host.get(&format!("/fetch?url={}/x", a.url())).1,
         "status:204"
     );
     drop(host);
-    let (_d, host) = start_probe(
-        |m| {
-            m.replace(
-                "allowed_outbound_hosts = [\"{{ upstream }}\"]",
-                "allowed_outbound_hosts = []",
-            )
-        },
-        &[("SPIN_VARIABLE_TOKEN", "t")],
-        &[],
-    );
+    let (_d, host) = start_allowing("allowed_outbound_hosts = []");
     assert_eq!(
         host.get(&format!("/fetch?url={}/x", a.url())).1,
         "err:ErrorCode::HttpRequestDenied"
