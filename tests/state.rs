@@ -24,6 +24,10 @@ fn outcome(report: &Value) -> &str {
     report["problems"][0]["outcome"].as_str().unwrap()
 }
 
+fn detail(report: &Value) -> &str {
+    report["problems"][0]["detail"].as_str().unwrap()
+}
+
 fn post_urls(r: &Recorder) -> Vec<String> {
     r.posts().into_iter().map(|s| s.url).collect()
 }
@@ -153,10 +157,7 @@ fn a_fresh_lease_held_elsewhere_answers_503_so_the_sender_retries() {
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
     assert_eq!(outcome(&report), "acted");
-    assert!(report["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("abandoned"));
+    assert!(detail(&report).contains("abandoned"));
     assert_eq!(r.posts().len(), 1);
 }
 
@@ -247,10 +248,7 @@ fn failed_action_is_performed_by_the_retry() {
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "acted");
-    assert!(report["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("retrying"));
+    assert!(detail(&report).contains("retrying"));
     assert!(!r.flag("EnablePromotion", "production"));
     let (_, again) = r.post("/", &failure_rate("firing"));
     assert_eq!(outcome(&again), "already_handled");
@@ -314,7 +312,7 @@ fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
     let (status, report) = r.post("/", &cpu_usage_at("t2"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "skipped");
-    let why = report["problems"][0]["detail"].as_str().unwrap();
+    let why = detail(&report);
     assert!(
         why.contains("cooldown") && why.contains("5m0s ago") && why.contains("10m0s"),
         "{why}"
@@ -326,10 +324,7 @@ fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
     let (status, report) = r.post("/", &cpu_usage_at("t4"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "circuit_open");
-    assert!(report["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .starts_with("CIRCUIT OPEN"));
+    assert!(detail(&report).starts_with("CIRCUIT OPEN"));
     assert!(r
         .logs
         .borrow()
@@ -368,10 +363,7 @@ fn escalation_ladder_advances_one_step_per_repeat_after_the_wait() {
     r.advance(60_000);
     let rep = step(&r);
     assert_eq!(outcome(&rep), "already_handled");
-    assert!(rep["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("step 2 runs if still firing after 5m0s"));
+    assert!(detail(&rep).contains("step 2 runs if still firing after 5m0s"));
     r.advance(4 * 60_000);
     let rep = step(&r);
     assert_eq!(outcome(&rep), "acted");
@@ -381,10 +373,7 @@ fn escalation_ladder_advances_one_step_per_repeat_after_the_wait() {
     r.advance(60 * 60_000);
     let rep = step(&r);
     assert_eq!(outcome(&rep), "already_handled");
-    assert!(rep["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("ladder exhausted"));
+    assert!(detail(&rep).contains("ladder exhausted"));
     let bodies: Vec<_> = r
         .posts()
         .iter()
