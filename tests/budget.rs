@@ -212,12 +212,20 @@ fn the_budget_holds_across_rules_of_one_project_and_leaves_other_projects_alone(
 fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
     let r = recorder(Some("1 per 1h"));
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
+    post_expecting(
+        &r,
+        &alert("firing", "SlowResponses", "a"),
+        200,
+        "budget_exhausted",
+    );
     // Alertmanager repeats the still-firing alert: still inside the window.
     r.advance(HOUR_MS / 2);
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"], "{b}");
+    post_expecting(
+        &r,
+        &alert("firing", "SlowResponses", "a"),
+        200,
+        "budget_exhausted",
+    );
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // The window passes: the next repeat sends the change.
     r.advance(HOUR_MS / 2 + 1);
@@ -230,11 +238,19 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
         ]
     );
     // And that change is counted: the window is full again.
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"]);
+    post_expecting(
+        &r,
+        &alert("firing", "SlowRecommendations", "a"),
+        200,
+        "budget_exhausted",
+    );
     // Resolving the held-back-then-acted occurrence restores it as usual.
-    let (_, b) = r.post("/", &alert("resolved", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["reverted"], "{b}");
+    post_expecting(
+        &r,
+        &alert("resolved", "SlowResponses", "a"),
+        200,
+        "reverted",
+    );
     assert!(!r.flag("EnableItemCache", "production"));
 }
 
@@ -242,8 +258,12 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
 fn restores_are_never_blocked_and_do_not_count() {
     let r = recorder(Some("1 per 1h"));
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
+    post_expecting(
+        &r,
+        &alert("firing", "SlowResponses", "a"),
+        200,
+        "budget_exhausted",
+    );
     // The budget is spent, yet the resolve restores the flag.
     post_expecting(
         &r,
@@ -253,8 +273,7 @@ fn restores_are_never_blocked_and_do_not_count() {
     );
     assert!(r.flag("EnablePromotion", "production"));
     // The held-back occurrence resolves: nothing was changed, nothing to undo.
-    let (_, b) = r.post("/", &alert("resolved", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["ignored"], "{b}");
+    post_expecting(&r, &alert("resolved", "SlowResponses", "a"), 200, "ignored");
     assert_eq!(
         changes(&r),
         vec![
@@ -263,11 +282,19 @@ fn restores_are_never_blocked_and_do_not_count() {
         ]
     );
     // The restore neither freed nor used the budget: still one change in the window.
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"]);
+    post_expecting(
+        &r,
+        &alert("firing", "SlowRecommendations", "a"),
+        200,
+        "budget_exhausted",
+    );
     r.advance(HOUR_MS + 1);
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["acted"]);
+    post_expecting(
+        &r,
+        &alert("firing", "SlowRecommendations", "a"),
+        200,
+        "acted",
+    );
 }
 
 #[test]
@@ -282,10 +309,13 @@ fn a_storm_that_coalesces_consumes_one_change() {
     assert_eq!(outcomes(&report), vec!["acted"; 5], "{report}");
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // One change used, one left.
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["acted"]);
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"]);
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    post_expecting(
+        &r,
+        &alert("firing", "SlowRecommendations", "a"),
+        200,
+        "budget_exhausted",
+    );
 }
 
 #[test]
@@ -297,15 +327,13 @@ fn dry_runs_decide_without_consuming_the_budget() {
     }
     assert!(changes(&r).is_empty());
     assert!(!r.kv.borrow().keys().any(|k| k.starts_with("b/")));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["acted"]);
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
 }
 
 #[test]
 fn a_retried_change_counts_once() {
     let r = recorder(Some("2 per 1h"));
-    let (_, a) = r.post("/", &alert("firing", "HighFailureRate", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"]);
+    post_expecting(&r, &alert("firing", "HighFailureRate", "a"), 200, "acted");
     // Unleash refuses the next change with 503s: Alertmanager retries.
     let failing = std::rc::Rc::new(std::cell::Cell::new(true));
     let (f, unleash) = (failing.clone(), any_project(r.flags.clone()));
@@ -330,11 +358,19 @@ fn a_retried_change_counts_once() {
         .count();
     assert!(sends >= 3, "sent on every delivery: {sends}");
     // Counted once: two changes (EnablePromotion, EnableItemCache) fill the window.
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"], "{c}");
+    post_expecting(
+        &r,
+        &alert("firing", "SlowRecommendations", "a"),
+        200,
+        "budget_exhausted",
+    );
     r.advance(HOUR_MS + 1);
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["acted"], "{c}");
+    post_expecting(
+        &r,
+        &alert("firing", "SlowRecommendations", "a"),
+        200,
+        "acted",
+    );
 }
 
 #[test]
@@ -406,8 +442,12 @@ fn the_variable_applies_when_the_file_sets_no_budget_and_the_file_wins_over_it()
     );
     assert_eq!(shown["max_changes"], "1 per 1h (rules file)");
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
+    post_expecting(
+        &r,
+        &alert("firing", "SlowResponses", "a"),
+        200,
+        "budget_exhausted",
+    );
 }
 
 #[test]
@@ -479,8 +519,7 @@ rules:
 fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() {
     let r = recorder(None);
     r.set_rules(LADDER);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
     r.advance(3 * 60_000);
     post_expecting(
         &r,
@@ -490,8 +529,7 @@ fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() 
     );
     assert_eq!(changes(&r), vec![on("default", "EnableItemCache")]);
     r.advance(HOUR_MS);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -501,15 +539,18 @@ fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() 
     );
     // The next repeat runs step 3 (held back: step 2 filled the window), not step 2 again.
     r.advance(3 * 60_000);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["budget_exhausted"], "{a}");
+    let a = post_expecting(
+        &r,
+        &alert("firing", "SlowResponses", "a"),
+        200,
+        "budget_exhausted",
+    );
     assert_eq!(
         a["problems"][0]["actions"][0]["flag"], "EnableRecommendations",
         "{a}"
     );
     r.advance(HOUR_MS);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
     assert_eq!(
         changes(&r),
         vec![
