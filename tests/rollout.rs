@@ -130,6 +130,17 @@ fn action(report: &Value) -> &Value {
     &report["problems"][0]["actions"][0]
 }
 
+/// The first action failed and a retry cannot help; its error.
+fn failed_for_good(report: &Value) -> &str {
+    let a = action(report);
+    assert_eq!(
+        (&a["outcome"], &a["retryable"]),
+        (&json!("failed"), &json!(false)),
+        "{report}"
+    );
+    a["error"].as_str().unwrap()
+}
+
 fn setup(rules: &str, strategies: Vec<Strategy>) -> (Recorder, Strategies) {
     let r = Recorder::new();
     r.set_rules(rules);
@@ -228,13 +239,7 @@ fn a_flag_without_a_flexible_rollout_fails_for_good_naming_flag_and_environment(
     let (status, report) = r.post("/", &alert("firing", "a"));
     // A retry cannot help: 200, so that Alertmanager does not retry in vain.
     assert_eq!(status, 200, "{report}");
-    let a = action(&report);
-    assert_eq!(
-        (&a["outcome"], &a["retryable"]),
-        (&json!("failed"), &json!(false)),
-        "{report}"
-    );
-    let err = a["error"].as_str().unwrap();
+    let err = failed_for_good(&report);
     assert!(
         err.contains(r#"flag "NewCheckout""#)
             && err.contains(r#"environment "production""#)
@@ -401,13 +406,7 @@ fn a_protected_environment_is_a_permanent_failure_naming_change_requests() {
         status, 200,
         "not retried: a retry gets the same 403. {report}"
     );
-    let a = action(&report);
-    assert_eq!(
-        (&a["outcome"], &a["retryable"]),
-        (&json!("failed"), &json!(false)),
-        "{report}"
-    );
-    let err = a["error"].as_str().unwrap();
+    let err = failed_for_good(&report);
     assert!(
         err.contains(r#"environment "production" requires change requests"#),
         "{err}"
