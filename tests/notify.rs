@@ -148,14 +148,7 @@ fn silence_recipe_matches_the_alerts_labels_for_the_configured_time() {
     channels(&r);
     r.set_rules(SILENCE);
     let now = r.now.get();
-    let body = alertmanager(
-        "firing",
-        &[(
-            "cpu_usage",
-            None,
-            &[("service", "carts"), ("namespace", "sockshop")],
-        )],
-    );
+    let body = cpu_usage_on("carts", "sockshop");
     let (status, report) = r.post("/alertmanager", &body);
     assert_eq!(status, 200, "{report}");
     let sent = r.sent();

@@ -243,6 +243,18 @@ pub fn cpu_usage_at(starts: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// One firing `cpu_usage` alert (the tutorial's scaling rule) on `service` in `namespace`.
+pub fn cpu_usage_on(service: &str, namespace: &str) -> Vec<u8> {
+    alertmanager(
+        "firing",
+        &[(
+            "cpu_usage",
+            None,
+            &[("service", service), ("namespace", namespace)],
+        )],
+    )
+}
+
 pub fn alertmanager(status: &str, alerts: &[TestAlert]) -> Vec<u8> {
     let alerts: Vec<_> = alerts
         .iter()
