@@ -10,14 +10,7 @@ const FLAG_URL: &str =
     "http://unleash.test:4242/api/admin/projects/default/features/EnablePromotion";
 
 fn failure_rate(status: &str) -> Vec<u8> {
-    alertmanager(
-        status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase"),
-            &[("service", "carts")],
-        )],
-    )
+    failure_rate_summarized(status, "Failure rate increase")
 }
 
 fn outcome(report: &Value) -> &str {

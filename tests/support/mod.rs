@@ -221,13 +221,14 @@ pub type TestAlert<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
 /// One `HighFailureRate` alert on carts (summary "Failure rate increase on carts"),
 /// which the tutorial's "Failure rate increase" rule matches.
 pub fn failure_rate(status: &str) -> Vec<u8> {
+    failure_rate_summarized(status, "Failure rate increase on carts")
+}
+
+/// The same alert with another summary.
+pub fn failure_rate_summarized(status: &str, summary: &str) -> Vec<u8> {
     alertmanager(
         status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase on carts"),
-            &[("service", "carts")],
-        )],
+        &[("HighFailureRate", Some(summary), &[("service", "carts")])],
     )
 }
 
