@@ -121,6 +121,16 @@ fn alerts(status: &str, list: &[(&str, &str)]) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
+/// Alert `name` fires on instance "a": 200 and `outcome`.
+fn fire(r: &Recorder, name: &str, outcome: &str) -> Value {
+    post_expecting(r, &alert("firing", name, "a"), 200, outcome)
+}
+
+/// Alert `name` on instance "a" resolves: 200 and `outcome`.
+fn resolve(r: &Recorder, name: &str, outcome: &str) -> Value {
+    post_expecting(r, &alert("resolved", name, "a"), 200, outcome)
+}
+
 /// POSTs `body`, asserts the status and the one problem's outcome, returns the report.
 fn post_expecting(r: &Recorder, body: &[u8], status: u16, outcome: &str) -> Value {
     let (got, report) = r.post("/", body);
@@ -174,7 +184,7 @@ fn the_budget_holds_across_rules_of_one_project_and_leaves_other_projects_alone(
     );
     assert_eq!(c["problems"][0]["actions"][0]["outcome"], "skipped", "{c}");
     // Another project has its own budget.
-    post_expecting(&r, &alert("firing", "PaymentErrors", "a"), 200, "acted");
+    fire(&r, "PaymentErrors", "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -212,24 +222,14 @@ fn the_budget_holds_across_rules_of_one_project_and_leaves_other_projects_alone(
 fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
     let r = recorder(Some("1 per 1h"));
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    post_expecting(
-        &r,
-        &alert("firing", "SlowResponses", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowResponses", "budget_exhausted");
     // Alertmanager repeats the still-firing alert: still inside the window.
     r.advance(HOUR_MS / 2);
-    post_expecting(
-        &r,
-        &alert("firing", "SlowResponses", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowResponses", "budget_exhausted");
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // The window passes: the next repeat sends the change.
     r.advance(HOUR_MS / 2 + 1);
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    fire(&r, "SlowResponses", "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -238,19 +238,9 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
         ]
     );
     // And that change is counted: the window is full again.
-    post_expecting(
-        &r,
-        &alert("firing", "SlowRecommendations", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowRecommendations", "budget_exhausted");
     // Resolving the held-back-then-acted occurrence restores it as usual.
-    post_expecting(
-        &r,
-        &alert("resolved", "SlowResponses", "a"),
-        200,
-        "reverted",
-    );
+    resolve(&r, "SlowResponses", "reverted");
     assert!(!r.flag("EnableItemCache", "production"));
 }
 
@@ -258,22 +248,12 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
 fn restores_are_never_blocked_and_do_not_count() {
     let r = recorder(Some("1 per 1h"));
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    post_expecting(
-        &r,
-        &alert("firing", "SlowResponses", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowResponses", "budget_exhausted");
     // The budget is spent, yet the resolve restores the flag.
-    post_expecting(
-        &r,
-        &alert("resolved", "HighFailureRate", "a"),
-        200,
-        "reverted",
-    );
+    resolve(&r, "HighFailureRate", "reverted");
     assert!(r.flag("EnablePromotion", "production"));
     // The held-back occurrence resolves: nothing was changed, nothing to undo.
-    post_expecting(&r, &alert("resolved", "SlowResponses", "a"), 200, "ignored");
+    resolve(&r, "SlowResponses", "ignored");
     assert_eq!(
         changes(&r),
         vec![
@@ -282,19 +262,9 @@ fn restores_are_never_blocked_and_do_not_count() {
         ]
     );
     // The restore neither freed nor used the budget: still one change in the window.
-    post_expecting(
-        &r,
-        &alert("firing", "SlowRecommendations", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowRecommendations", "budget_exhausted");
     r.advance(HOUR_MS + 1);
-    post_expecting(
-        &r,
-        &alert("firing", "SlowRecommendations", "a"),
-        200,
-        "acted",
-    );
+    fire(&r, "SlowRecommendations", "acted");
 }
 
 #[test]
@@ -309,13 +279,8 @@ fn a_storm_that_coalesces_consumes_one_change() {
     assert_eq!(outcomes(&report), vec!["acted"; 5], "{report}");
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // One change used, one left.
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
-    post_expecting(
-        &r,
-        &alert("firing", "SlowRecommendations", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowResponses", "acted");
+    fire(&r, "SlowRecommendations", "budget_exhausted");
 }
 
 #[test]
@@ -327,13 +292,13 @@ fn dry_runs_decide_without_consuming_the_budget() {
     }
     assert!(changes(&r).is_empty());
     assert!(!r.kv.borrow().keys().any(|k| k.starts_with("b/")));
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    fire(&r, "SlowResponses", "acted");
 }
 
 #[test]
 fn a_retried_change_counts_once() {
     let r = recorder(Some("2 per 1h"));
-    post_expecting(&r, &alert("firing", "HighFailureRate", "a"), 200, "acted");
+    fire(&r, "HighFailureRate", "acted");
     // Unleash refuses the next change with 503s: Alertmanager retries.
     let failing = std::rc::Rc::new(std::cell::Cell::new(true));
     let (f, unleash) = (failing.clone(), any_project(r.flags.clone()));
@@ -347,7 +312,7 @@ fn a_retried_change_counts_once() {
     let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(status, 502, "{b}");
     failing.set(false);
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    fire(&r, "SlowResponses", "acted");
     let sends = r
         .posts()
         .iter()
@@ -358,19 +323,9 @@ fn a_retried_change_counts_once() {
         .count();
     assert!(sends >= 3, "sent on every delivery: {sends}");
     // Counted once: two changes (EnablePromotion, EnableItemCache) fill the window.
-    post_expecting(
-        &r,
-        &alert("firing", "SlowRecommendations", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowRecommendations", "budget_exhausted");
     r.advance(HOUR_MS + 1);
-    post_expecting(
-        &r,
-        &alert("firing", "SlowRecommendations", "a"),
-        200,
-        "acted",
-    );
+    fire(&r, "SlowRecommendations", "acted");
 }
 
 #[test]
@@ -442,12 +397,7 @@ fn the_variable_applies_when_the_file_sets_no_budget_and_the_file_wins_over_it()
     );
     assert_eq!(shown["max_changes"], "1 per 1h (rules file)");
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    post_expecting(
-        &r,
-        &alert("firing", "SlowResponses", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowResponses", "budget_exhausted");
 }
 
 #[test]
@@ -519,17 +469,12 @@ rules:
 fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() {
     let r = recorder(None);
     r.set_rules(LADDER);
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    fire(&r, "SlowResponses", "acted");
     r.advance(3 * 60_000);
-    post_expecting(
-        &r,
-        &alert("firing", "SlowResponses", "a"),
-        200,
-        "budget_exhausted",
-    );
+    fire(&r, "SlowResponses", "budget_exhausted");
     assert_eq!(changes(&r), vec![on("default", "EnableItemCache")]);
     r.advance(HOUR_MS);
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    fire(&r, "SlowResponses", "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -539,18 +484,13 @@ fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() 
     );
     // The next repeat runs step 3 (held back: step 2 filled the window), not step 2 again.
     r.advance(3 * 60_000);
-    let a = post_expecting(
-        &r,
-        &alert("firing", "SlowResponses", "a"),
-        200,
-        "budget_exhausted",
-    );
+    let a = fire(&r, "SlowResponses", "budget_exhausted");
     assert_eq!(
         a["problems"][0]["actions"][0]["flag"], "EnableRecommendations",
         "{a}"
     );
     r.advance(HOUR_MS);
-    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 200, "acted");
+    fire(&r, "SlowResponses", "acted");
     assert_eq!(
         changes(&r),
         vec![
