@@ -82,6 +82,18 @@ fn put_cell(r: &Recorder, key: &str, ticket: i64, record: Vec<u8>) {
     }
 }
 
+/// Another delivery is acting on the occurrence (ticket 99) under a lease of
+/// `lease_ms` from now.
+fn acting_elsewhere(r: &Recorder, lease_ms: i64) {
+    let now = r.now.get();
+    put_cell(
+        r,
+        &occ_key(),
+        99,
+        record("acting", now, Some(now + lease_ms)),
+    );
+}
+
 /// An occurrence record in `phase`; `lease_until` set for acting/reverting.
 fn record(phase: &str, at_ms: i64, lease_until: Option<i64>) -> Vec<u8> {
     let done = phase == "done";
@@ -102,12 +114,7 @@ fn racing_duplicate_waits_for_the_winner_and_does_not_act() {
     let r = Recorder::new();
     // A concurrent delivery holds the lease and finishes while we wait.
     let now = r.now.get();
-    put_cell(
-        &r,
-        &occ_key(),
-        99,
-        record("acting", now, Some(now + 13_000)),
-    );
+    acting_elsewhere(&r, 13_000);
     r.during_first_wait.borrow_mut().extend(cell_entries(
         &occ_key(),
         100,
@@ -129,13 +136,7 @@ fn a_fresh_lease_held_elsewhere_answers_503_so_the_sender_retries() {
         "dry run records no state"
     );
     // An instance mid-action: its lease runs for the outbound budget (8 s) + 5 s.
-    let now = r.now.get();
-    put_cell(
-        &r,
-        &occ_key(),
-        99,
-        record("acting", now, Some(now + 13_000)),
-    );
+    acting_elsewhere(&r, 13_000);
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 503, "{report}");
     assert_eq!(outcome(&report), "in_progress");
@@ -180,13 +181,7 @@ fn the_lease_follows_the_outbound_budget() {
     assert!(lease["lease"].is_null(), "{lease}");
     let r = Recorder::new();
     r.set_var("outbound_budget_ms", "120000");
-    let now = r.now.get();
-    put_cell(
-        &r,
-        &occ_key(),
-        99,
-        record("acting", now, Some(now + 125_000)),
-    );
+    acting_elsewhere(&r, 125_000);
     r.advance(60_000); // the old fixed 30 s lease would have let this one in
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!((status, outcome(&report)), (503, "in_progress"), "{report}");
