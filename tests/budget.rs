@@ -131,6 +131,13 @@ fn resolve(r: &Recorder, name: &str, outcome: &str) -> Value {
     post_expecting(r, &alert("resolved", name, "a"), 200, outcome)
 }
 
+/// The window is full: SlowRecommendations is held back, and acts once the hour passes.
+fn full_until_the_window_passes(r: &Recorder) {
+    fire(r, "SlowRecommendations", "budget_exhausted");
+    r.advance(HOUR_MS + 1);
+    fire(r, "SlowRecommendations", "acted");
+}
+
 /// POSTs `body`, asserts the status and the one problem's outcome, returns the report.
 fn post_expecting(r: &Recorder, body: &[u8], status: u16, outcome: &str) -> Value {
     let (got, report) = r.post("/", body);
@@ -262,9 +269,7 @@ fn restores_are_never_blocked_and_do_not_count() {
         ]
     );
     // The restore neither freed nor used the budget: still one change in the window.
-    fire(&r, "SlowRecommendations", "budget_exhausted");
-    r.advance(HOUR_MS + 1);
-    fire(&r, "SlowRecommendations", "acted");
+    full_until_the_window_passes(&r);
 }
 
 #[test]
@@ -323,9 +328,7 @@ fn a_retried_change_counts_once() {
         .count();
     assert!(sends >= 3, "sent on every delivery: {sends}");
     // Counted once: two changes (EnablePromotion, EnableItemCache) fill the window.
-    fire(&r, "SlowRecommendations", "budget_exhausted");
-    r.advance(HOUR_MS + 1);
-    fire(&r, "SlowRecommendations", "acted");
+    full_until_the_window_passes(&r);
 }
 
 #[test]

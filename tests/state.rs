@@ -21,6 +21,15 @@ fn detail(report: &Value) -> &str {
     report["problems"][0]["detail"].as_str().unwrap()
 }
 
+/// The `value` of each call to the scaling webhook, in order.
+fn scale_values(r: &Recorder) -> Vec<Value> {
+    r.posts()
+        .iter()
+        .filter(|s| s.url.ends_with("/scale"))
+        .map(|s| s.json()["value"].clone())
+        .collect()
+}
+
 fn post_urls(r: &Recorder) -> Vec<String> {
     r.posts().into_iter().map(|s| s.url).collect()
 }
@@ -362,13 +371,7 @@ fn escalation_ladder_advances_one_step_per_repeat_after_the_wait() {
     let rep = step(&r);
     assert_eq!(outcome(&rep), "already_handled");
     assert!(detail(&rep).contains("ladder exhausted"));
-    let bodies: Vec<_> = r
-        .posts()
-        .iter()
-        .filter(|s| s.url.ends_with("/scale"))
-        .map(|s| s.json()["value"].clone())
-        .collect();
-    assert_eq!(bodies, [json!("+1"), json!("+2")]);
+    assert_eq!(scale_values(&r), [json!("+1"), json!("+2")]);
 }
 
 #[test]
@@ -397,13 +400,7 @@ fn a_ladder_step_completed_by_a_retry_is_not_run_again_on_the_next_repeat() {
     r.advance(5 * 60_000);
     let (_, rep) = r.post("/", &failure_rate("firing"));
     assert_eq!(rep["problems"][0]["actions"][0]["value"], "+2", "{rep}");
-    let bodies: Vec<_> = r
-        .posts()
-        .iter()
-        .filter(|s| s.url.ends_with("/scale"))
-        .map(|s| s.json()["value"].clone())
-        .collect();
-    assert_eq!(bodies, [json!("+1"), json!("+1"), json!("+2")]);
+    assert_eq!(scale_values(&r), [json!("+1"), json!("+1"), json!("+2")]);
 }
 
 #[test]
