@@ -3,43 +3,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-/// Run the binary from cli/, so fixture paths (and the paths it prints) are relative.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remediator"));
-    cmd.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("NO_COLOR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("the remediator binary runs");
-    let r = Run {
-        code: status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    };
-    eprintln!(
-        "$ remediator {}\n--- exit {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        r.code,
-        r.stdout,
-        r.stderr
-    );
-    r
-}
+use common::{lint, run};
 
 const TUTORIAL: &str = "tests/fixtures/rules/tutorial.yaml";
 const AS_PRINTED: &str = "tests/fixtures/rules/tutorial-as-printed.yaml";
@@ -500,16 +468,10 @@ const FAKE_TOKEN: &str = "*:*.fake-admin-SECRET-4242";
 #[test]
 fn lint_stand_in_unknown_flag_with_suggestion() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "FAKE_TOKEN",
-        ],
+    let r = lint(
+        TUTORIAL,
+        &u.url,
+        "FAKE_TOKEN",
         &[("FAKE_TOKEN", FAKE_TOKEN)],
     );
     assert_eq!(r.code, 1);
@@ -530,16 +492,10 @@ fn lint_stand_in_unknown_flag_with_suggestion() {
 #[test]
 fn lint_stand_in_warnings_only_exit_0() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            SHADOWED,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "FAKE_TOKEN",
-        ],
+    let r = lint(
+        SHADOWED,
+        &u.url,
+        "FAKE_TOKEN",
         &[("FAKE_TOKEN", FAKE_TOKEN)],
     );
     assert_eq!(r.code, 0);
@@ -552,18 +508,7 @@ fn lint_stand_in_warnings_only_exit_0() {
 #[test]
 fn lint_stand_in_unknown_project() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            OWN,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "FAKE_TOKEN",
-        ],
-        &[("FAKE_TOKEN", FAKE_TOKEN)],
-    );
+    let r = lint(OWN, &u.url, "FAKE_TOKEN", &[("FAKE_TOKEN", FAKE_TOKEN)]);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "error: rule \"everything-else\": project \"platform\" (for flag \"GlobalSafeMode\") does not exist in Unleash"
@@ -574,18 +519,7 @@ fn lint_stand_in_unknown_project() {
 fn lint_refused_token_exits_3_without_printing_it() {
     let u = fake_unleash(FAKE_TOKEN);
     let wrong = "*:*.wrong-SECRET-value";
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "WRONG",
-        ],
-        &[("WRONG", wrong)],
-    );
+    let r = lint(TUTORIAL, &u.url, "WRONG", &[("WRONG", wrong)]);
     assert_eq!(r.code, 3);
     assert!(
         r.stderr.contains("refused the token in $WRONG (401"),
@@ -602,34 +536,17 @@ fn lint_unreachable_exits_3() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}");
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            &url,
-            "--token-env",
-            "T",
-        ],
-        &[("T", "x")],
-    );
+    let r = lint(TUTORIAL, &url, "T", &[("T", "x")]);
     assert_eq!(r.code, 3);
     assert!(r.stderr.contains(&format!("cannot reach Unleash at {url}")));
 }
 
 #[test]
 fn lint_without_token_variable_is_a_usage_error() {
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            "http://127.0.0.1:1",
-            "--token-env",
-            "REMEDIATOR_NO_SUCH_VAR",
-        ],
+    let r = lint(
+        TUTORIAL,
+        "http://127.0.0.1:1",
+        "REMEDIATOR_NO_SUCH_VAR",
         &[],
     );
     assert_eq!(r.code, 2);
@@ -638,18 +555,7 @@ fn lint_without_token_variable_is_a_usage_error() {
 
 #[test]
 fn lint_invalid_rules_exit_1_like_check() {
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            AS_PRINTED,
-            "--unleash-url",
-            "http://127.0.0.1:1",
-            "--token-env",
-            "T",
-        ],
-        &[("T", "x")],
-    );
+    let r = lint(AS_PRINTED, "http://127.0.0.1:1", "T", &[("T", "x")]);
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stdout,
