@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 mod common;
 
-use common::{lint, run};
+use common::{lint, run, Run};
 
 const TUTORIAL: &str = "tests/fixtures/rules/tutorial.yaml";
 const AS_PRINTED: &str = "tests/fixtures/rules/tutorial-as-printed.yaml";
@@ -99,27 +99,22 @@ fn usage_errors_exit_2() {
     assert_eq!(run(&["check"], &[]).code, 2);
     assert_eq!(run(&["simulate", "--rules", TUTORIAL], &[]).code, 2);
     assert_eq!(run(&["frobnicate"], &[]).code, 2);
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            FIRING,
-            "--var",
-            "unleash_ur=x",
-        ],
-        &[],
-    );
+    let r = simulate(TUTORIAL, FIRING, &["--var", "unleash_ur=x"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("unknown variable"));
 }
 
 // ------------------------------------------------------------------ simulate
 
+/// `remediator simulate --rules rules --payload payload`, then `more`.
+fn simulate(rules: &str, payload: &str, more: &[&str]) -> Run {
+    let args = [&["simulate", "--rules", rules, "--payload", payload], more].concat();
+    run(&args, &[])
+}
+
 #[test]
 fn simulate_no_matching_rule() {
-    let r = run(&["simulate", "--rules", TUTORIAL, "--payload", FIRING], &[]);
+    let r = simulate(TUTORIAL, FIRING, &[]);
     assert_eq!(r.code, 0);
     assert!(
         r.stdout.contains("HighErrorRatio [firing]\n"),
@@ -133,10 +128,7 @@ fn simulate_no_matching_rule() {
 
 #[test]
 fn simulate_shows_what_would_be_sent() {
-    let r = run(
-        &["simulate", "--rules", TUTORIAL, "--payload", TWO_ALERTS],
-        &[],
-    );
+    let r = simulate(TUTORIAL, TWO_ALERTS, &[]);
     assert_eq!(r.code, 0);
     let blocks: Vec<&str> = r.stdout.split("\n\n").collect();
     assert_eq!(
@@ -164,10 +156,7 @@ fn simulate_shows_what_would_be_sent() {
 
 #[test]
 fn simulate_shows_the_valid_alerts_of_a_group_and_names_the_rejected_one() {
-    let r = run(
-        &["simulate", "--rules", TUTORIAL, "--payload", ONE_MALFORMED],
-        &[],
-    );
+    let r = simulate(TUTORIAL, ONE_MALFORMED, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("HighFailureRate [firing]\n"),
@@ -186,19 +175,10 @@ fn simulate_shows_the_valid_alerts_of_a_group_and_names_the_rejected_one() {
 
 #[test]
 fn simulate_json_is_the_components_report() {
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            TWO_ALERTS,
-            "--output",
-            "json",
-            "--route",
-            "alertmanager",
-        ],
-        &[],
+    let r = simulate(
+        TUTORIAL,
+        TWO_ALERTS,
+        &["--output", "json", "--route", "alertmanager"],
     );
     assert_eq!(r.code, 0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
@@ -219,18 +199,7 @@ fn simulate_json_is_the_components_report() {
 
 #[test]
 fn simulate_with_state_is_already_handled() {
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            TWO_ALERTS,
-            "--state",
-            HANDLED,
-        ],
-        &[],
-    );
+    let r = simulate(TUTORIAL, TWO_ALERTS, &["--state", HANDLED]);
     assert_eq!(r.code, 0);
     assert!(
         r.stdout.contains("  outcome:    already_handled\n"),
@@ -243,19 +212,10 @@ fn simulate_with_state_is_already_handled() {
     assert!(r.stdout.contains("  state key:  o/"));
     assert!(!r.stdout.contains("would send"));
 
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            TWO_ALERTS,
-            "--state",
-            HANDLED,
-            "--output",
-            "json",
-        ],
-        &[],
+    let r = simulate(
+        TUTORIAL,
+        TWO_ALERTS,
+        &["--state", HANDLED, "--output", "json"],
     );
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["problems"][1]["outcome"], "already_handled");
@@ -264,18 +224,7 @@ fn simulate_with_state_is_already_handled() {
 
 #[test]
 fn simulate_resolve_with_state_would_undo() {
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            RESOLVED,
-            "--state",
-            HANDLED,
-        ],
-        &[],
-    );
+    let r = simulate(TUTORIAL, RESOLVED, &["--state", HANDLED]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("HighFailureRate [resolved]"));
     // The request that would restore the flag, named in full.
@@ -285,10 +234,7 @@ fn simulate_resolve_with_state_would_undo() {
         r.stdout
     );
     // Without the state there is nothing to undo.
-    let r = run(
-        &["simulate", "--rules", TUTORIAL, "--payload", RESOLVED],
-        &[],
-    );
+    let r = simulate(TUTORIAL, RESOLVED, &[]);
     assert!(
         r.stdout
             .contains("  outcome:    ignored (resolved: no action was taken"),
@@ -299,13 +245,10 @@ fn simulate_resolve_with_state_would_undo() {
 
 #[test]
 fn simulate_keptn_scaling_with_variables() {
-    let r = run(
+    let r = simulate(
+        TUTORIAL,
+        KEPTN_CPU,
         &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            KEPTN_CPU,
             "--route",
             "keptn",
             "--var",
@@ -313,7 +256,6 @@ fn simulate_keptn_scaling_with_variables() {
             "--var",
             "scale_path=/v1/scale",
         ],
-        &[],
     );
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("cpu_usage [firing]"));
@@ -331,10 +273,7 @@ fn simulate_keptn_scaling_with_variables() {
 #[test]
 fn simulate_fails_as_the_component_would() {
     // Broken rules: the component answers 500 naming the line.
-    let r = run(
-        &["simulate", "--rules", AS_PRINTED, "--payload", FIRING],
-        &[],
-    );
+    let r = simulate(AS_PRINTED, FIRING, &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("would answer 500: rules: "));
     assert!(r
@@ -350,19 +289,10 @@ fn simulate_fails_as_the_component_would() {
     )
     .unwrap();
     let bad = bad.to_str().unwrap();
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            bad,
-            "--route",
-            "alertmanager",
-            "--output",
-            "json",
-        ],
-        &[],
+    let r = simulate(
+        TUTORIAL,
+        bad,
+        &["--route", "alertmanager", "--output", "json"],
     );
     assert_eq!(r.code, 1);
     assert!(
@@ -373,7 +303,7 @@ fn simulate_fails_as_the_component_would() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().starts_with("alerts[0].status"));
     // Not JSON at all: 400.
-    let r = run(&["simulate", "--rules", TUTORIAL, "--payload", OWN], &[]);
+    let r = simulate(TUTORIAL, OWN, &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("would answer 400"));
     std::fs::remove_dir_all(dir).ok();
