@@ -395,15 +395,15 @@ fn serve(mut stream: TcpStream, token: &str, seen: &Mutex<Vec<String>>) {
 
 const FAKE_TOKEN: &str = "*:*.fake-admin-SECRET-4242";
 
+/// `remediator lint` of `rules` against the stand-in, its token in $FAKE_TOKEN.
+fn lint_stand_in(rules: &str, u: &FakeUnleash) -> Run {
+    lint(rules, &u.url, "FAKE_TOKEN", &[("FAKE_TOKEN", FAKE_TOKEN)])
+}
+
 #[test]
 fn lint_stand_in_unknown_flag_with_suggestion() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = lint(
-        TUTORIAL,
-        &u.url,
-        "FAKE_TOKEN",
-        &[("FAKE_TOKEN", FAKE_TOKEN)],
-    );
+    let r = lint_stand_in(TUTORIAL, &u);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "error: rule \"Response time degradation\": flag \"EnableItemCache\" is unknown in project \"default\"; did you mean \"EnableItemsCache\"?"
@@ -422,12 +422,7 @@ fn lint_stand_in_unknown_flag_with_suggestion() {
 #[test]
 fn lint_stand_in_warnings_only_exit_0() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = lint(
-        SHADOWED,
-        &u.url,
-        "FAKE_TOKEN",
-        &[("FAKE_TOKEN", FAKE_TOKEN)],
-    );
+    let r = lint_stand_in(SHADOWED, &u);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains(
         "warning: rule \"Failure rate increase\": can never match: rule \"Failure rate\" above"
@@ -438,7 +433,7 @@ fn lint_stand_in_warnings_only_exit_0() {
 #[test]
 fn lint_stand_in_unknown_project() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = lint(OWN, &u.url, "FAKE_TOKEN", &[("FAKE_TOKEN", FAKE_TOKEN)]);
+    let r = lint_stand_in(OWN, &u);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "error: rule \"everything-else\": project \"platform\" (for flag \"GlobalSafeMode\") does not exist in Unleash"
