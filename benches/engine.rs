@@ -80,6 +80,31 @@ fn check(set: &RuleSet, alerts: &[Alert], expect_hits: bool) {
     }
 }
 
+/// For each size of the matrix whose `group/{r}x{a}` passes `want`: its id, the
+/// number of alerts, the mixed set of `r` rules (parsed once per `r`, and only when
+/// wanted) and the `a` alerts (targets of the set's rules if `hit`, else misses).
+fn matrix(
+    group: &str,
+    hit: bool,
+    want: &dyn Fn(&str, &str) -> bool,
+    mut each: impl FnMut(String, usize, &RuleSet, Vec<Alert>),
+) {
+    for r in RULES {
+        let sizes: Vec<usize> = ALERTS
+            .into_iter()
+            .filter(|a| want(group, &format!("{r}x{a}")))
+            .collect();
+        if sizes.is_empty() {
+            continue;
+        }
+        let set = ruleset(Kind::Mixed, r);
+        for a in sizes {
+            let alerts = if hit { hits(r, a) } else { misses(a) };
+            each(format!("{r}x{a}"), a, &set, alerts);
+        }
+    }
+}
+
 /// The cases whose `group/id` passes `want` (all of them for criterion, which
 /// filters itself; one for ENGINE_PROFILE, so that no other case's setup runs).
 fn cases(want: &dyn Fn(&str, &str) -> bool) -> Vec<Case> {
@@ -110,50 +135,36 @@ fn cases(want: &dyn Fn(&str, &str) -> bool) -> Vec<Case> {
         });
     }
     for (group, hit) in [("match", true), ("match_miss", false)] {
-        for r in RULES {
-            let set = ruleset(Kind::Mixed, r);
-            for a in ALERTS
-                .into_iter()
-                .filter(|a| want(group, &format!("{r}x{a}")))
-            {
-                let alerts = if hit { hits(r, a) } else { misses(a) };
-                check(&set, &alerts, hit);
-                let ps = problems(&alerts);
-                let set = set.clone();
-                cases.push(Case {
-                    group,
-                    id: format!("{r}x{a}"),
-                    alerts: a,
-                    run: Run::Plain(Box::new(move || {
-                        for p in &ps {
-                            black_box(set.find(black_box(p)));
-                        }
-                    })),
-                });
-            }
-        }
+        matrix(group, hit, want, |id, a, set, alerts| {
+            check(set, &alerts, hit);
+            let ps = problems(&alerts);
+            let set = set.clone();
+            cases.push(Case {
+                group,
+                id,
+                alerts: a,
+                run: Run::Plain(Box::new(move || {
+                    for p in &ps {
+                        black_box(set.find(black_box(p)));
+                    }
+                })),
+            });
+        });
     }
     for (group, hit) in [("pipeline", true), ("pipeline_miss", false)] {
-        for r in RULES {
-            let set = ruleset(Kind::Mixed, r);
-            for a in ALERTS
-                .into_iter()
-                .filter(|a| want(group, &format!("{r}x{a}")))
-            {
-                let alerts = if hit { hits(r, a) } else { misses(a) };
-                let b = body(&alerts, STARTS_AT);
-                assert_eq!(pipeline(&set, &b), if hit { a } else { 0 });
-                let set = set.clone();
-                cases.push(Case {
-                    group,
-                    id: format!("{r}x{a}"),
-                    alerts: a,
-                    run: Run::Plain(Box::new(move || {
-                        black_box(pipeline(&set, black_box(&b)));
-                    })),
-                });
-            }
-        }
+        matrix(group, hit, want, |id, a, set, alerts| {
+            let b = body(&alerts, STARTS_AT);
+            assert_eq!(pipeline(set, &b), if hit { a } else { 0 });
+            let set = set.clone();
+            cases.push(Case {
+                group,
+                id,
+                alerts: a,
+                run: Run::Plain(Box::new(move || {
+                    black_box(pipeline(&set, black_box(&b)));
+                })),
+            });
+        });
     }
     for kind in Kind::SINGLE.into_iter().filter(|k| want("kind", k.name())) {
         let set = ruleset(kind, 1000);
