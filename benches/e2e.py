@@ -66,11 +66,16 @@ def fixture_text(n):
         "rules:",
     ]
     for i in range(n):
-        lines += ["  - name: e2e-bench-%03d" % i,
-                  "    match: {title: %s}" % name(i),
-                  "    actions:",
-                  "      - {flag: %s, state: off}" % name(i)]
+        lines += flag_off_rule("e2e-bench-%03d" % i, name(i), name(i))
     return "\n".join(lines) + "\n"
+
+
+def flag_off_rule(rule, title, flag):
+    """The fixture lines of a rule that turns `flag` off for alerts titled `title`."""
+    return ["  - name: %s" % rule,
+            "    match: {title: %s}" % title,
+            "    actions:",
+            "      - {flag: %s, state: off}" % flag]
 
 
 def command_line(prog, description, fixture, text, most, default_alerts, smoke_alerts, add=None):

@@ -48,16 +48,9 @@ def fixture_text(n):
         "# storm benchmark (benches/storm.py, served with rules_file=/fixtures/bench-storm.yaml).",
         "apiVersion: remediator/v1",
         "rules:",
-        "  - name: e2e-storm-one-flag",
-        "    match: {title: %s}" % ONE,
-        "    actions:",
-        "      - {flag: %s, state: off}" % ONE_FLAG,
-    ]
+    ] + bench_e2e.flag_off_rule("e2e-storm-one-flag", ONE, ONE_FLAG)
     for i in range(n):
-        lines += ["  - name: e2e-storm-%03d" % i,
-                  "    match: {title: %s}" % name(i),
-                  "    actions:",
-                  "      - {flag: %s, state: off}" % name(i)]
+        lines += bench_e2e.flag_off_rule("e2e-storm-%03d" % i, name(i), name(i))
     return "\n".join(lines) + "\n"
 
 
