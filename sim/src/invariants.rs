@@ -34,6 +34,15 @@ fn ms(t: i64) -> i64 {
     t - EPOCH_MS
 }
 
+/// One change in a violation's history: "AT ms WHO FROM->TO".
+fn change(at: i64, who: Who, from: impl std::fmt::Display, to: impl std::fmt::Display) -> String {
+    let who = match who {
+        Who::Remediator { task } => format!("d{task}"),
+        Who::Human => "human".into(),
+    };
+    format!("{} ms {who} {from}->{to}", ms(at))
+}
+
 /// All invariants; returns the violations and the number of ambiguous duplicates (I1).
 pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
     let mut out = Vec::new();
@@ -310,13 +319,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             if !changed || by_hand {
                 continue;
             }
-            let all_resolved = o
-                .scenario
-                .occs
-                .iter()
-                .enumerate()
-                .filter(|(_, oc)| oc.flags.contains(flag))
-                .all(|(i, _)| o.resolve_answered(i));
+            let all_resolved = o.all_resolved(|oc| oc.flags.contains(flag));
             let now = o
                 .final_flags
                 .iter()
@@ -327,13 +330,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                     .flag_log
                     .iter()
                     .filter(|c| c.flag == *flag)
-                    .map(|c| {
-                        let who = match c.who {
-                            Who::Remediator { task } => format!("d{task}"),
-                            Who::Human => "human".into(),
-                        };
-                        format!("{} ms {who} {}->{}", ms(c.at), c.from, c.to)
-                    })
+                    .map(|c| change(c.at, c.who, c.from, c.to))
                     .collect();
                 out.push(v(
                     "I3",
@@ -403,13 +400,7 @@ fn i3_flag_in_effect_when_acknowledged(o: &Observed) -> Vec<Violation> {
                     .iter()
                     .rev()
                     .take(4)
-                    .map(|c| {
-                        let who = match c.who {
-                            Who::Remediator { task } => format!("d{task}"),
-                            Who::Human => "human".into(),
-                        };
-                        format!("{} ms {who} {}->{}", ms(c.at), c.from, c.to)
-                    })
+                    .map(|c| change(c.at, c.who, c.from, c.to))
                     .collect();
                 out.push(v(
                     "I3",
@@ -475,10 +466,6 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         o.deliveries
             .iter()
             .any(|d| d.start <= at && d.end.is_none_or(|e| e >= at))
-    };
-    let who = |w: Who| match w {
-        Who::Remediator { task } => format!("d{task}"),
-        Who::Human => "human".into(),
     };
     for (i, c) in o.rollout_log.iter().enumerate() {
         let Who::Remediator { task } = c.who else {
@@ -591,7 +578,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         }
         let history: Vec<String> = earlier
             .iter()
-            .map(|e| format!("{} ms {} {}->{}", ms(e.at), who(e.who), e.from, e.to))
+            .map(|e| change(e.at, e.who, e.from, e.to))
             .collect();
         out.push(v(
             "I3",
@@ -623,13 +610,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             if !changed || by_hand {
                 continue;
             }
-            let all_resolved = o
-                .scenario
-                .occs
-                .iter()
-                .enumerate()
-                .filter(|(_, oc)| oc.rollouts.contains(&flag))
-                .all(|(i, _)| o.resolve_answered(i));
+            let all_resolved = o.all_resolved(|oc| oc.rollouts.contains(&flag));
             let now = o
                 .final_rollouts
                 .iter()
@@ -638,7 +619,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             if all_resolved && now != Some(init) {
                 let history: Vec<String> = log
                     .iter()
-                    .map(|c| format!("{} ms {} {}->{}", ms(c.at), who(c.who), c.from, c.to))
+                    .map(|c| change(c.at, c.who, c.from, c.to))
                     .collect();
                 out.push(v(
                     "I3",
