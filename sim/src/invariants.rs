@@ -34,6 +34,45 @@ fn ms(t: i64) -> i64 {
     t - EPOCH_MS
 }
 
+/// (occurrence, flag) -> the end of the first 2xx firing delivery whose report says
+/// `done` (its alert's flags turned, or rollouts set) holds that flag.
+fn first_acks(
+    o: &Observed,
+    done: impl Fn(&crate::sched::AlertRec) -> &Vec<String>,
+) -> BTreeMap<(usize, String), i64> {
+    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
+    for d in &o.deliveries {
+        for a in &d.alerts {
+            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+                for f in done(a) {
+                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
+                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
+                }
+            }
+        }
+    }
+    acked
+}
+
+/// The occurrences other than `occ` acknowledged (in `acked`) as holding `flag`
+/// before `at` and still firing at `at`: (occurrence, acknowledged at, it).
+fn still_firing<'a>(
+    o: &'a Observed,
+    acked: &BTreeMap<(usize, String), i64>,
+    occ: usize,
+    flag: &str,
+    at: i64,
+) -> Vec<(usize, i64, &'a crate::scenario::Occ)> {
+    acked
+        .iter()
+        .map(|((other, f), &acked_at)| (*other, f, acked_at, &o.scenario.occs[*other]))
+        .filter(|(other, f, acked_at, oo)| {
+            *other != occ && *f == flag && *acked_at < at && oo.resolve_at > at
+        })
+        .map(|(other, _, acked_at, oo)| (other, acked_at, oo))
+        .collect()
+}
+
 /// One change in a violation's history: "AT ms WHO FROM->TO".
 fn change(at: i64, who: Who, from: impl std::fmt::Display, to: impl std::fmt::Display) -> String {
     let who = match who {
@@ -201,17 +240,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     let mut ambiguous = 0;
     let initial: BTreeMap<&str, bool> = INITIAL_FLAGS.iter().copied().collect();
     // (occurrence, flag) -> first 2xx firing answer that turned it.
-    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
-    for d in &o.deliveries {
-        for a in &d.alerts {
-            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-                for f in &a.flags_done {
-                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
-                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
-                }
-            }
-        }
-    }
+    let acked = first_acks(o, |a| &a.flags_done);
     for (i, c) in o.flag_log.iter().enumerate() {
         let Who::Remediator { task } = c.who else {
             continue;
@@ -222,17 +251,14 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         }
         let occ = o.alert_of(task, c.alert).0;
         // (b)
-        for ((other, flag), &at) in &acked {
-            let oo = &o.scenario.occs[*other];
-            if *other != occ && *flag == c.flag && at < c.at && oo.resolve_at > c.at {
-                out.push(v(
-                    "I3",
-                    format!(
-                        "d{task} (occurrence {occ}) restored {} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having turned it at {} ms, still fires until {} ms",
-                        c.flag, c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
-                    ),
-                ));
-            }
+        for (other, at, oo) in still_firing(o, &acked, occ, &c.flag, c.at) {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored {} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having turned it at {} ms, still fires until {} ms",
+                    c.flag, c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
+                ),
+            ));
         }
         // (c), (d)
         let earlier = &o.flag_log[..i];
@@ -444,17 +470,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             .map(|s| s.3)
     };
     // (occurrence, flag) -> first 2xx firing answer that set its rollout.
-    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
-    for d in &o.deliveries {
-        for a in &d.alerts {
-            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-                for f in &a.rollouts_done {
-                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
-                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
-                }
-            }
-        }
-    }
+    let acked = first_acks(o, |a| &a.rollouts_done);
     let uncertain_before = |at: i64| {
         o.tasks.iter().any(|t| {
             t.crashed_at.is_some_and(|c| c < at)
@@ -524,17 +540,14 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             continue; // A resumed restore that changes nothing.
         }
         // (b)
-        for ((other, flag), &at) in &acked {
-            let oo = &o.scenario.occs[*other];
-            if *other != occ && *flag == c.flag && at < c.at && oo.resolve_at > c.at {
-                out.push(v(
-                    "I3",
-                    format!(
-                        "d{task} (occurrence {occ}) restored the {what} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having set it at {} ms, still fires until {} ms",
-                        c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
-                    ),
-                ));
-            }
+        for (other, at, oo) in still_firing(o, &acked, occ, &c.flag, c.at) {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored the {what} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having set it at {} ms, still fires until {} ms",
+                    c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
+                ),
+            ));
         }
         // (c)
         let read = o.rollout_reads.iter().rfind(|r| {
