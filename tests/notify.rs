@@ -25,6 +25,14 @@ fn channels(r: &Recorder) {
     r.set_var("notify_3_origin", "http://alertmanager.test:9093");
 }
 
+/// The tutorial's recorder with the three notification channels and `rules`.
+fn notifying(rules: &str) -> Recorder {
+    let r = Recorder::new();
+    channels(&r);
+    r.set_rules(rules);
+    r
+}
+
 fn calls(r: &Recorder) -> Vec<(String, String)> {
     r.sent().into_iter().map(|s| (s.method, s.url)).collect()
 }
@@ -50,9 +58,7 @@ fn assert_no_secrets(r: &Recorder, report: &serde_json::Value) {
 
 #[test]
 fn slack_recipe_tells_on_act_and_revert_and_not_on_a_resend() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SLACK);
+    let r = notifying(SLACK);
     let (status, report) = r.post("/alertmanager", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
     let slack = format!("http://hooks.slack.test{SLACK_PATH}");
@@ -122,9 +128,7 @@ fn slack_recipe_tells_on_act_and_revert_and_not_on_a_resend() {
 
 #[test]
 fn grafana_recipe_annotates_with_label_tags_and_epoch_millis() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(GRAFANA);
+    let r = notifying(GRAFANA);
     let now = r.now.get();
     let (status, report) = r.post("/alertmanager", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
@@ -144,9 +148,7 @@ fn grafana_recipe_annotates_with_label_tags_and_epoch_millis() {
 
 #[test]
 fn silence_recipe_matches_the_alerts_labels_for_the_configured_time() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SILENCE);
+    let r = notifying(SILENCE);
     let now = r.now.get();
     let body = cpu_usage_on("carts", "sockshop");
     let (status, report) = r.post("/alertmanager", &body);
@@ -173,9 +175,7 @@ fn silence_recipe_matches_the_alerts_labels_for_the_configured_time() {
 
 #[test]
 fn a_failing_notify_is_retried_reported_and_changes_nothing_else() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SLACK);
+    let r = notifying(SLACK);
     r.answer_others(|s| {
         respond(
             503,
@@ -241,9 +241,7 @@ fn a_timeout_or_a_refusal_is_not_sent_again() {
 
 #[test]
 fn dry_run_reports_the_notify_without_sending_it() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SLACK);
+    let r = notifying(SLACK);
     r.set_var("dry_run", "true");
     let (status, report) = r.post("/alertmanager", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
@@ -276,9 +274,7 @@ rules:
 /// With `rules` (which allow one action), three alerts in one delivery: the first
 /// acts, the next two are refused with `refusal`, which is told (for the second) once.
 fn three_alerts_one_allowed(rules: &str, refusal: &str) -> Recorder {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(rules);
+    let r = notifying(rules);
     let three = alertmanager(
         "firing",
         &[
@@ -344,9 +340,7 @@ fn circuit_open_is_told_once_per_breaker_window() {
 
 #[test]
 fn values_are_json_escaped_and_never_expanded_again() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(
+    let r = notifying(
         r#"
 rules:
   - name: esc
@@ -546,9 +540,7 @@ fn the_e2e_fixture_carries_the_recipes_exactly() {
 
 #[test]
 fn a_resolve_with_nothing_to_undo_sends_nothing() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(&SLACK.replace(
+    let r = notifying(&SLACK.replace(
         "      - {flag: EnablePromotion, state: off}\n",
         "      - {flag: EnablePromotion, state: off}\n    revert: false\n",
     ));
@@ -631,9 +623,7 @@ fn budget_exhausted_is_told_once_per_budget_window() {
 
 #[test]
 fn get_rules_lists_each_rules_notify_without_a_secret_path() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(BUDGET);
+    let r = notifying(BUDGET);
     let (status, rules) = r.request(
         http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
         b"",
