@@ -5,15 +5,6 @@ mod common;
 
 use common::*;
 
-fn probe_args(manifest: &std::path::Path, wasm: &std::path::Path) -> Vec<String> {
-    vec![
-        "--manifest".into(),
-        manifest.display().to_string(),
-        "--wasm".into(),
-        wasm.display().to_string(),
-    ]
-}
-
 fn start_probe(
     edit: impl Fn(String) -> String,
     env: &[(&str, &str)],
@@ -140,25 +131,8 @@ fn cas_from_a_present_value_fifty_concurrent_racers_exactly_one_wins() {
     // Every racer holds 1 s between `current` and `swap`, so most of them swap
     // against the same snapshot.
     let results = race(host.addr, 50, "key=race&expect=open&hold_ms=1000");
-    let winners: Vec<usize> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.1 == "won")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(winners.len(), 1, "{results:?}");
-    for (s, b) in &results {
-        assert!(
-            (*s == 200 && b == "won") || (*s == 409 && (b == "taken" || b == "lost")),
-            "{s} {b}"
-        );
-    }
-    let lost = results.iter().filter(|r| r.1 == "lost").count();
-    assert!(lost > 0, "the race window was never hit: {results:?}");
-    assert_eq!(
-        host.get("/kv/get?key=race"),
-        (200, format!("r{}", winners[0]))
-    );
+    let winner = the_one_winner(&results);
+    assert_eq!(host.get("/kv/get?key=race"), (200, format!("r{winner}")));
 }
 
 #[test]
