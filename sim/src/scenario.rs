@@ -599,13 +599,7 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
             "mixed"
         }
     };
-    let streams = if extra_streams.is_empty() {
-        normal_streams(&occs)
-    } else {
-        extra_streams
-    };
-    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
-    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    let (streams, last, ha_dup) = timeline(rng, &occs, extra_streams, t0);
     let hand = draw_hand_change(rng, &occs, t0, last, 0.2);
     let faults = draw_faults(rng, t0, last);
     Scenario {
@@ -625,6 +619,25 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
         vars: vec![],
         budget: None,
     }
+}
+
+/// The notification streams (`extra`, else each occurrence's firing then resolve),
+/// the last resolve (or `t0`), and the share of deliveries an Alertmanager HA peer
+/// duplicates.
+fn timeline(
+    rng: &mut fastrand::Rng,
+    occs: &[Occ],
+    extra: Vec<StreamPlan>,
+    t0: i64,
+) -> (Vec<StreamPlan>, i64, f64) {
+    let streams = if extra.is_empty() {
+        normal_streams(occs)
+    } else {
+        extra
+    };
+    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
+    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    (streams, last, ha_dup)
 }
 
 /// Each replica's clock skew: none for any, three times in ten.
@@ -784,13 +797,7 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
             "rollout-ladder-overlap"
         }
     };
-    let streams = if extra_streams.is_empty() {
-        normal_streams(&occs)
-    } else {
-        extra_streams
-    };
-    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
-    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    let (streams, last, ha_dup) = timeline(rng, &occs, extra_streams, t0);
     let mut hand_rollout = Vec::new();
     if rng.f64() < 0.35 {
         let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.rollouts.clone()).collect();
@@ -879,9 +886,7 @@ pub fn draw_budget(rng: &mut fastrand::Rng) -> Scenario {
         ));
     }
     occs.sort_by_key(|o| o.fire_at);
-    let streams = normal_streams(&occs);
-    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
-    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    let (streams, last, ha_dup) = timeline(rng, &occs, vec![], t0);
     let hand = draw_hand_change(rng, &occs, t0, last, 0.2);
     let faults = draw_faults(rng, t0, last);
     Scenario {
