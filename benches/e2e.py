@@ -66,23 +66,49 @@ def fixture_text(n):
         "rules:",
     ]
     for i in range(n):
-        lines += ["  - name: e2e-bench-%03d" % i,
-                  "    match: {title: %s}" % name(i),
-                  "    actions:",
-                  "      - {flag: %s, state: off}" % name(i)]
+        lines += flag_off_rule("e2e-bench-%03d" % i, name(i), name(i))
     return "\n".join(lines) + "\n"
 
 
-def check_fixture(n):
+def flag_off_rule(rule, title, flag):
+    """The fixture lines of a rule that turns `flag` off for alerts titled `title`."""
+    return ["  - name: %s" % rule,
+            "    match: {title: %s}" % title,
+            "    actions:",
+            "      - {flag: %s, state: off}" % flag]
+
+
+def command_line(prog, description, fixture, text, most, default_alerts, smoke_alerts, add=None):
+    """The benchmarks' shared command line: --out, --alerts N, --smoke, --write-fixture (which
+    writes `text` to `fixture` and exits), and what `add(parser)` adds. Exits when the fixture
+    is missing or stale, or N is not in 1..most (the alerts the fixture has rules for).
+    Returns (args, N)."""
+    ap = argparse.ArgumentParser(prog=prog, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="directory for the .json and .md results")
+    ap.add_argument("--alerts", type=int, default=default_alerts)
+    ap.add_argument("--smoke", action="store_true", help="%d alerts, only to check it runs" % smoke_alerts)
+    ap.add_argument("--write-fixture", action="store_true", help="regenerate %s and exit" % fixture)
+    if add:
+        add(ap)
+    args = ap.parse_args()
+    if args.write_fixture:
+        with open(fixture, "w") as f:
+            f.write(text)
+        sys.exit(0)
+    if not args.out:
+        ap.error("--out is required")
     try:
-        with open(FIXTURE) as f:
+        with open(fixture) as f:
             current = f.read()
     except FileNotFoundError:
         current = None
-    if current != fixture_text(FIXTURE_RULES):
-        sys.exit("e2e.py: %s is missing or stale; run: python3 benches/e2e.py --write-fixture" % FIXTURE)
-    if not 1 <= n <= FIXTURE_RULES:
-        sys.exit("e2e.py: --alerts must be 1..%d (the fixture's rules)" % FIXTURE_RULES)
+    if current != text:
+        sys.exit("%s: %s is missing or stale; run: python3 benches/%s --write-fixture" % (prog, fixture, prog))
+    n = smoke_alerts if args.smoke else args.alerts
+    if not 1 <= n <= most:
+        sys.exit("%s: --alerts must be 1..%d (the fixture's rules)" % (prog, most))
+    return args, n
 
 
 def am_timing():
@@ -254,22 +280,11 @@ def write_report(out, result, stem="e2e"):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="directory for e2e.json and e2e.md")
-    ap.add_argument("--alerts", type=int, default=100)
-    ap.add_argument("--smoke", action="store_true", help="3 alerts, only to check it runs")
-    ap.add_argument("--verify", action="store_true",
-                    help="run the component with unleash_verify=true (each change read back)")
-    ap.add_argument("--write-fixture", action="store_true", help="regenerate %s and exit" % FIXTURE)
-    args = ap.parse_args()
-    if args.write_fixture:
-        with open(FIXTURE, "w") as f:
-            f.write(fixture_text(FIXTURE_RULES))
-        return 0
-    if not args.out:
-        ap.error("--out is required")
-    n = 3 if args.smoke else args.alerts
-    check_fixture(n)
+    def verify(ap):
+        ap.add_argument("--verify", action="store_true",
+                        help="run the component with unleash_verify=true (each change read back)")
+    args, n = command_line("e2e.py", __doc__, FIXTURE, fixture_text(FIXTURE_RULES), FIXTURE_RULES,
+                           100, 3, verify)
     try:
         harness.connect()  # reads $E2E_RUN_DIR/env, checks the component is healthy
     except (FileNotFoundError, AssertionError) as err:

@@ -41,6 +41,17 @@ struct Case {
     run: Run,
 }
 
+impl Case {
+    fn plain(group: &'static str, id: String, alerts: usize, run: impl FnMut() + 'static) -> Case {
+        Case {
+            group,
+            id,
+            alerts,
+            run: Run::Plain(Box::new(run)),
+        }
+    }
+}
+
 enum Run {
     Plain(Box<dyn FnMut()>),
     /// Setup builds a fresh in-memory platform per iteration, as Spin gives each
@@ -80,96 +91,87 @@ fn check(set: &RuleSet, alerts: &[Alert], expect_hits: bool) {
     }
 }
 
+/// For each size of the matrix whose `group/{r}x{a}` passes `want`: its id, the
+/// number of alerts, the mixed set of `r` rules (parsed once per `r`, and only when
+/// wanted) and the `a` alerts (targets of the set's rules if `hit`, else misses).
+fn matrix(
+    group: &str,
+    hit: bool,
+    want: &dyn Fn(&str, &str) -> bool,
+    mut each: impl FnMut(String, usize, &RuleSet, Vec<Alert>),
+) {
+    for r in RULES {
+        let sizes: Vec<usize> = ALERTS
+            .into_iter()
+            .filter(|a| want(group, &format!("{r}x{a}")))
+            .collect();
+        if sizes.is_empty() {
+            continue;
+        }
+        let set = ruleset(Kind::Mixed, r);
+        for a in sizes {
+            let alerts = if hit { hits(r, a) } else { misses(a) };
+            each(format!("{r}x{a}"), a, &set, alerts);
+        }
+    }
+}
+
 /// The cases whose `group/id` passes `want` (all of them for criterion, which
 /// filters itself; one for ENGINE_PROFILE, so that no other case's setup runs).
 fn cases(want: &dyn Fn(&str, &str) -> bool) -> Vec<Case> {
     let mut cases = Vec::new();
     for r in RULES.into_iter().filter(|r| want("parse", &r.to_string())) {
         let text = rules_yaml(Kind::Mixed, r);
-        cases.push(Case {
-            group: "parse",
-            id: format!("{r}"),
-            alerts: 0,
-            run: Run::Plain(Box::new(move || {
-                black_box(rules::parse(black_box(&text)).unwrap());
-            })),
-        });
+        cases.push(Case::plain("parse", format!("{r}"), 0, move || {
+            black_box(rules::parse(black_box(&text)).unwrap());
+        }));
     }
     for a in ALERTS
         .into_iter()
         .filter(|a| want("ingest", &a.to_string()))
     {
         let b = body(&hits(1000, a), STARTS_AT);
-        cases.push(Case {
-            group: "ingest",
-            id: format!("{a}"),
-            alerts: a,
-            run: Run::Plain(Box::new(move || {
-                black_box(ingest::ingest(Some(Format::Alertmanager), black_box(&b)).unwrap());
-            })),
-        });
+        cases.push(Case::plain("ingest", format!("{a}"), a, move || {
+            black_box(ingest::ingest(Some(Format::Alertmanager), black_box(&b)).unwrap());
+        }));
     }
     for (group, hit) in [("match", true), ("match_miss", false)] {
-        for r in RULES {
-            let set = ruleset(Kind::Mixed, r);
-            for a in ALERTS
-                .into_iter()
-                .filter(|a| want(group, &format!("{r}x{a}")))
-            {
-                let alerts = if hit { hits(r, a) } else { misses(a) };
-                check(&set, &alerts, hit);
-                let ps = problems(&alerts);
-                let set = set.clone();
-                cases.push(Case {
-                    group,
-                    id: format!("{r}x{a}"),
-                    alerts: a,
-                    run: Run::Plain(Box::new(move || {
-                        for p in &ps {
-                            black_box(set.find(black_box(p)));
-                        }
-                    })),
-                });
-            }
-        }
+        matrix(group, hit, want, |id, a, set, alerts| {
+            check(set, &alerts, hit);
+            let ps = problems(&alerts);
+            let set = set.clone();
+            cases.push(Case::plain(group, id, a, move || {
+                for p in &ps {
+                    black_box(set.find(black_box(p)));
+                }
+            }));
+        });
     }
     for (group, hit) in [("pipeline", true), ("pipeline_miss", false)] {
-        for r in RULES {
-            let set = ruleset(Kind::Mixed, r);
-            for a in ALERTS
-                .into_iter()
-                .filter(|a| want(group, &format!("{r}x{a}")))
-            {
-                let alerts = if hit { hits(r, a) } else { misses(a) };
-                let b = body(&alerts, STARTS_AT);
-                assert_eq!(pipeline(&set, &b), if hit { a } else { 0 });
-                let set = set.clone();
-                cases.push(Case {
-                    group,
-                    id: format!("{r}x{a}"),
-                    alerts: a,
-                    run: Run::Plain(Box::new(move || {
-                        black_box(pipeline(&set, black_box(&b)));
-                    })),
-                });
-            }
-        }
+        matrix(group, hit, want, |id, a, set, alerts| {
+            let b = body(&alerts, STARTS_AT);
+            assert_eq!(pipeline(set, &b), if hit { a } else { 0 });
+            let set = set.clone();
+            cases.push(Case::plain(group, id, a, move || {
+                black_box(pipeline(&set, black_box(&b)));
+            }));
+        });
     }
     for kind in Kind::SINGLE.into_iter().filter(|k| want("kind", k.name())) {
         let set = ruleset(kind, 1000);
         let alerts = misses(100);
         check(&set, &alerts, false);
         let ps = problems(&alerts);
-        cases.push(Case {
-            group: "kind",
-            id: kind.name().to_string(),
-            alerts: 100,
-            run: Run::Plain(Box::new(move || {
+        cases.push(Case::plain(
+            "kind",
+            kind.name().to_string(),
+            100,
+            move || {
                 for p in &ps {
                     black_box(set.find(black_box(p)));
                 }
-            })),
-        });
+            },
+        ));
     }
     for r in RULES {
         let text = rules_yaml(Kind::Mixed, r);

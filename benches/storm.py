@@ -18,7 +18,6 @@ as expected (same flag: one change and one restore; N flags: N of each); the tim
 reported, never judged.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -49,16 +48,9 @@ def fixture_text(n):
         "# storm benchmark (benches/storm.py, served with rules_file=/fixtures/bench-storm.yaml).",
         "apiVersion: remediator/v1",
         "rules:",
-        "  - name: e2e-storm-one-flag",
-        "    match: {title: %s}" % ONE,
-        "    actions:",
-        "      - {flag: %s, state: off}" % ONE_FLAG,
-    ]
+    ] + bench_e2e.flag_off_rule("e2e-storm-one-flag", ONE, ONE_FLAG)
     for i in range(n):
-        lines += ["  - name: e2e-storm-%03d" % i,
-                  "    match: {title: %s}" % name(i),
-                  "    actions:",
-                  "      - {flag: %s, state: off}" % name(i)]
+        lines += bench_e2e.flag_off_rule("e2e-storm-%03d" % i, name(i), name(i))
     return "\n".join(lines) + "\n"
 
 
@@ -104,24 +96,8 @@ def scenario(unleash, label, alerts, flags, want):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="directory for storm.json and storm.md")
-    ap.add_argument("--alerts", type=int, default=FIXTURE_RULES)
-    ap.add_argument("--smoke", action="store_true", help="5 alerts, only to check it runs")
-    ap.add_argument("--write-fixture", action="store_true")
-    args = ap.parse_args()
-    if args.write_fixture:
-        with open(FIXTURE, "w") as f:
-            f.write(fixture_text(FIXTURE_RULES))
-        return 0
-    if not args.out:
-        ap.error("--out is required")
-    with open(FIXTURE) as f:
-        if f.read() != fixture_text(FIXTURE_RULES):
-            sys.exit("storm.py: %s is stale; run: python3 benches/storm.py --write-fixture" % FIXTURE)
-    n = 5 if args.smoke else args.alerts
-    if not 1 <= n <= FIXTURE_RULES:
-        sys.exit("storm.py: --alerts must be 1..%d" % FIXTURE_RULES)
+    args, n = bench_e2e.command_line("storm.py", __doc__, FIXTURE, fixture_text(FIXTURE_RULES),
+                                     FIXTURE_RULES, FIXTURE_RULES, 5)
     try:
         harness.connect()
     except (AssertionError, OSError) as err:

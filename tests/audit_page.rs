@@ -22,14 +22,7 @@ fn page(r: &Recorder, query: &str) -> (u16, http::HeaderMap, String) {
 }
 
 fn failure_rate(status: &str) -> Vec<u8> {
-    alertmanager(
-        status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase"),
-            &[("service", "carts")],
-        )],
-    )
+    failure_rate_summarized(status, "Failure rate increase")
 }
 
 fn hostile_alert(status: &str) -> Vec<u8> {

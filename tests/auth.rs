@@ -72,8 +72,8 @@ fn grafana_hmac_without_timestamp_signs_the_body() {
         .contains("no replay protection"));
 }
 
-#[test]
-fn grafana_hmac_with_timestamp_rejects_replays_outside_the_window() {
+/// Only Grafana's HMAC, over "timestamp:body", with the timestamp in a header.
+fn hmac_with_timestamp() -> Recorder {
     let r = Recorder::new();
     r.set_var("webhook_token", "");
     r.set_var("webhook_hmac_secret", "hmac-SECRET-k");
@@ -81,15 +81,23 @@ fn grafana_hmac_with_timestamp_rejects_replays_outside_the_window() {
         "webhook_hmac_timestamp_header",
         "X-Grafana-Alerting-Timestamp",
     );
+    r
+}
+
+/// A POST of `body` signed as Grafana signs it at timestamp `ts`.
+fn signed_at(ts: &str, body: &[u8]) -> http::request::Builder {
+    let sig = hmac_hex(b"hmac-SECRET-k", &[ts.as_bytes(), b":", body]);
+    http::Request::post("/")
+        .header("X-Grafana-Alerting-Signature", sig)
+        .header("X-Grafana-Alerting-Timestamp", ts)
+}
+
+#[test]
+fn grafana_hmac_with_timestamp_rejects_replays_outside_the_window() {
+    let r = hmac_with_timestamp();
     let b = body();
     let now_s = r.now.get() / 1000;
-    let signed = |ts: i64| {
-        let ts = ts.to_string();
-        let sig = hmac_hex(b"hmac-SECRET-k", &[ts.as_bytes(), b":", &b]);
-        http::Request::post("/")
-            .header("X-Grafana-Alerting-Signature", sig)
-            .header("X-Grafana-Alerting-Timestamp", ts)
-    };
+    let signed = |ts: i64| signed_at(&ts.to_string(), &b);
     assert_eq!(r.request(signed(now_s - 10), &b).0, 200);
     let (status, json) = r.request(signed(now_s - 301), &b);
     assert_eq!(status, 401);
@@ -188,20 +196,10 @@ fn basic_user_without_password_is_a_configuration_error_not_an_empty_password() 
 
 #[test]
 fn hmac_timestamps_at_the_ends_of_i64_answer_401_not_a_panic() {
-    let r = Recorder::new();
-    r.set_var("webhook_token", "");
-    r.set_var("webhook_hmac_secret", "hmac-SECRET-k");
-    r.set_var(
-        "webhook_hmac_timestamp_header",
-        "X-Grafana-Alerting-Timestamp",
-    );
+    let r = hmac_with_timestamp();
     let b = body();
     for ts in ["9223372036854775807", "-9223372036854775808"] {
-        let sig = hmac_hex(b"hmac-SECRET-k", &[ts.as_bytes(), b":", &b]);
-        let req = http::Request::post("/")
-            .header("X-Grafana-Alerting-Signature", sig)
-            .header("X-Grafana-Alerting-Timestamp", ts);
-        let (status, json) = r.request(req, &b);
+        let (status, json) = r.request(signed_at(ts, &b), &b);
         assert_eq!(status, 401, "{ts}: {json}");
         assert!(
             json["error"].as_str().unwrap().contains("replay window"),

@@ -121,13 +121,32 @@ fn alerts(status: &str, list: &[(&str, &str)]) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
-fn outcomes(report: &Value) -> Vec<String> {
-    report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["outcome"].as_str().unwrap().to_string())
-        .collect()
+/// Alert `name` fires on instance "a": 200 and `outcome`.
+fn fire(r: &Recorder, name: &str, outcome: &str) -> Value {
+    post_expecting(r, &alert("firing", name, "a"), 200, outcome)
+}
+
+/// Alert `name` on instance "a" resolves: 200 and `outcome`.
+fn resolve(r: &Recorder, name: &str, outcome: &str) -> Value {
+    post_expecting(r, &alert("resolved", name, "a"), 200, outcome)
+}
+
+/// The window is full: SlowRecommendations is held back, and acts once the hour passes.
+fn full_until_the_window_passes(r: &Recorder) {
+    fire(r, "SlowRecommendations", "budget_exhausted");
+    r.advance(HOUR_MS + 1);
+    fire(r, "SlowRecommendations", "acted");
+}
+
+/// POSTs `body`, asserts the status and the one problem's outcome, returns the report.
+fn post_expecting(r: &Recorder, body: &[u8], status: u16, outcome: &str) -> Value {
+    let (got, report) = r.post("/", body);
+    assert_eq!(
+        (got, outcomes(&report)),
+        (status, vec![outcome.to_string()]),
+        "{report}"
+    );
+    report
 }
 
 /// The state-changing calls, as "METHOD path" from `/api/admin/projects/` (or the
@@ -172,12 +191,7 @@ fn the_budget_holds_across_rules_of_one_project_and_leaves_other_projects_alone(
     );
     assert_eq!(c["problems"][0]["actions"][0]["outcome"], "skipped", "{c}");
     // Another project has its own budget.
-    let (status, d) = r.post("/", &alert("firing", "PaymentErrors", "a"));
-    assert_eq!(
-        (status, outcomes(&d)),
-        (200, vec!["acted".to_string()]),
-        "{d}"
-    );
+    fire(&r, "PaymentErrors", "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -215,21 +229,14 @@ fn the_budget_holds_across_rules_of_one_project_and_leaves_other_projects_alone(
 fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
     let r = recorder(Some("1 per 1h"));
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
+    fire(&r, "SlowResponses", "budget_exhausted");
     // Alertmanager repeats the still-firing alert: still inside the window.
     r.advance(HOUR_MS / 2);
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"], "{b}");
+    fire(&r, "SlowResponses", "budget_exhausted");
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // The window passes: the next repeat sends the change.
     r.advance(HOUR_MS / 2 + 1);
-    let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&b)),
-        (200, vec!["acted".to_string()]),
-        "{b}"
-    );
+    fire(&r, "SlowResponses", "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -238,11 +245,9 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
         ]
     );
     // And that change is counted: the window is full again.
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"]);
+    fire(&r, "SlowRecommendations", "budget_exhausted");
     // Resolving the held-back-then-acted occurrence restores it as usual.
-    let (_, b) = r.post("/", &alert("resolved", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["reverted"], "{b}");
+    resolve(&r, "SlowResponses", "reverted");
     assert!(!r.flag("EnableItemCache", "production"));
 }
 
@@ -250,19 +255,12 @@ fn a_held_back_occurrence_acts_on_its_next_delivery_once_the_window_frees_up() {
 fn restores_are_never_blocked_and_do_not_count() {
     let r = recorder(Some("1 per 1h"));
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
+    fire(&r, "SlowResponses", "budget_exhausted");
     // The budget is spent, yet the resolve restores the flag.
-    let (status, a) = r.post("/", &alert("resolved", "HighFailureRate", "a"));
-    assert_eq!(
-        (status, outcomes(&a)),
-        (200, vec!["reverted".to_string()]),
-        "{a}"
-    );
+    resolve(&r, "HighFailureRate", "reverted");
     assert!(r.flag("EnablePromotion", "production"));
     // The held-back occurrence resolves: nothing was changed, nothing to undo.
-    let (_, b) = r.post("/", &alert("resolved", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["ignored"], "{b}");
+    resolve(&r, "SlowResponses", "ignored");
     assert_eq!(
         changes(&r),
         vec![
@@ -271,11 +269,7 @@ fn restores_are_never_blocked_and_do_not_count() {
         ]
     );
     // The restore neither freed nor used the budget: still one change in the window.
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"]);
-    r.advance(HOUR_MS + 1);
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["acted"]);
+    full_until_the_window_passes(&r);
 }
 
 #[test]
@@ -290,10 +284,8 @@ fn a_storm_that_coalesces_consumes_one_change() {
     assert_eq!(outcomes(&report), vec!["acted"; 5], "{report}");
     assert_eq!(changes(&r), vec![off("default", "EnablePromotion")]);
     // One change used, one left.
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["acted"]);
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"]);
+    fire(&r, "SlowResponses", "acted");
+    fire(&r, "SlowRecommendations", "budget_exhausted");
 }
 
 #[test]
@@ -305,15 +297,13 @@ fn dry_runs_decide_without_consuming_the_budget() {
     }
     assert!(changes(&r).is_empty());
     assert!(!r.kv.borrow().keys().any(|k| k.starts_with("b/")));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["acted"]);
+    fire(&r, "SlowResponses", "acted");
 }
 
 #[test]
 fn a_retried_change_counts_once() {
     let r = recorder(Some("2 per 1h"));
-    let (_, a) = r.post("/", &alert("firing", "HighFailureRate", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"]);
+    fire(&r, "HighFailureRate", "acted");
     // Unleash refuses the next change with 503s: Alertmanager retries.
     let failing = std::rc::Rc::new(std::cell::Cell::new(true));
     let (f, unleash) = (failing.clone(), any_project(r.flags.clone()));
@@ -323,21 +313,11 @@ fn a_retried_change_counts_once() {
         }
         unleash(s)
     });
-    let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&b)),
-        (502, vec!["failed".to_string()]),
-        "{b}"
-    );
+    post_expecting(&r, &alert("firing", "SlowResponses", "a"), 502, "failed");
     let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
     assert_eq!(status, 502, "{b}");
     failing.set(false);
-    let (status, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&b)),
-        (200, vec!["acted".to_string()]),
-        "{b}"
-    );
+    fire(&r, "SlowResponses", "acted");
     let sends = r
         .posts()
         .iter()
@@ -348,11 +328,7 @@ fn a_retried_change_counts_once() {
         .count();
     assert!(sends >= 3, "sent on every delivery: {sends}");
     // Counted once: two changes (EnablePromotion, EnableItemCache) fill the window.
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["budget_exhausted"], "{c}");
-    r.advance(HOUR_MS + 1);
-    let (_, c) = r.post("/", &alert("firing", "SlowRecommendations", "a"));
-    assert_eq!(outcomes(&c), vec!["acted"], "{c}");
+    full_until_the_window_passes(&r);
 }
 
 #[test]
@@ -424,8 +400,7 @@ fn the_variable_applies_when_the_file_sets_no_budget_and_the_file_wins_over_it()
     );
     assert_eq!(shown["max_changes"], "1 per 1h (rules file)");
     r.post("/", &alert("firing", "HighFailureRate", "a"));
-    let (_, b) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&b), vec!["budget_exhausted"]);
+    fire(&r, "SlowResponses", "budget_exhausted");
 }
 
 #[test]
@@ -497,19 +472,12 @@ rules:
 fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() {
     let r = recorder(None);
     r.set_rules(LADDER);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    fire(&r, "SlowResponses", "acted");
     r.advance(3 * 60_000);
-    let (status, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(
-        (status, outcomes(&a)),
-        (200, vec!["budget_exhausted".to_string()]),
-        "{a}"
-    );
+    fire(&r, "SlowResponses", "budget_exhausted");
     assert_eq!(changes(&r), vec![on("default", "EnableItemCache")]);
     r.advance(HOUR_MS);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    fire(&r, "SlowResponses", "acted");
     assert_eq!(
         changes(&r),
         vec![
@@ -519,15 +487,13 @@ fn each_ladder_step_counts_and_a_held_back_step_runs_once_the_window_frees_up() 
     );
     // The next repeat runs step 3 (held back: step 2 filled the window), not step 2 again.
     r.advance(3 * 60_000);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["budget_exhausted"], "{a}");
+    let a = fire(&r, "SlowResponses", "budget_exhausted");
     assert_eq!(
         a["problems"][0]["actions"][0]["flag"], "EnableRecommendations",
         "{a}"
     );
     r.advance(HOUR_MS);
-    let (_, a) = r.post("/", &alert("firing", "SlowResponses", "a"));
-    assert_eq!(outcomes(&a), vec!["acted"], "{a}");
+    fire(&r, "SlowResponses", "acted");
     assert_eq!(
         changes(&r),
         vec![

@@ -81,14 +81,7 @@ fn response_time_turns_item_cache_on_in_the_rule_environment() {
 #[test]
 fn cpu_usage_calls_the_scaling_webhook_with_service_and_namespace() {
     let r = Recorder::new();
-    let body = alertmanager(
-        "firing",
-        &[(
-            "cpu_usage",
-            None,
-            &[("service", "carts"), ("namespace", "sockshop")],
-        )],
-    );
+    let body = cpu_usage_on("carts", "sockshop");
     let (status, report) = r.post("/alertmanager", &body);
     assert_eq!(status, 200, "{report}");
     let sent = r.sent();

@@ -25,6 +25,14 @@ fn channels(r: &Recorder) {
     r.set_var("notify_3_origin", "http://alertmanager.test:9093");
 }
 
+/// The tutorial's recorder with the three notification channels and `rules`.
+fn notifying(rules: &str) -> Recorder {
+    let r = Recorder::new();
+    channels(&r);
+    r.set_rules(rules);
+    r
+}
+
 fn calls(r: &Recorder) -> Vec<(String, String)> {
     r.sent().into_iter().map(|s| (s.method, s.url)).collect()
 }
@@ -50,9 +58,7 @@ fn assert_no_secrets(r: &Recorder, report: &serde_json::Value) {
 
 #[test]
 fn slack_recipe_tells_on_act_and_revert_and_not_on_a_resend() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SLACK);
+    let r = notifying(SLACK);
     let (status, report) = r.post("/alertmanager", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
     let slack = format!("http://hooks.slack.test{SLACK_PATH}");
@@ -122,9 +128,7 @@ fn slack_recipe_tells_on_act_and_revert_and_not_on_a_resend() {
 
 #[test]
 fn grafana_recipe_annotates_with_label_tags_and_epoch_millis() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(GRAFANA);
+    let r = notifying(GRAFANA);
     let now = r.now.get();
     let (status, report) = r.post("/alertmanager", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
@@ -144,18 +148,9 @@ fn grafana_recipe_annotates_with_label_tags_and_epoch_millis() {
 
 #[test]
 fn silence_recipe_matches_the_alerts_labels_for_the_configured_time() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SILENCE);
+    let r = notifying(SILENCE);
     let now = r.now.get();
-    let body = alertmanager(
-        "firing",
-        &[(
-            "cpu_usage",
-            None,
-            &[("service", "carts"), ("namespace", "sockshop")],
-        )],
-    );
+    let body = cpu_usage_on("carts", "sockshop");
     let (status, report) = r.post("/alertmanager", &body);
     assert_eq!(status, 200, "{report}");
     let sent = r.sent();
@@ -180,9 +175,7 @@ fn silence_recipe_matches_the_alerts_labels_for_the_configured_time() {
 
 #[test]
 fn a_failing_notify_is_retried_reported_and_changes_nothing_else() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SLACK);
+    let r = notifying(SLACK);
     r.answer_others(|s| {
         respond(
             503,
@@ -248,9 +241,7 @@ fn a_timeout_or_a_refusal_is_not_sent_again() {
 
 #[test]
 fn dry_run_reports_the_notify_without_sending_it() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(SLACK);
+    let r = notifying(SLACK);
     r.set_var("dry_run", "true");
     let (status, report) = r.post("/alertmanager", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
@@ -280,11 +271,10 @@ rules:
         body: {text: "{{ event }} {{ rule }}: {{ detail }}"}
 "#;
 
-#[test]
-fn circuit_open_is_told_once_per_breaker_window() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(CIRCUIT);
+/// With `rules` (which allow one action), three alerts in one delivery: the first
+/// acts, the next two are refused with `refusal`, which is told (for the second) once.
+fn three_alerts_one_allowed(rules: &str, refusal: &str) -> Recorder {
+    let r = notifying(rules);
     let three = alertmanager(
         "firing",
         &[
@@ -295,13 +285,15 @@ fn circuit_open_is_told_once_per_breaker_window() {
     );
     let (status, report) = r.post("/alertmanager", &three);
     assert_eq!(status, 200, "{report}");
-    let outcomes: Vec<_> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["outcome"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(outcomes, ["acted", "circuit_open", "circuit_open"]);
+    assert_eq!(outcomes(&report), ["acted", refusal, refusal]);
+    assert_eq!(report["problems"][1]["notifications"][0]["event"], refusal);
+    assert!(report["problems"][2].get("notifications").is_none());
+    r
+}
+
+#[test]
+fn circuit_open_is_told_once_per_breaker_window() {
+    let r = three_alerts_one_allowed(CIRCUIT, "circuit_open");
     let slack = format!("http://hooks.slack.test{SLACK_PATH}");
     assert_eq!(
         calls(&r),
@@ -317,11 +309,6 @@ fn circuit_open_is_told_once_per_breaker_window() {
         ),
         "{text}"
     );
-    assert_eq!(
-        report["problems"][1]["notifications"][0]["event"],
-        "circuit_open"
-    );
-    assert!(report["problems"][2].get("notifications").is_none());
     // The window has passed: the rule acts again, and a new opening is told again.
     r.advance(61 * 60 * 1000);
     let (_, report) = r.post(
@@ -335,13 +322,7 @@ fn circuit_open_is_told_once_per_breaker_window() {
         ),
     );
     // fp0… and fp1… were acted on (a) and refused (b) before: a is handled, b acts now.
-    let outcomes: Vec<_> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["outcome"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(outcomes, ["already_handled", "acted"], "{report}");
+    assert_eq!(outcomes(&report), ["already_handled", "acted"], "{report}");
     let (_, report) = r.post(
         "/alertmanager",
         &alertmanager(
@@ -359,9 +340,7 @@ fn circuit_open_is_told_once_per_breaker_window() {
 
 #[test]
 fn values_are_json_escaped_and_never_expanded_again() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(
+    let r = notifying(
         r#"
 rules:
   - name: esc
@@ -562,9 +541,7 @@ fn the_e2e_fixture_carries_the_recipes_exactly() {
 
 #[test]
 fn a_resolve_with_nothing_to_undo_sends_nothing() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(&SLACK.replace(
+    let r = notifying(&SLACK.replace(
         "      - {flag: EnablePromotion, state: off}\n",
         "      - {flag: EnablePromotion, state: off}\n    revert: false\n",
     ));
@@ -594,26 +571,7 @@ rules:
 
 #[test]
 fn budget_exhausted_is_told_once_per_budget_window() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(BUDGET);
-    let three = alertmanager(
-        "firing",
-        &[
-            ("HighFailureRate", None, &[("service", "a")]),
-            ("HighFailureRate", None, &[("service", "b")]),
-            ("HighFailureRate", None, &[("service", "c")]),
-        ],
-    );
-    let (status, report) = r.post("/alertmanager", &three);
-    assert_eq!(status, 200, "{report}");
-    let outcomes: Vec<_> = report["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["outcome"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(outcomes, ["acted", "budget_exhausted", "budget_exhausted"]);
+    let r = three_alerts_one_allowed(BUDGET, "budget_exhausted");
     let slack = format!("http://hooks.slack.test{SLACK_PATH}");
     // One scale call, told once; the first refusal told once; the second not again.
     assert_eq!(
@@ -629,11 +587,6 @@ fn budget_exhausted_is_told_once_per_budget_window() {
         text.starts_with("budget_exhausted scale-up b: blast-radius budget exhausted: 1 changes in scaling in the last 1h"),
         "{text}"
     );
-    assert_eq!(
-        report["problems"][1]["notifications"][0]["event"],
-        "budget_exhausted"
-    );
-    assert!(report["problems"][2].get("notifications").is_none());
     // A repeat of a held-back alert within the window tells nobody again (the test
     // double's fingerprints are positional: a is fp0, b is fp1).
     let ab = alertmanager(
@@ -671,9 +624,7 @@ fn budget_exhausted_is_told_once_per_budget_window() {
 
 #[test]
 fn get_rules_lists_each_rules_notify_without_a_secret_path() {
-    let r = Recorder::new();
-    channels(&r);
-    r.set_rules(BUDGET);
+    let r = notifying(BUDGET);
     let (status, rules) = r.request(
         http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
         b"",

@@ -130,6 +130,17 @@ fn action(report: &Value) -> &Value {
     &report["problems"][0]["actions"][0]
 }
 
+/// The first action failed and a retry cannot help; its error.
+fn failed_for_good(report: &Value) -> &str {
+    let a = action(report);
+    assert_eq!(
+        (&a["outcome"], &a["retryable"]),
+        (&json!("failed"), &json!(false)),
+        "{report}"
+    );
+    a["error"].as_str().unwrap()
+}
+
 fn setup(rules: &str, strategies: Vec<Strategy>) -> (Recorder, Strategies) {
     let r = Recorder::new();
     r.set_rules(rules);
@@ -186,21 +197,30 @@ fn the_last_occurrence_to_resolve_restores_the_rollout_once() {
     assert_eq!(patched(&r), ["0", "0", "50"], "restored exactly once");
 }
 
-#[test]
-fn a_ladder_steps_a_rollout_down_and_resolve_restores_the_start() {
-    let rules = r#"apiVersion: remediator/v1
+/// A two-step ladder on NewCheckout (50% at the start) whose first step (10%) has
+/// run and whose wait for step 2 (rollout `step2`, as written in YAML) has passed.
+fn ladder_past_step_one(step2: &str) -> (Recorder, Strategies) {
+    let rules = format!(
+        r#"apiVersion: remediator/v1
 rules:
 - name: checkout-failing
-  match: {title: CheckoutErrors}
+  match: {{title: CheckoutErrors}}
   escalate_after: 5m
   actions:
-  - {flag: NewCheckout, rollout: 10}
-  - {flag: NewCheckout, rollout: "0%"}
-"#;
-    let (r, s) = setup(rules, vec![rollout("s-1", "", 50)]);
+  - {{flag: NewCheckout, rollout: 10}}
+  - {{flag: NewCheckout, rollout: {step2}}}
+"#
+    );
+    let (r, s) = setup(&rules, vec![rollout("s-1", "", 50)]);
     r.post("/", &alert("firing", "a"));
     assert_eq!(percent_of(&s, "s-1"), "10");
     r.advance(6 * 60 * 1000);
+    (r, s)
+}
+
+#[test]
+fn a_ladder_steps_a_rollout_down_and_resolve_restores_the_start() {
+    let (r, s) = ladder_past_step_one(r#""0%""#);
     let (_, report) = r.post("/", &alert("firing", "a"));
     assert_eq!(report["problems"][0]["outcome"], "acted", "{report}");
     assert_eq!(percent_of(&s, "s-1"), "0");
@@ -228,13 +248,7 @@ fn a_flag_without_a_flexible_rollout_fails_for_good_naming_flag_and_environment(
     let (status, report) = r.post("/", &alert("firing", "a"));
     // A retry cannot help: 200, so that Alertmanager does not retry in vain.
     assert_eq!(status, 200, "{report}");
-    let a = action(&report);
-    assert_eq!(
-        (&a["outcome"], &a["retryable"]),
-        (&json!("failed"), &json!(false)),
-        "{report}"
-    );
-    let err = a["error"].as_str().unwrap();
+    let err = failed_for_good(&report);
     assert!(
         err.contains(r#"flag "NewCheckout""#)
             && err.contains(r#"environment "production""#)
@@ -401,13 +415,7 @@ fn a_protected_environment_is_a_permanent_failure_naming_change_requests() {
         status, 200,
         "not retried: a retry gets the same 403. {report}"
     );
-    let a = action(&report);
-    assert_eq!(
-        (&a["outcome"], &a["retryable"]),
-        (&json!("failed"), &json!(false)),
-        "{report}"
-    );
-    let err = a["error"].as_str().unwrap();
+    let err = failed_for_good(&report);
     assert!(
         err.contains(r#"environment "production" requires change requests"#),
         "{err}"
@@ -504,19 +512,7 @@ fn a_ladder_step_that_failed_after_holding_is_still_undone_on_resolve() {
     // Found by the simulation (seed 13638476698028968): step 2 records its hold (0%),
     // its PATCH fails, the occurrence resolves before a retry: the strategy is at step
     // 1's 10%, which is remediator's own doing, not a hand change.
-    let rules = r#"apiVersion: remediator/v1
-rules:
-- name: checkout-failing
-  match: {title: CheckoutErrors}
-  escalate_after: 5m
-  actions:
-  - {flag: NewCheckout, rollout: 10}
-  - {flag: NewCheckout, rollout: 0}
-"#;
-    let (r, s) = setup(rules, vec![rollout("s-1", "", 50)]);
-    r.post("/", &alert("firing", "a"));
-    assert_eq!(percent_of(&s, "s-1"), "10");
-    r.advance(6 * 60 * 1000);
+    let (r, s) = ladder_past_step_one("0");
     // Unleash fails every PATCH of step 2 (reads still work).
     stand_in(&r, &s, Patch::Fail);
     let (status, report) = r.post("/", &alert("firing", "a"));
@@ -536,9 +532,7 @@ rules:
     );
 
     // But a person who moves it back to step 1's value after step 2 took effect is respected.
-    let (r, s) = setup(rules, vec![rollout("s-1", "", 50)]);
-    r.post("/", &alert("firing", "a"));
-    r.advance(6 * 60 * 1000);
+    let (r, s) = ladder_past_step_one("0");
     r.post("/", &alert("firing", "a"));
     assert_eq!(percent_of(&s, "s-1"), "0");
     s.borrow_mut()[0].rollout = "10".into();

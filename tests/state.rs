@@ -10,18 +10,24 @@ const FLAG_URL: &str =
     "http://unleash.test:4242/api/admin/projects/default/features/EnablePromotion";
 
 fn failure_rate(status: &str) -> Vec<u8> {
-    alertmanager(
-        status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase"),
-            &[("service", "carts")],
-        )],
-    )
+    failure_rate_summarized(status, "Failure rate increase")
 }
 
 fn outcome(report: &Value) -> &str {
     report["problems"][0]["outcome"].as_str().unwrap()
+}
+
+fn detail(report: &Value) -> &str {
+    report["problems"][0]["detail"].as_str().unwrap()
+}
+
+/// The `value` of each call to the scaling webhook, in order.
+fn scale_values(r: &Recorder) -> Vec<Value> {
+    r.posts()
+        .iter()
+        .filter(|s| s.url.ends_with("/scale"))
+        .map(|s| s.json()["value"].clone())
+        .collect()
 }
 
 fn post_urls(r: &Recorder) -> Vec<String> {
@@ -85,6 +91,18 @@ fn put_cell(r: &Recorder, key: &str, ticket: i64, record: Vec<u8>) {
     }
 }
 
+/// Another delivery is acting on the occurrence (ticket 99) under a lease of
+/// `lease_ms` from now.
+fn acting_elsewhere(r: &Recorder, lease_ms: i64) {
+    let now = r.now.get();
+    put_cell(
+        r,
+        &occ_key(),
+        99,
+        record("acting", now, Some(now + lease_ms)),
+    );
+}
+
 /// An occurrence record in `phase`; `lease_until` set for acting/reverting.
 fn record(phase: &str, at_ms: i64, lease_until: Option<i64>) -> Vec<u8> {
     let done = phase == "done";
@@ -105,12 +123,7 @@ fn racing_duplicate_waits_for_the_winner_and_does_not_act() {
     let r = Recorder::new();
     // A concurrent delivery holds the lease and finishes while we wait.
     let now = r.now.get();
-    put_cell(
-        &r,
-        &occ_key(),
-        99,
-        record("acting", now, Some(now + 13_000)),
-    );
+    acting_elsewhere(&r, 13_000);
     r.during_first_wait.borrow_mut().extend(cell_entries(
         &occ_key(),
         100,
@@ -132,13 +145,7 @@ fn a_fresh_lease_held_elsewhere_answers_503_so_the_sender_retries() {
         "dry run records no state"
     );
     // An instance mid-action: its lease runs for the outbound budget (8 s) + 5 s.
-    let now = r.now.get();
-    put_cell(
-        &r,
-        &occ_key(),
-        99,
-        record("acting", now, Some(now + 13_000)),
-    );
+    acting_elsewhere(&r, 13_000);
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 503, "{report}");
     assert_eq!(outcome(&report), "in_progress");
@@ -153,10 +160,7 @@ fn a_fresh_lease_held_elsewhere_answers_503_so_the_sender_retries() {
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 200, "{report}");
     assert_eq!(outcome(&report), "acted");
-    assert!(report["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("abandoned"));
+    assert!(detail(&report).contains("abandoned"));
     assert_eq!(r.posts().len(), 1);
 }
 
@@ -186,13 +190,7 @@ fn the_lease_follows_the_outbound_budget() {
     assert!(lease["lease"].is_null(), "{lease}");
     let r = Recorder::new();
     r.set_var("outbound_budget_ms", "120000");
-    let now = r.now.get();
-    put_cell(
-        &r,
-        &occ_key(),
-        99,
-        record("acting", now, Some(now + 125_000)),
-    );
+    acting_elsewhere(&r, 125_000);
     r.advance(60_000); // the old fixed 30 s lease would have let this one in
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!((status, outcome(&report)), (503, "in_progress"), "{report}");
@@ -247,10 +245,7 @@ fn failed_action_is_performed_by_the_retry() {
     let (status, report) = r.post("/", &failure_rate("firing"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "acted");
-    assert!(report["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("retrying"));
+    assert!(detail(&report).contains("retrying"));
     assert!(!r.flag("EnablePromotion", "production"));
     let (_, again) = r.post("/", &failure_rate("firing"));
     assert_eq!(outcome(&again), "already_handled");
@@ -314,7 +309,7 @@ fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
     let (status, report) = r.post("/", &cpu_usage_at("t2"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "skipped");
-    let why = report["problems"][0]["detail"].as_str().unwrap();
+    let why = detail(&report);
     assert!(
         why.contains("cooldown") && why.contains("5m0s ago") && why.contains("10m0s"),
         "{why}"
@@ -326,10 +321,7 @@ fn cooldown_skips_new_occurrences_then_the_breaker_opens() {
     let (status, report) = r.post("/", &cpu_usage_at("t4"));
     assert_eq!(status, 200);
     assert_eq!(outcome(&report), "circuit_open");
-    assert!(report["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .starts_with("CIRCUIT OPEN"));
+    assert!(detail(&report).starts_with("CIRCUIT OPEN"));
     assert!(r
         .logs
         .borrow()
@@ -368,10 +360,7 @@ fn escalation_ladder_advances_one_step_per_repeat_after_the_wait() {
     r.advance(60_000);
     let rep = step(&r);
     assert_eq!(outcome(&rep), "already_handled");
-    assert!(rep["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("step 2 runs if still firing after 5m0s"));
+    assert!(detail(&rep).contains("step 2 runs if still firing after 5m0s"));
     r.advance(4 * 60_000);
     let rep = step(&r);
     assert_eq!(outcome(&rep), "acted");
@@ -381,17 +370,8 @@ fn escalation_ladder_advances_one_step_per_repeat_after_the_wait() {
     r.advance(60 * 60_000);
     let rep = step(&r);
     assert_eq!(outcome(&rep), "already_handled");
-    assert!(rep["problems"][0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("ladder exhausted"));
-    let bodies: Vec<_> = r
-        .posts()
-        .iter()
-        .filter(|s| s.url.ends_with("/scale"))
-        .map(|s| s.json()["value"].clone())
-        .collect();
-    assert_eq!(bodies, [json!("+1"), json!("+2")]);
+    assert!(detail(&rep).contains("ladder exhausted"));
+    assert_eq!(scale_values(&r), [json!("+1"), json!("+2")]);
 }
 
 #[test]
@@ -420,13 +400,7 @@ fn a_ladder_step_completed_by_a_retry_is_not_run_again_on_the_next_repeat() {
     r.advance(5 * 60_000);
     let (_, rep) = r.post("/", &failure_rate("firing"));
     assert_eq!(rep["problems"][0]["actions"][0]["value"], "+2", "{rep}");
-    let bodies: Vec<_> = r
-        .posts()
-        .iter()
-        .filter(|s| s.url.ends_with("/scale"))
-        .map(|s| s.json()["value"].clone())
-        .collect();
-    assert_eq!(bodies, [json!("+1"), json!("+1"), json!("+2")]);
+    assert_eq!(scale_values(&r), [json!("+1"), json!("+1"), json!("+2")]);
 }
 
 #[test]

@@ -355,9 +355,7 @@ pub fn run(args: &Args) -> u8 {
             .collect::<Vec<_>>()
             .join(", ");
         let Some(flags) = listings.get(r.project.as_str()).and_then(Option::as_ref) else {
-            let hint = analyze::suggest(&r.project, known_projects.iter().map(String::as_str))
-                .map(|k| format!("; did you mean {k:?}?"))
-                .unwrap_or_default();
+            let hint = did_you_mean(&r.project, known_projects.iter().map(String::as_str));
             bad.insert(r.clone());
             errors.push(format!(
                 "{who}: project {:?} (for flag {:?}) does not exist in Unleash{hint}",
@@ -366,9 +364,7 @@ pub fn run(args: &Args) -> u8 {
             continue;
         };
         let Some(info) = flags.get(&r.flag) else {
-            let hint = analyze::suggest(&r.flag, flags.keys().map(String::as_str))
-                .map(|k| format!("; did you mean {k:?}?"))
-                .unwrap_or_default();
+            let hint = did_you_mean(&r.flag, flags.keys().map(String::as_str));
             bad.insert(r.clone());
             errors.push(format!(
                 "{who}: flag {:?} is unknown in project {:?}{hint}",
@@ -392,9 +388,7 @@ pub fn run(args: &Args) -> u8 {
             }
         };
         if !envs.contains(&r.environment) {
-            let hint = analyze::suggest(&r.environment, envs.iter().map(String::as_str))
-                .map(|k| format!("; did you mean {k:?}?"))
-                .unwrap_or_default();
+            let hint = did_you_mean(&r.environment, envs.iter().map(String::as_str));
             bad.insert(r.clone());
             errors.push(format!(
                 "{who}: flag {:?} in project {:?} has no environment {:?} (it has: {}){hint}",
@@ -483,4 +477,11 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+/// "; did you mean X?" when a known name is close to `name`, else nothing.
+fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    analyze::suggest(name, known)
+        .map(|k| format!("; did you mean {k:?}?"))
+        .unwrap_or_default()
 }

@@ -3,43 +3,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-/// Run the binary from cli/, so fixture paths (and the paths it prints) are relative.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remediator"));
-    cmd.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("NO_COLOR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("the remediator binary runs");
-    let r = Run {
-        code: status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    };
-    eprintln!(
-        "$ remediator {}\n--- exit {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        r.code,
-        r.stdout,
-        r.stderr
-    );
-    r
-}
+use common::{lint, run, Run};
 
 const TUTORIAL: &str = "tests/fixtures/rules/tutorial.yaml";
 const AS_PRINTED: &str = "tests/fixtures/rules/tutorial-as-printed.yaml";
@@ -186,27 +154,22 @@ fn usage_errors_exit_2() {
     assert_eq!(run(&["check"], &[]).code, 2);
     assert_eq!(run(&["simulate", "--rules", TUTORIAL], &[]).code, 2);
     assert_eq!(run(&["frobnicate"], &[]).code, 2);
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            FIRING,
-            "--var",
-            "unleash_ur=x",
-        ],
-        &[],
-    );
+    let r = simulate(TUTORIAL, FIRING, &["--var", "unleash_ur=x"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("unknown variable"));
 }
 
 // ------------------------------------------------------------------ simulate
 
+/// `remediator simulate --rules rules --payload payload`, then `more`.
+fn simulate(rules: &str, payload: &str, more: &[&str]) -> Run {
+    let args = [&["simulate", "--rules", rules, "--payload", payload], more].concat();
+    run(&args, &[])
+}
+
 #[test]
 fn simulate_no_matching_rule() {
-    let r = run(&["simulate", "--rules", TUTORIAL, "--payload", FIRING], &[]);
+    let r = simulate(TUTORIAL, FIRING, &[]);
     assert_eq!(r.code, 0);
     assert!(
         r.stdout.contains("HighErrorRatio [firing]\n"),
@@ -220,10 +183,7 @@ fn simulate_no_matching_rule() {
 
 #[test]
 fn simulate_shows_what_would_be_sent() {
-    let r = run(
-        &["simulate", "--rules", TUTORIAL, "--payload", TWO_ALERTS],
-        &[],
-    );
+    let r = simulate(TUTORIAL, TWO_ALERTS, &[]);
     assert_eq!(r.code, 0);
     let blocks: Vec<&str> = r.stdout.split("\n\n").collect();
     assert_eq!(
@@ -251,10 +211,7 @@ fn simulate_shows_what_would_be_sent() {
 
 #[test]
 fn simulate_shows_the_valid_alerts_of_a_group_and_names_the_rejected_one() {
-    let r = run(
-        &["simulate", "--rules", TUTORIAL, "--payload", ONE_MALFORMED],
-        &[],
-    );
+    let r = simulate(TUTORIAL, ONE_MALFORMED, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("HighFailureRate [firing]\n"),
@@ -273,19 +230,10 @@ fn simulate_shows_the_valid_alerts_of_a_group_and_names_the_rejected_one() {
 
 #[test]
 fn simulate_json_is_the_components_report() {
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            TWO_ALERTS,
-            "--output",
-            "json",
-            "--route",
-            "alertmanager",
-        ],
-        &[],
+    let r = simulate(
+        TUTORIAL,
+        TWO_ALERTS,
+        &["--output", "json", "--route", "alertmanager"],
     );
     assert_eq!(r.code, 0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
@@ -306,18 +254,7 @@ fn simulate_json_is_the_components_report() {
 
 #[test]
 fn simulate_with_state_is_already_handled() {
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            TWO_ALERTS,
-            "--state",
-            HANDLED,
-        ],
-        &[],
-    );
+    let r = simulate(TUTORIAL, TWO_ALERTS, &["--state", HANDLED]);
     assert_eq!(r.code, 0);
     assert!(
         r.stdout.contains("  outcome:    already_handled\n"),
@@ -330,19 +267,10 @@ fn simulate_with_state_is_already_handled() {
     assert!(r.stdout.contains("  state key:  o/"));
     assert!(!r.stdout.contains("would send"));
 
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            TWO_ALERTS,
-            "--state",
-            HANDLED,
-            "--output",
-            "json",
-        ],
-        &[],
+    let r = simulate(
+        TUTORIAL,
+        TWO_ALERTS,
+        &["--state", HANDLED, "--output", "json"],
     );
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["problems"][1]["outcome"], "already_handled");
@@ -351,18 +279,7 @@ fn simulate_with_state_is_already_handled() {
 
 #[test]
 fn simulate_resolve_with_state_would_undo() {
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            RESOLVED,
-            "--state",
-            HANDLED,
-        ],
-        &[],
-    );
+    let r = simulate(TUTORIAL, RESOLVED, &["--state", HANDLED]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("HighFailureRate [resolved]"));
     // The request that would restore the flag, named in full.
@@ -372,10 +289,7 @@ fn simulate_resolve_with_state_would_undo() {
         r.stdout
     );
     // Without the state there is nothing to undo.
-    let r = run(
-        &["simulate", "--rules", TUTORIAL, "--payload", RESOLVED],
-        &[],
-    );
+    let r = simulate(TUTORIAL, RESOLVED, &[]);
     assert!(
         r.stdout
             .contains("  outcome:    ignored (resolved: no action was taken"),
@@ -386,13 +300,10 @@ fn simulate_resolve_with_state_would_undo() {
 
 #[test]
 fn simulate_keptn_scaling_with_variables() {
-    let r = run(
+    let r = simulate(
+        TUTORIAL,
+        KEPTN_CPU,
         &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            KEPTN_CPU,
             "--route",
             "keptn",
             "--var",
@@ -400,7 +311,6 @@ fn simulate_keptn_scaling_with_variables() {
             "--var",
             "scale_path=/v1/scale",
         ],
-        &[],
     );
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("cpu_usage [firing]"));
@@ -418,10 +328,7 @@ fn simulate_keptn_scaling_with_variables() {
 #[test]
 fn simulate_fails_as_the_component_would() {
     // Broken rules: the component answers 500 naming the line.
-    let r = run(
-        &["simulate", "--rules", AS_PRINTED, "--payload", FIRING],
-        &[],
-    );
+    let r = simulate(AS_PRINTED, FIRING, &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("would answer 500: rules: "));
     assert!(r
@@ -437,19 +344,10 @@ fn simulate_fails_as_the_component_would() {
     )
     .unwrap();
     let bad = bad.to_str().unwrap();
-    let r = run(
-        &[
-            "simulate",
-            "--rules",
-            TUTORIAL,
-            "--payload",
-            bad,
-            "--route",
-            "alertmanager",
-            "--output",
-            "json",
-        ],
-        &[],
+    let r = simulate(
+        TUTORIAL,
+        bad,
+        &["--route", "alertmanager", "--output", "json"],
     );
     assert_eq!(r.code, 1);
     assert!(
@@ -460,7 +358,7 @@ fn simulate_fails_as_the_component_would() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().starts_with("alerts[0].status"));
     // Not JSON at all: 400.
-    let r = run(&["simulate", "--rules", TUTORIAL, "--payload", OWN], &[]);
+    let r = simulate(TUTORIAL, OWN, &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("would answer 400"));
     std::fs::remove_dir_all(dir).ok();
@@ -552,21 +450,15 @@ fn serve(mut stream: TcpStream, token: &str, seen: &Mutex<Vec<String>>) {
 
 const FAKE_TOKEN: &str = "*:*.fake-admin-SECRET-4242";
 
+/// `remediator lint` of `rules` against the stand-in, its token in $FAKE_TOKEN.
+fn lint_stand_in(rules: &str, u: &FakeUnleash) -> Run {
+    lint(rules, &u.url, "FAKE_TOKEN", &[("FAKE_TOKEN", FAKE_TOKEN)])
+}
+
 #[test]
 fn lint_stand_in_unknown_flag_with_suggestion() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "FAKE_TOKEN",
-        ],
-        &[("FAKE_TOKEN", FAKE_TOKEN)],
-    );
+    let r = lint_stand_in(TUTORIAL, &u);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "error: rule \"Response time degradation\": flag \"EnableItemCache\" is unknown in project \"default\"; did you mean \"EnableItemsCache\"?"
@@ -585,18 +477,7 @@ fn lint_stand_in_unknown_flag_with_suggestion() {
 #[test]
 fn lint_stand_in_warnings_only_exit_0() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            SHADOWED,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "FAKE_TOKEN",
-        ],
-        &[("FAKE_TOKEN", FAKE_TOKEN)],
-    );
+    let r = lint_stand_in(SHADOWED, &u);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains(
         "warning: rule \"Failure rate increase\": can never match: rule \"Failure rate\" above"
@@ -607,18 +488,7 @@ fn lint_stand_in_warnings_only_exit_0() {
 #[test]
 fn lint_stand_in_unknown_project() {
     let u = fake_unleash(FAKE_TOKEN);
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            OWN,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "FAKE_TOKEN",
-        ],
-        &[("FAKE_TOKEN", FAKE_TOKEN)],
-    );
+    let r = lint_stand_in(OWN, &u);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "error: rule \"everything-else\": project \"platform\" (for flag \"GlobalSafeMode\") does not exist in Unleash"
@@ -629,18 +499,7 @@ fn lint_stand_in_unknown_project() {
 fn lint_refused_token_exits_3_without_printing_it() {
     let u = fake_unleash(FAKE_TOKEN);
     let wrong = "*:*.wrong-SECRET-value";
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            &u.url,
-            "--token-env",
-            "WRONG",
-        ],
-        &[("WRONG", wrong)],
-    );
+    let r = lint(TUTORIAL, &u.url, "WRONG", &[("WRONG", wrong)]);
     assert_eq!(r.code, 3);
     assert!(
         r.stderr.contains("refused the token in $WRONG (401"),
@@ -657,34 +516,17 @@ fn lint_unreachable_exits_3() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}");
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            &url,
-            "--token-env",
-            "T",
-        ],
-        &[("T", "x")],
-    );
+    let r = lint(TUTORIAL, &url, "T", &[("T", "x")]);
     assert_eq!(r.code, 3);
     assert!(r.stderr.contains(&format!("cannot reach Unleash at {url}")));
 }
 
 #[test]
 fn lint_without_token_variable_is_a_usage_error() {
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            TUTORIAL,
-            "--unleash-url",
-            "http://127.0.0.1:1",
-            "--token-env",
-            "REMEDIATOR_NO_SUCH_VAR",
-        ],
+    let r = lint(
+        TUTORIAL,
+        "http://127.0.0.1:1",
+        "REMEDIATOR_NO_SUCH_VAR",
         &[],
     );
     assert_eq!(r.code, 2);
@@ -693,18 +535,7 @@ fn lint_without_token_variable_is_a_usage_error() {
 
 #[test]
 fn lint_invalid_rules_exit_1_like_check() {
-    let r = run(
-        &[
-            "lint",
-            "--rules",
-            AS_PRINTED,
-            "--unleash-url",
-            "http://127.0.0.1:1",
-            "--token-env",
-            "T",
-        ],
-        &[("T", "x")],
-    );
+    let r = lint(AS_PRINTED, "http://127.0.0.1:1", "T", &[("T", "x")]);
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stdout,

@@ -9,13 +9,10 @@
 //! a notice.
 
 use std::io::Write;
-use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
+
+use common::{lint, Run};
 
 fn unleash() -> Option<String> {
     match (
@@ -39,32 +36,12 @@ fn unleash() -> Option<String> {
     }
 }
 
-/// `remediator lint --rules RULES --unleash-url URL --token-env VAR`, from cli/.
-fn lint(rules: &str, url: &str, token_env: &str, extra_env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remediator"));
-    cmd.args([
-        "lint",
-        "--rules",
-        rules,
-        "--unleash-url",
-        url,
-        "--token-env",
-        token_env,
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("the remediator binary runs");
-    let r = Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
-    eprintln!(
-        "$ remediator lint --rules {rules} --unleash-url {url} --token-env {token_env}\n--- exit {}\n{}{}",
-        r.code, r.stdout, r.stderr
-    );
+/// `remediator lint --rules RULES --unleash-url URL --token-env REMEDIATOR_LINT_TOKEN`.
+fn lint_real(rules: &str, url: &str) -> Run {
+    never_prints_the_token(lint(rules, url, "REMEDIATOR_LINT_TOKEN", &[]))
+}
+
+fn never_prints_the_token(r: Run) -> Run {
     let token = std::env::var("REMEDIATOR_LINT_TOKEN").unwrap_or_default();
     assert!(
         token.is_empty() || !(r.stdout.contains(&token) || r.stderr.contains(&token)),
@@ -76,12 +53,7 @@ fn lint(rules: &str, url: &str, token_env: &str, extra_env: &[(&str, &str)]) -> 
 #[test]
 fn tutorial_rules_name_the_unknown_flag_and_suggest_the_real_one() {
     let Some(url) = unleash() else { return };
-    let r = lint(
-        "tests/fixtures/rules/tutorial.yaml",
-        &url,
-        "REMEDIATOR_LINT_TOKEN",
-        &[],
-    );
+    let r = lint_real("tests/fixtures/rules/tutorial.yaml", &url);
     assert_eq!(r.code, 1, "an unknown flag is an error");
     assert!(r.stdout.contains(
         "error: rule \"Response time degradation\": flag \"EnableItemCache\" is unknown in project \"default\"; did you mean \"EnableItemsCache\"?"
@@ -97,12 +69,7 @@ fn tutorial_rules_name_the_unknown_flag_and_suggest_the_real_one() {
 #[test]
 fn warnings_only_exit_0() {
     let Some(url) = unleash() else { return };
-    let r = lint(
-        "tests/fixtures/rules/shadowed.yaml",
-        &url,
-        "REMEDIATOR_LINT_TOKEN",
-        &[],
-    );
+    let r = lint_real("tests/fixtures/rules/shadowed.yaml", &url);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains(
         "warning: rule \"Failure rate increase\": can never match: rule \"Failure rate\" above"
@@ -113,12 +80,7 @@ fn warnings_only_exit_0() {
 #[test]
 fn unknown_environments_are_errors() {
     let Some(url) = unleash() else { return };
-    let r = lint(
-        "tests/fixtures/rules/unleash-environments.yaml",
-        &url,
-        "REMEDIATOR_LINT_TOKEN",
-        &[],
-    );
+    let r = lint_real("tests/fixtures/rules/unleash-environments.yaml", &url);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "error: rule \"cache-on-staging\": flag \"EnableItemsCache\" in project \"default\" has no environment \"staging\" (it has: development, production)"
@@ -130,12 +92,7 @@ fn unknown_environments_are_errors() {
 #[test]
 fn unknown_project_is_an_error() {
     let Some(url) = unleash() else { return };
-    let r = lint(
-        "tests/fixtures/rules/own.yaml",
-        &url,
-        "REMEDIATOR_LINT_TOKEN",
-        &[],
-    );
+    let r = lint_real("tests/fixtures/rules/own.yaml", &url);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(
         "rule \"everything-else\": project \"platform\" (for flag \"GlobalSafeMode\") does not exist in Unleash"
@@ -146,12 +103,12 @@ fn unknown_project_is_an_error() {
 fn a_refused_token_exits_3() {
     let Some(url) = unleash() else { return };
     let wrong = "*:*.not-a-real-token-0000";
-    let r = lint(
+    let r = never_prints_the_token(lint(
         "tests/fixtures/rules/tutorial.yaml",
         &url,
         "REMEDIATOR_LINT_WRONG_TOKEN",
         &[("REMEDIATOR_LINT_WRONG_TOKEN", wrong)],
-    );
+    ));
     assert_eq!(r.code, 3);
     assert!(
         r.stderr
@@ -165,12 +122,7 @@ fn a_refused_token_exits_3() {
 #[test]
 fn rollout_actions_need_their_flexible_rollout_strategy() {
     let Some(url) = unleash() else { return };
-    let r = lint(
-        "tests/fixtures/rules/rollouts.yaml",
-        &url,
-        "REMEDIATOR_LINT_TOKEN",
-        &[],
-    );
+    let r = lint_real("tests/fixtures/rules/rollouts.yaml", &url);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let errors: Vec<&str> = r
         .stdout

@@ -34,6 +34,54 @@ fn ms(t: i64) -> i64 {
     t - EPOCH_MS
 }
 
+/// (occurrence, flag) -> the end of the first 2xx firing delivery whose report says
+/// `done` (its alert's flags turned, or rollouts set) holds that flag.
+fn first_acks(
+    o: &Observed,
+    done: impl Fn(&crate::sched::AlertRec) -> &Vec<String>,
+) -> BTreeMap<(usize, String), i64> {
+    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
+    for d in &o.deliveries {
+        for a in &d.alerts {
+            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
+                for f in done(a) {
+                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
+                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
+                }
+            }
+        }
+    }
+    acked
+}
+
+/// The occurrences other than `occ` acknowledged (in `acked`) as holding `flag`
+/// before `at` and still firing at `at`: (occurrence, acknowledged at, it).
+fn still_firing<'a>(
+    o: &'a Observed,
+    acked: &BTreeMap<(usize, String), i64>,
+    occ: usize,
+    flag: &str,
+    at: i64,
+) -> Vec<(usize, i64, &'a crate::scenario::Occ)> {
+    acked
+        .iter()
+        .map(|((other, f), &acked_at)| (*other, f, acked_at, &o.scenario.occs[*other]))
+        .filter(|(other, f, acked_at, oo)| {
+            *other != occ && *f == flag && *acked_at < at && oo.resolve_at > at
+        })
+        .map(|(other, _, acked_at, oo)| (other, acked_at, oo))
+        .collect()
+}
+
+/// One change in a violation's history: "AT ms WHO FROM->TO".
+fn change(at: i64, who: Who, from: impl std::fmt::Display, to: impl std::fmt::Display) -> String {
+    let who = match who {
+        Who::Remediator { task } => format!("d{task}"),
+        Who::Human => "human".into(),
+    };
+    format!("{} ms {who} {from}->{to}", ms(at))
+}
+
 /// All invariants; returns the violations and the number of ambiguous duplicates (I1).
 pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
     let mut out = Vec::new();
@@ -192,17 +240,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
     let mut ambiguous = 0;
     let initial: BTreeMap<&str, bool> = INITIAL_FLAGS.iter().copied().collect();
     // (occurrence, flag) -> first 2xx firing answer that turned it.
-    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
-    for d in &o.deliveries {
-        for a in &d.alerts {
-            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-                for f in &a.flags_done {
-                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
-                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
-                }
-            }
-        }
-    }
+    let acked = first_acks(o, |a| &a.flags_done);
     for (i, c) in o.flag_log.iter().enumerate() {
         let Who::Remediator { task } = c.who else {
             continue;
@@ -213,17 +251,14 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         }
         let occ = o.alert_of(task, c.alert).0;
         // (b)
-        for ((other, flag), &at) in &acked {
-            let oo = &o.scenario.occs[*other];
-            if *other != occ && *flag == c.flag && at < c.at && oo.resolve_at > c.at {
-                out.push(v(
-                    "I3",
-                    format!(
-                        "d{task} (occurrence {occ}) restored {} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having turned it at {} ms, still fires until {} ms",
-                        c.flag, c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
-                    ),
-                ));
-            }
+        for (other, at, oo) in still_firing(o, &acked, occ, &c.flag, c.at) {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored {} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having turned it at {} ms, still fires until {} ms",
+                    c.flag, c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
+                ),
+            ));
         }
         // (c), (d)
         let earlier = &o.flag_log[..i];
@@ -310,13 +345,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             if !changed || by_hand {
                 continue;
             }
-            let all_resolved = o
-                .scenario
-                .occs
-                .iter()
-                .enumerate()
-                .filter(|(_, oc)| oc.flags.contains(flag))
-                .all(|(i, _)| o.resolve_answered(i));
+            let all_resolved = o.all_resolved(|oc| oc.flags.contains(flag));
             let now = o
                 .final_flags
                 .iter()
@@ -327,13 +356,7 @@ pub fn i3_flags_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
                     .flag_log
                     .iter()
                     .filter(|c| c.flag == *flag)
-                    .map(|c| {
-                        let who = match c.who {
-                            Who::Remediator { task } => format!("d{task}"),
-                            Who::Human => "human".into(),
-                        };
-                        format!("{} ms {who} {}->{}", ms(c.at), c.from, c.to)
-                    })
+                    .map(|c| change(c.at, c.who, c.from, c.to))
                     .collect();
                 out.push(v(
                     "I3",
@@ -403,13 +426,7 @@ fn i3_flag_in_effect_when_acknowledged(o: &Observed) -> Vec<Violation> {
                     .iter()
                     .rev()
                     .take(4)
-                    .map(|c| {
-                        let who = match c.who {
-                            Who::Remediator { task } => format!("d{task}"),
-                            Who::Human => "human".into(),
-                        };
-                        format!("{} ms {who} {}->{}", ms(c.at), c.from, c.to)
-                    })
+                    .map(|c| change(c.at, c.who, c.from, c.to))
                     .collect();
                 out.push(v(
                     "I3",
@@ -453,17 +470,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             .map(|s| s.3)
     };
     // (occurrence, flag) -> first 2xx firing answer that set its rollout.
-    let mut acked: BTreeMap<(usize, String), i64> = BTreeMap::new();
-    for d in &o.deliveries {
-        for a in &d.alerts {
-            if a.kind == Kind::Firing && matches!(d.status, Some(200..=299)) {
-                for f in &a.rollouts_done {
-                    let e = acked.entry((a.occ, f.clone())).or_insert(i64::MAX);
-                    *e = (*e).min(d.end.unwrap_or(i64::MAX));
-                }
-            }
-        }
-    }
+    let acked = first_acks(o, |a| &a.rollouts_done);
     let uncertain_before = |at: i64| {
         o.tasks.iter().any(|t| {
             t.crashed_at.is_some_and(|c| c < at)
@@ -475,10 +482,6 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         o.deliveries
             .iter()
             .any(|d| d.start <= at && d.end.is_none_or(|e| e >= at))
-    };
-    let who = |w: Who| match w {
-        Who::Remediator { task } => format!("d{task}"),
-        Who::Human => "human".into(),
     };
     for (i, c) in o.rollout_log.iter().enumerate() {
         let Who::Remediator { task } = c.who else {
@@ -537,17 +540,14 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             continue; // A resumed restore that changes nothing.
         }
         // (b)
-        for ((other, flag), &at) in &acked {
-            let oo = &o.scenario.occs[*other];
-            if *other != occ && *flag == c.flag && at < c.at && oo.resolve_at > c.at {
-                out.push(v(
-                    "I3",
-                    format!(
-                        "d{task} (occurrence {occ}) restored the {what} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having set it at {} ms, still fires until {} ms",
-                        c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
-                    ),
-                ));
-            }
+        for (other, at, oo) in still_firing(o, &acked, occ, &c.flag, c.at) {
+            out.push(v(
+                "I3",
+                format!(
+                    "d{task} (occurrence {occ}) restored the {what} to {} at {} ms while occurrence {other} ({} {}), acknowledged as having set it at {} ms, still fires until {} ms",
+                    c.to, ms(c.at), oo.alert, oo.instance, ms(at), ms(oo.resolve_at)
+                ),
+            ));
         }
         // (c)
         let read = o.rollout_reads.iter().rfind(|r| {
@@ -591,7 +591,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
         }
         let history: Vec<String> = earlier
             .iter()
-            .map(|e| format!("{} ms {} {}->{}", ms(e.at), who(e.who), e.from, e.to))
+            .map(|e| change(e.at, e.who, e.from, e.to))
             .collect();
         out.push(v(
             "I3",
@@ -623,13 +623,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             if !changed || by_hand {
                 continue;
             }
-            let all_resolved = o
-                .scenario
-                .occs
-                .iter()
-                .enumerate()
-                .filter(|(_, oc)| oc.rollouts.contains(&flag))
-                .all(|(i, _)| o.resolve_answered(i));
+            let all_resolved = o.all_resolved(|oc| oc.rollouts.contains(&flag));
             let now = o
                 .final_rollouts
                 .iter()
@@ -638,7 +632,7 @@ pub fn i3_rollouts_restored_exactly(o: &Observed) -> (Vec<Violation>, usize) {
             if all_resolved && now != Some(init) {
                 let history: Vec<String> = log
                     .iter()
-                    .map(|c| format!("{} ms {} {}->{}", ms(c.at), who(c.who), c.from, c.to))
+                    .map(|c| change(c.at, c.who, c.from, c.to))
                     .collect();
                 out.push(v(
                     "I3",

@@ -449,6 +449,60 @@ fn normal_streams(occs: &[Occ]) -> Vec<StreamPlan> {
         .collect()
 }
 
+/// The first shape of both families: one occurrence (`make(instance, fire_at,
+/// resolve_at)`) on i1, or two of one rule overlapping (i1, i2), or one whose resolve
+/// arrives first (the firing was delayed), then the firing, then the resolve again
+/// (Alertmanager HA peer). Returns the name of the one drawn, from `names` in that order.
+/// Both families draw exactly this sequence, so their seeds replay as before.
+fn one_occurrence(
+    rng: &mut fastrand::Rng,
+    t0: i64,
+    make: impl Fn(&str, i64, i64) -> Occ,
+    occs: &mut Vec<Occ>,
+    extra_streams: &mut Vec<StreamPlan>,
+    names: [&'static str; 3],
+) -> &'static str {
+    let d1 = rng.i64(15_000..=360_000);
+    occs.push(make("i1", t0, t0 + d1));
+    if rng.bool() {
+        let start = t0 + rng.i64(1000..=d1.max(2000));
+        let d2 = rng.i64(15_000..=360_000);
+        occs.push(make("i2", start, start + d2));
+        names[1]
+    } else if rng.f64() < 0.3 {
+        let mut o = make("i1", t0, t0 + 2000);
+        o.fire_at = t0 + rng.i64(3000..=15_000);
+        o.resolve_at = o.fire_at + rng.i64(20_000..=60_000);
+        *extra_streams = vec![
+            StreamPlan {
+                occ: 0,
+                kind: Kind::Resolved,
+                start: t0,
+                end: i64::MAX,
+                members: vec![],
+            },
+            StreamPlan {
+                occ: 0,
+                kind: Kind::Firing,
+                start: o.fire_at,
+                end: o.resolve_at,
+                members: vec![],
+            },
+            StreamPlan {
+                occ: 0,
+                kind: Kind::Resolved,
+                start: o.resolve_at,
+                end: i64::MAX,
+                members: vec![],
+            },
+        ];
+        occs[0] = o;
+        names[2]
+    } else {
+        names[0]
+    }
+}
+
 /// Draw the scenario of one schedule: the classic family (on/off flags, scaling,
 /// policies), or with `rollout` the rollout family.
 pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
@@ -456,14 +510,7 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
         return draw_rollout(rng);
     }
     let t0 = EPOCH_MS + 1000;
-    let replicas = rng.usize(2..=4);
-    let skews: Vec<i64> = if rng.f64() < 0.3 {
-        vec![0; replicas]
-    } else {
-        (0..replicas)
-            .map(|_| rng.i64(-MAX_CLOCK_SKEW_MS..=MAX_CLOCK_SKEW_MS))
-            .collect()
-    };
+    let skews = draw_skews(rng);
     let dur = |rng: &mut fastrand::Rng, lo: i64, hi: i64| rng.i64(lo..=hi);
     let keptn = rng.f64() < 0.3;
     let mut rules = if keptn {
@@ -479,53 +526,10 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
     let name = match rng.u32(0..6) {
         0 => {
             // One flag-off occurrence, or two of one rule overlapping (different instances).
-            let d1 = dur(rng, 15_000, 360_000);
-            occs.push(occ("HighFailureRate", "i1", t0, t0 + d1, flag.clone()));
-            if rng.bool() {
-                let start = t0 + rng.i64(1000..=d1.max(2000));
-                let d2 = dur(rng, 15_000, 360_000);
-                occs.push(occ(
-                    "HighFailureRate",
-                    "i2",
-                    start,
-                    start + d2,
-                    flag.clone(),
-                ));
-                "flag-overlap"
-            } else if rng.f64() < 0.3 {
-                // The resolve arrives first (the firing was delayed), then the
-                // firing, then the resolve again (Alertmanager HA peer).
-                let mut o = occ("HighFailureRate", "i1", t0, t0 + 2000, flag.clone());
-                o.fire_at = t0 + rng.i64(3000..=15_000);
-                o.resolve_at = o.fire_at + rng.i64(20_000..=60_000);
-                extra_streams = vec![
-                    StreamPlan {
-                        occ: 0,
-                        kind: Kind::Resolved,
-                        start: t0,
-                        end: i64::MAX,
-                        members: vec![],
-                    },
-                    StreamPlan {
-                        occ: 0,
-                        kind: Kind::Firing,
-                        start: o.fire_at,
-                        end: o.resolve_at,
-                        members: vec![],
-                    },
-                    StreamPlan {
-                        occ: 0,
-                        kind: Kind::Resolved,
-                        start: o.resolve_at,
-                        end: i64::MAX,
-                        members: vec![],
-                    },
-                ];
-                occs[0] = o;
-                "flag-resolve-first"
-            } else {
-                "flag"
-            }
+            let make =
+                |i: &str, fire, resolve| occ("HighFailureRate", i, fire, resolve, flag.clone());
+            let names = ["flag", "flag-overlap", "flag-resolve-first"];
+            one_occurrence(rng, t0, make, &mut occs, &mut extra_streams, names)
         }
         1 => {
             let n = rng.usize(1..=2);
@@ -595,36 +599,9 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
             "mixed"
         }
     };
-    let streams = if extra_streams.is_empty() {
-        normal_streams(&occs)
-    } else {
-        extra_streams
-    };
-    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
-    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
-    let mut hand = Vec::new();
-    if rng.f64() < 0.2 {
-        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.flags.clone()).collect();
-        if let Some(f) = rng.choice(touched) {
-            hand.push((rng.i64(t0..=last + 1000), f));
-        }
-    }
-    let faults = if rng.f64() < 0.25 {
-        Faults::default()
-    } else {
-        let mut p = |max: f64| if rng.bool() { rng.f64() * max } else { 0.0 };
-        Faults {
-            crash: p(0.02),
-            kv_busy: p(0.03),
-            kv_lost_reply: p(0.03),
-            unleash_5xx_before: p(0.2),
-            unleash_apply_then_timeout: p(0.15),
-            unleash_apply_then_502: p(0.15),
-            scale_5xx_before: p(0.2),
-            scale_apply_then_timeout: p(0.15),
-            until_ms: t0 + rng.i64(0..=(last - t0).clamp(1, 180_000)),
-        }
-    };
+    let (streams, last, ha_dup) = timeline(rng, &occs, extra_streams, t0);
+    let hand = draw_hand_change(rng, &occs, t0, last, 0.2);
+    let faults = draw_faults(rng, t0, last);
     Scenario {
         name,
         skews,
@@ -642,6 +619,56 @@ pub fn draw(rng: &mut fastrand::Rng, rollout: bool) -> Scenario {
         vars: vec![],
         budget: None,
     }
+}
+
+/// The notification streams (`extra`, else each occurrence's firing then resolve),
+/// the last resolve (or `t0`), and the share of deliveries an Alertmanager HA peer
+/// duplicates.
+fn timeline(
+    rng: &mut fastrand::Rng,
+    occs: &[Occ],
+    extra: Vec<StreamPlan>,
+    t0: i64,
+) -> (Vec<StreamPlan>, i64, f64) {
+    let streams = if extra.is_empty() {
+        normal_streams(occs)
+    } else {
+        extra
+    };
+    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
+    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
+    (streams, last, ha_dup)
+}
+
+/// Each replica's clock skew: none for any, three times in ten.
+fn draw_skews(rng: &mut fastrand::Rng) -> Vec<i64> {
+    let replicas = rng.usize(2..=4);
+    if rng.f64() < 0.3 {
+        vec![0; replicas]
+    } else {
+        (0..replicas)
+            .map(|_| rng.i64(-MAX_CLOCK_SKEW_MS..=MAX_CLOCK_SKEW_MS))
+            .collect()
+    }
+}
+
+/// With probability `p`, a hand change of one flag an occurrence touches, at a time
+/// in the schedule.
+fn draw_hand_change(
+    rng: &mut fastrand::Rng,
+    occs: &[Occ],
+    t0: i64,
+    last: i64,
+    p: f64,
+) -> Vec<(i64, &'static str)> {
+    let mut hand = Vec::new();
+    if rng.f64() < p {
+        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.flags.clone()).collect();
+        if let Some(f) = rng.choice(touched) {
+            hand.push((rng.i64(t0..=last + 1000), f));
+        }
+    }
+    hand
 }
 
 fn draw_faults(rng: &mut fastrand::Rng, t0: i64, last: i64) -> Faults {
@@ -669,14 +696,7 @@ fn draw_faults(rng: &mut fastrand::Rng, t0: i64, last: i64) -> Faults {
 /// at once; hand changes of the percentage.
 fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
     let t0 = EPOCH_MS + 1000;
-    let replicas = rng.usize(2..=4);
-    let skews: Vec<i64> = if rng.f64() < 0.3 {
-        vec![0; replicas]
-    } else {
-        (0..replicas)
-            .map(|_| rng.i64(-MAX_CLOCK_SKEW_MS..=MAX_CLOCK_SKEW_MS))
-            .collect()
-    };
+    let skews = draw_skews(rng);
     let dur = |rng: &mut fastrand::Rng, lo: i64, hi: i64| rng.i64(lo..=hi);
     // Strategies: NewCheckout's "gradual" at a seeded percentage, sometimes a second
     // one ("beta") so that the rules must name theirs; NewSearch's "gradual".
@@ -712,51 +732,11 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
     let nc = vec!["NewCheckout"];
     let name = match rng.u32(0..5) {
         0 => {
-            let d1 = dur(rng, 15_000, 360_000);
-            occs.push(rollout_occ("CheckoutErrors", "i1", t0, t0 + d1, nc.clone()));
-            if rng.bool() {
-                let start = t0 + rng.i64(1000..=d1.max(2000));
-                let d2 = dur(rng, 15_000, 360_000);
-                occs.push(rollout_occ(
-                    "CheckoutErrors",
-                    "i2",
-                    start,
-                    start + d2,
-                    nc.clone(),
-                ));
-                "rollout-overlap"
-            } else if rng.f64() < 0.3 {
-                let mut o = rollout_occ("CheckoutErrors", "i1", t0, t0 + 2000, nc.clone());
-                o.fire_at = t0 + rng.i64(3000..=15_000);
-                o.resolve_at = o.fire_at + rng.i64(20_000..=60_000);
-                extra_streams = vec![
-                    StreamPlan {
-                        occ: 0,
-                        kind: Kind::Resolved,
-                        start: t0,
-                        end: i64::MAX,
-                        members: vec![],
-                    },
-                    StreamPlan {
-                        occ: 0,
-                        kind: Kind::Firing,
-                        start: o.fire_at,
-                        end: o.resolve_at,
-                        members: vec![],
-                    },
-                    StreamPlan {
-                        occ: 0,
-                        kind: Kind::Resolved,
-                        start: o.resolve_at,
-                        end: i64::MAX,
-                        members: vec![],
-                    },
-                ];
-                occs[0] = o;
-                "rollout-resolve-first"
-            } else {
-                "rollout"
-            }
+            let make = |i: &str, fire, resolve| {
+                rollout_occ("CheckoutErrors", i, fire, resolve, nc.clone())
+            };
+            let names = ["rollout", "rollout-overlap", "rollout-resolve-first"];
+            one_occurrence(rng, t0, make, &mut occs, &mut extra_streams, names)
         }
         1 => {
             let d = dur(rng, 60_000, 540_000);
@@ -817,14 +797,7 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
             "rollout-ladder-overlap"
         }
     };
-    let streams = if extra_streams.is_empty() {
-        normal_streams(&occs)
-    } else {
-        extra_streams
-    };
-    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
-    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
-    let mut hand = Vec::new();
+    let (streams, last, ha_dup) = timeline(rng, &occs, extra_streams, t0);
     let mut hand_rollout = Vec::new();
     if rng.f64() < 0.35 {
         let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.rollouts.clone()).collect();
@@ -839,12 +812,7 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
             hand_rollout.sort();
         }
     }
-    if rng.f64() < 0.1 {
-        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.flags.clone()).collect();
-        if let Some(f) = rng.choice(touched) {
-            hand.push((rng.i64(t0..=last + 1000), f));
-        }
-    }
+    let hand = draw_hand_change(rng, &occs, t0, last, 0.1);
     let faults = draw_faults(rng, t0, last);
     Scenario {
         name,
@@ -870,14 +838,7 @@ fn draw_rollout(rng: &mut fastrand::Rng) -> Scenario {
 /// rules file, in the `max_changes` variable, or in both (the file's wins).
 pub fn draw_budget(rng: &mut fastrand::Rng) -> Scenario {
     let t0 = EPOCH_MS + 1000;
-    let replicas = rng.usize(2..=4);
-    let skews: Vec<i64> = if rng.f64() < 0.3 {
-        vec![0; replicas]
-    } else {
-        (0..replicas)
-            .map(|_| rng.i64(-MAX_CLOCK_SKEW_MS..=MAX_CLOCK_SKEW_MS))
-            .collect()
-    };
+    let skews = draw_skews(rng);
     let max = rng.usize(1..=3);
     let window_min = [5i64, 10][rng.usize(0..2)];
     let rate = format!("{max} per {window_min}m");
@@ -925,16 +886,8 @@ pub fn draw_budget(rng: &mut fastrand::Rng) -> Scenario {
         ));
     }
     occs.sort_by_key(|o| o.fire_at);
-    let streams = normal_streams(&occs);
-    let last = occs.iter().map(|o| o.resolve_at).max().unwrap_or(t0);
-    let ha_dup = if rng.bool() { rng.f64() * 0.5 } else { 0.0 };
-    let mut hand = Vec::new();
-    if rng.f64() < 0.2 {
-        let touched: Vec<&'static str> = occs.iter().flat_map(|o| o.flags.clone()).collect();
-        if let Some(f) = rng.choice(touched) {
-            hand.push((rng.i64(t0..=last + 1000), f));
-        }
-    }
+    let (streams, last, ha_dup) = timeline(rng, &occs, vec![], t0);
+    let hand = draw_hand_change(rng, &occs, t0, last, 0.2);
     let faults = draw_faults(rng, t0, last);
     Scenario {
         name,

@@ -131,6 +131,16 @@ impl Observed {
             .unwrap_or((0, Kind::Firing))
     }
 
+    /// Every occurrence of the scenario that `touches` had its (last) resolve answered 2xx.
+    pub fn all_resolved(&self, touches: impl Fn(&scenario::Occ) -> bool) -> bool {
+        self.scenario
+            .occs
+            .iter()
+            .enumerate()
+            .filter(|(_, oc)| touches(oc))
+            .all(|(i, _)| self.resolve_answered(i))
+    }
+
     /// Occurrence `i` had its (last) resolve answered 2xx.
     pub fn resolve_answered(&self, i: usize) -> bool {
         self.streams

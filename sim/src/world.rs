@@ -348,6 +348,31 @@ impl World {
         KvError(format!("{kind} (injected)"))
     }
 
+    /// Unleash applied a change (`what`); the injected faults may lose its answer: a
+    /// timeout, else a 502 (drawn in that order). The sender is then uncertain.
+    fn lost_after_apply(
+        &mut self,
+        task: usize,
+        what: impl Fn() -> String,
+        timeout_ms: i64,
+        lat: i64,
+    ) -> Option<(Result<OutboundResponse, SendError>, i64)> {
+        let (answer, then) = if self.faulty(self.faults.unleash_apply_then_timeout) {
+            let e = Err(SendError::Timeout("unleash (injected)".into()));
+            ((e, timeout_ms), "times out")
+        } else if self.faulty(self.faults.unleash_apply_then_502) {
+            ((respond(502, "bad gateway"), lat), "502")
+        } else {
+            return None;
+        };
+        let now = self.now;
+        self.tasks[task].uncertain.push(now);
+        self.note(Some(task), || {
+            format!("  unleash APPLIED {}, then {then}", what())
+        });
+        Some(answer)
+    }
+
     /// Unleash and the scaling receiver. Returns the answer and how long until the
     /// sender sees it.
     fn peer(
@@ -461,30 +486,11 @@ impl World {
                         who: Who::Remediator { task },
                         alert: self.cur(task),
                     });
-                    if self.faulty(self.faults.unleash_apply_then_timeout) {
-                        let now = self.now;
-                        self.tasks[task].uncertain.push(now);
-                        self.note(Some(task), || {
-                            format!("  unleash APPLIED rollout {flag} ({id}) {from}->{to}, then times out")
-                        });
-                        return (
-                            Err(SendError::Timeout("unleash (injected)".into())),
-                            timeout_ms,
-                        );
+                    let what = || format!("rollout {flag} ({id}) {from}->{to}");
+                    if let Some(answer) = self.lost_after_apply(task, what, timeout_ms, lat) {
+                        return answer;
                     }
-                    if self.faulty(self.faults.unleash_apply_then_502) {
-                        let now = self.now;
-                        self.tasks[task].uncertain.push(now);
-                        self.note(Some(task), || {
-                            format!(
-                                "  unleash APPLIED rollout {flag} ({id}) {from}->{to}, then 502"
-                            )
-                        });
-                        return (respond(502, "bad gateway"), lat);
-                    }
-                    self.note(Some(task), || {
-                        format!("  unleash rollout {flag} ({id}) {from}->{to}")
-                    });
+                    self.note(Some(task), || format!("  unleash {}", what()));
                     let body = serde_json::json!({"id": id, "name": "flexibleRollout",
                         "parameters": {"rollout": to.to_string()}});
                     (respond(200, &body.to_string()), lat)
@@ -501,26 +507,11 @@ impl World {
                         who: Who::Remediator { task },
                         alert: self.cur(task),
                     });
-                    if self.faulty(self.faults.unleash_apply_then_timeout) {
-                        let now = self.now;
-                        self.tasks[task].uncertain.push(now);
-                        self.note(Some(task), || {
-                            format!("  unleash APPLIED {flag} {current}->{to}, then times out")
-                        });
-                        return (
-                            Err(SendError::Timeout("unleash (injected)".into())),
-                            timeout_ms,
-                        );
+                    let what = || format!("{flag} {current}->{to}");
+                    if let Some(answer) = self.lost_after_apply(task, what, timeout_ms, lat) {
+                        return answer;
                     }
-                    if self.faulty(self.faults.unleash_apply_then_502) {
-                        let now = self.now;
-                        self.tasks[task].uncertain.push(now);
-                        self.note(Some(task), || {
-                            format!("  unleash APPLIED {flag} {current}->{to}, then 502")
-                        });
-                        return (respond(502, "bad gateway"), lat);
-                    }
-                    self.note(Some(task), || format!("  unleash {flag} {current}->{to}"));
+                    self.note(Some(task), || format!("  unleash {}", what()));
                     (respond(200, ""), lat)
                 }
                 _ => (respond(400, "unexpected call"), lat),

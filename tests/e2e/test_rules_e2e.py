@@ -152,6 +152,12 @@ class Rules(Case):
     def url(self):
         return self.server.origin + "/remediation.yaml"
 
+    def serving(self, text):
+        """Our server serves `text` to the component, which uses it; its GET /rules."""
+        self.server.serve(text)
+        self.use_server()
+        return self.wait_version(text)
+
     def rules(self):
         status, body, _ = self.get("/rules")
         self.assertEqual(status, 200, body)
@@ -206,9 +212,7 @@ class Rules(Case):
     # ------------------------------------------------------------------ served rules
     def test_1_served_rules_are_used(self):
         self.unleash.prepare(SERVED_FLAG, production=True)
-        self.server.serve(RULES_V1)
-        self.use_server()
-        rules = self.wait_version(RULES_V1)
+        rules = self.serving(RULES_V1)
         self.assertEqual((rules["text"], rules["warning"], [r["name"] for r in rules["rules"]]),
                          (RULES_V1, None, ["e2e-served-v1"]), rules)
         self.assertEqual(self.health()["status"], "ok")
@@ -225,9 +229,7 @@ class Rules(Case):
         self.assertEqual(p["outcome"], "no_matching_rule", p)
 
     def test_2_changed_rules_apply_after_the_ttl(self):
-        self.server.serve(RULES_V1)
-        self.use_server()
-        self.wait_version(RULES_V1)
+        self.serving(RULES_V1)
         alert = self.alert("E2EServedRuleV2", service="carts")  # one occurrence, sent until it acts
 
         self.server.serve(RULES_V2)
@@ -254,9 +256,7 @@ class Rules(Case):
         self.assertEqual(p["outcome"], "no_matching_rule", p)
 
     def test_3_broken_rules_keep_the_last_known_good(self):
-        self.server.serve(RULES_V2)
-        self.use_server()
-        self.wait_version(RULES_V2)
+        self.serving(RULES_V2)
 
         self.server.serve(RULES_BROKEN)
         health = wait_for("/healthz degraded", lambda: (lambda h: h if h["status"] == "degraded" else None)(
@@ -283,9 +283,7 @@ class Rules(Case):
         self.assertEqual(self.server.requests()[-1][1:], (304, etag_of(RULES_V2)))
 
     def test_4_steady_state_costs_one_conditional_request_per_ttl(self):
-        self.server.serve(RULES_V2)
-        self.use_server()
-        self.wait_version(RULES_V2)
+        self.serving(RULES_V2)
         self.server.reset()
         t0 = time.time()
         for i in range(20):  # 20 webhooks over 6 s, one after the other
@@ -308,9 +306,7 @@ class Rules(Case):
     def test_5_a_new_rules_origin_is_used_at_once_and_never_mixed_with_the_old_one(self):
         """After rules_origin changes, the new origin is asked at once; the old origin's
         rules are never used under the new name, nor as its last-known-good."""
-        self.server.serve(RULES_V2)
-        self.use_server()
-        self.wait_version(RULES_V2)
+        self.serving(RULES_V2)
         other = RulesServer()
         try:
             other.serve(RULES_V1)

@@ -204,6 +204,16 @@ impl Recorder {
     }
 }
 
+/// Each problem's outcome in a webhook's report, in order.
+pub fn outcomes(report: &serde_json::Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["outcome"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// (alertname, summary annotation, labels) of one test alert.
 pub type TestAlert<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
 
@@ -211,13 +221,14 @@ pub type TestAlert<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
 /// One `HighFailureRate` alert on carts (summary "Failure rate increase on carts"),
 /// which the tutorial's "Failure rate increase" rule matches.
 pub fn failure_rate(status: &str) -> Vec<u8> {
+    failure_rate_summarized(status, "Failure rate increase on carts")
+}
+
+/// The same alert with another summary.
+pub fn failure_rate_summarized(status: &str, summary: &str) -> Vec<u8> {
     alertmanager(
         status,
-        &[(
-            "HighFailureRate",
-            Some("Failure rate increase on carts"),
-            &[("service", "carts")],
-        )],
+        &[("HighFailureRate", Some(summary), &[("service", "carts")])],
     )
 }
 
@@ -231,6 +242,18 @@ pub fn cpu_usage_at(starts: &str) -> Vec<u8> {
     .unwrap()
     .replace("2026-11-26T14:02:06.305Z", starts)
     .into_bytes()
+}
+
+/// One firing `cpu_usage` alert (the tutorial's scaling rule) on `service` in `namespace`.
+pub fn cpu_usage_on(service: &str, namespace: &str) -> Vec<u8> {
+    alertmanager(
+        "firing",
+        &[(
+            "cpu_usage",
+            None,
+            &[("service", service), ("namespace", namespace)],
+        )],
+    )
 }
 
 pub fn alertmanager(status: &str, alerts: &[TestAlert]) -> Vec<u8> {

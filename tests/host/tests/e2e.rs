@@ -5,15 +5,6 @@ mod common;
 
 use common::*;
 
-fn probe_args(manifest: &std::path::Path, wasm: &std::path::Path) -> Vec<String> {
-    vec![
-        "--manifest".into(),
-        manifest.display().to_string(),
-        "--wasm".into(),
-        wasm.display().to_string(),
-    ]
-}
-
 fn start_probe(
     edit: impl Fn(String) -> String,
     env: &[(&str, &str)],
@@ -157,25 +148,8 @@ fn cas_from_a_present_value_fifty_concurrent_racers_exactly_one_wins() {
     // Every racer holds 1 s between `current` and `swap`, so most of them swap
     // against the same snapshot.
     let results = race(host.addr, 50, "key=race&expect=open&hold_ms=1000");
-    let winners: Vec<usize> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.1 == "won")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(winners.len(), 1, "{results:?}");
-    for (s, b) in &results {
-        assert!(
-            (*s == 200 && b == "won") || (*s == 409 && (b == "taken" || b == "lost")),
-            "{s} {b}"
-        );
-    }
-    let lost = results.iter().filter(|r| r.1 == "lost").count();
-    assert!(lost > 0, "the race window was never hit: {results:?}");
-    assert_eq!(
-        host.get("/kv/get?key=race"),
-        (200, format!("r{}", winners[0]))
-    );
+    let winner = the_one_winner(&results);
+    assert_eq!(host.get("/kv/get?key=race"), (200, format!("r{winner}")));
 }
 
 #[test]
@@ -221,6 +195,16 @@ fn outbound_requests_follow_allowed_outbound_hosts() {
     assert!(host.wait_log("denied: not in allowed_outbound_hosts"));
 }
 
+/// The probe with `allowed` (a whole `allowed_outbound_hosts = …` line) in place of
+/// the manifest's own list.
+fn start_allowing(allowed: &str) -> (tempfile::TempDir, Host) {
+    start_probe(
+        |m| m.replace("allowed_outbound_hosts = [\"{{ upstream }}\"]", allowed),
+        &[("SPIN_VARIABLE_TOKEN", "t")],
+        &[],
+    )
+}
+
 #[test]
 fn outbound_literal_and_wildcard_entries() {
     let a = Upstream::start();
@@ -229,11 +213,7 @@ fn outbound_literal_and_wildcard_entries() {
         "allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]",
         b.addr.port()
     );
-    let (_d, host) = start_probe(
-        |m| m.replace("allowed_outbound_hosts = [\"{{ upstream }}\"]", &only_b),
-        &[("SPIN_VARIABLE_TOKEN", "t")],
-        &[],
-    );
+    let (_d, host) = start_allowing(&only_b);
     assert_eq!(
         host.get(&format!("/fetch?url={}/x", a.url())).1,
         "err:ErrorCode::HttpRequestDenied"
@@ -243,31 +223,13 @@ fn outbound_literal_and_wildcard_entries() {
         "status:204"
     );
     drop(host);
-    let (_d, host) = start_probe(
-        |m| {
-            m.replace(
-                "allowed_outbound_hosts = [\"{{ upstream }}\"]",
-                "allowed_outbound_hosts = [\"http://*:*\"]",
-            )
-        },
-        &[("SPIN_VARIABLE_TOKEN", "t")],
-        &[],
-    );
+    let (_d, host) = start_allowing("allowed_outbound_hosts = [\"http://*:*\"]");
     assert_eq!(
         host.get(&format!("/fetch?url={}/x", a.url())).1,
         "status:204"
     );
     drop(host);
-    let (_d, host) = start_probe(
-        |m| {
-            m.replace(
-                "allowed_outbound_hosts = [\"{{ upstream }}\"]",
-                "allowed_outbound_hosts = []",
-            )
-        },
-        &[("SPIN_VARIABLE_TOKEN", "t")],
-        &[],
-    );
+    let (_d, host) = start_allowing("allowed_outbound_hosts = []");
     assert_eq!(
         host.get(&format!("/fetch?url={}/x", a.url())).1,
         "err:ErrorCode::HttpRequestDenied"

@@ -111,14 +111,8 @@ fn two_hosts(runtime_config: &str, extra: &[&str]) -> (tempfile::TempDir, Host, 
     let (dir, manifest) = probe_manifest(|m| m);
     let rc = dir.path().join("runtime-config.toml");
     std::fs::write(&rc, runtime_config).unwrap();
-    let mut args: Vec<String> = vec![
-        "--manifest".into(),
-        manifest.display().to_string(),
-        "--wasm".into(),
-        wasm.display().to_string(),
-        "--runtime-config-file".into(),
-        rc.display().to_string(),
-    ];
+    let mut args = probe_args(&manifest, &wasm);
+    args.extend(["--runtime-config-file".into(), rc.display().to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let a = Host::start(&args, &[]);
@@ -151,15 +145,6 @@ fn race_both(
         })
         .collect();
     racers.into_iter().map(|t| t.join().unwrap()).collect()
-}
-
-fn winners(results: &[(u16, String)]) -> Vec<usize> {
-    results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.1 == "won")
-        .map(|(i, _)| i)
-        .collect()
 }
 
 #[test]
@@ -197,17 +182,7 @@ fn redis_cas_from_a_present_value_two_processes_fifty_racers_exactly_one_wins() 
     let results = race_both([a.addr, b.addr], 50, |i| {
         format!("/kv/claim?key=race&value=r{i}&expect=open&hold_ms=1000")
     });
-    let w = winners(&results);
-    assert_eq!(w.len(), 1, "{results:?}");
-    for (s, body) in &results {
-        assert!(
-            (*s == 200 && body == "won") || (*s == 409 && (body == "taken" || body == "lost")),
-            "{s} {body}"
-        );
-    }
-    let lost = results.iter().filter(|r| r.1 == "lost").count();
-    assert!(lost > 0, "the race window was never hit: {results:?}");
-    let want = format!("r{}", w[0]);
+    let want = format!("r{}", the_one_winner(&results));
     assert_eq!(a.get("/kv/get?key=race"), (200, want.clone()));
     assert_eq!(b.get("/kv/get?key=race"), (200, want.clone()));
     assert_eq!(redis.cmd(&["GET", "race"]), Some(want));
@@ -276,14 +251,8 @@ fn runtime_config_errors_and_the_spin_type() {
     let wasm = probe_wasm();
     let (dir, manifest) = probe_manifest(|m| m);
     let rc = dir.path().join("rc.toml");
-    let base = [
-        "--manifest".to_string(),
-        manifest.display().to_string(),
-        "--wasm".into(),
-        wasm.display().to_string(),
-        "--runtime-config-file".into(),
-        rc.display().to_string(),
-    ];
+    let mut base = probe_args(&manifest, &wasm);
+    base.extend(["--runtime-config-file".into(), rc.display().to_string()]);
     let start = |extra: &[&str]| {
         let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
         args.extend(extra);

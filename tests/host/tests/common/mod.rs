@@ -275,3 +275,40 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Indices of the racers that won a compare-and-swap race (`/kv/claim` answers).
+pub fn winners(results: &[(u16, String)]) -> Vec<usize> {
+    results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.1 == "won")
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A race from a present value: exactly one racer won (its index is returned), every
+/// other was refused (taken or lost), and at least one lost inside the race window, so
+/// the race really happened.
+pub fn the_one_winner(results: &[(u16, String)]) -> usize {
+    let w = winners(results);
+    assert_eq!(w.len(), 1, "{results:?}");
+    for (s, body) in results {
+        assert!(
+            (*s == 200 && body == "won") || (*s == 409 && (body == "taken" || body == "lost")),
+            "{s} {body}"
+        );
+    }
+    let lost = results.iter().filter(|r| r.1 == "lost").count();
+    assert!(lost > 0, "the race window was never hit: {results:?}");
+    w[0]
+}
+
+/// The host's arguments to serve `wasm` under `manifest`.
+pub fn probe_args(manifest: &Path, wasm: &Path) -> Vec<String> {
+    vec![
+        "--manifest".into(),
+        manifest.display().to_string(),
+        "--wasm".into(),
+        wasm.display().to_string(),
+    ]
+}
