@@ -320,7 +320,7 @@ impl AllowedHostsSpec {
     pub fn validate_with(&self, value: impl Fn(&str) -> Result<String, VarError>) -> Result<()> {
         for e in &self.entries {
             if let Entry::Template(raw, t) = e {
-                let Ok(resolved) = render(t, &value) else {
+                let Ok(resolved) = t.render(&value) else {
                     continue;
                 };
                 parse_or_skip(&resolved).with_context(|| {
@@ -344,7 +344,7 @@ impl AllowedHostsSpec {
                 Entry::Exact(h) => out.push(h.clone()),
                 Entry::Template(raw, t) => {
                     let is_secret = t.vars().any(&secret);
-                    let resolved = match render(t, &value) {
+                    let resolved = match t.render(&value) {
                         Ok(r) => r,
                         Err(err) => {
                             return Allowed::Broken(format!(
@@ -378,20 +378,6 @@ impl AllowedHostsSpec {
         }
         Allowed::Hosts(out)
     }
-}
-
-fn render(
-    t: &Template,
-    value: impl Fn(&str) -> Result<String, VarError>,
-) -> Result<String, VarError> {
-    let mut s = String::new();
-    for p in &t.parts {
-        match p {
-            crate::variables::Part::Lit(l) => s.push_str(l),
-            crate::variables::Part::Expr(e) => s.push_str(&value(e)?),
-        }
-    }
-    Ok(s)
 }
 
 impl Allowed {

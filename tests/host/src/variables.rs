@@ -72,6 +72,21 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The text with each `{{ expr }}` replaced by `value(expr)`.
+    pub fn render(
+        &self,
+        value: impl Fn(&str) -> Result<String, VarError>,
+    ) -> Result<String, VarError> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Expr(e) => out.push_str(&value(e)?),
+            }
+        }
+        Ok(out)
+    }
+
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
     }
@@ -218,21 +233,6 @@ impl Resolver {
             .ok_or_else(|| VarError::Provider(format!("no default for {key:?}")))
     }
 
-    pub fn render(
-        &self,
-        t: &Template,
-        value: impl Fn(&str) -> Result<String, VarError>,
-    ) -> Result<String, VarError> {
-        let mut out = String::new();
-        for p in &t.parts {
-            match p {
-                Part::Lit(l) => out.push_str(l),
-                Part::Expr(e) => out.push_str(&value(e)?),
-            }
-        }
-        Ok(out)
-    }
-
     /// `fermyon:spin/variables@2.0.0#get` for this component.
     pub fn get(&self, name: &str) -> Result<String, VarError> {
         validate_key(name)?;
@@ -242,7 +242,7 @@ impl Resolver {
                 self.component_id
             )));
         };
-        self.render(t, |k| self.app_value(k))
+        t.render(|k| self.app_value(k))
     }
 
     /// Every application variable resolved (Spin's `prepare`, used for
