@@ -50,7 +50,7 @@ fn wit_check_fails_when_the_world_differs() {
         .unwrap()
         .replace(
             "import fermyon:spin/variables@2.0.0;",
-            "import wasi:random/random@0.2.0;",
+            "import wasi:sockets/instance-network@0.2.6;",
         );
     std::fs::write(dir.path().join("world.wit"), world).unwrap();
     std::os::unix::fs::symlink(wit.join("deps"), dir.path().join("deps")).unwrap();
@@ -68,7 +68,7 @@ fn wit_check_fails_when_the_world_differs() {
         "{text}"
     );
     assert!(
-        text.contains("MISMATCH imports: the world declares wasi:random/random@0.2.0"),
+        text.contains("MISMATCH imports: the world declares wasi:sockets/instance-network@0.2.6"),
         "{text}"
     );
 }
