@@ -10,6 +10,37 @@ use crate::config::{Config, Secret};
 use crate::platform::{OutboundRequest, OutboundResponse, SendError};
 use crate::rules::{Percent, UnleashName};
 
+/// A request to the admin API of `flag` in `project`: `suffix` follows
+/// `/api/admin/projects/{p}/features/{f}`. The raw token is what every Unleash version
+/// accepts (7.x also takes "Bearer").
+fn admin_request(
+    method: http::Method,
+    (project, flag): (&UnleashName, &UnleashName),
+    suffix: &str,
+    base_url: &str,
+    token: &Secret,
+    json: Option<serde_json::Value>,
+) -> Result<OutboundRequest, ActionError> {
+    let uri = format!(
+        "{base_url}/api/admin/projects/{}/features/{}{suffix}",
+        encode_segment(project.as_str()),
+        encode_segment(flag.as_str()),
+    );
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::AUTHORIZATION, token.expose())
+        .header(http::header::ACCEPT, "application/json");
+    let body = match json {
+        Some(json) => {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            json.to_string().into_bytes()
+        }
+        None => Vec::new(),
+    };
+    built("Unleash", "unleash_url and unleash_token", req.body(body))
+}
+
 /// `GET` one flag, as both kinds of change read it.
 fn feature_request(
     project: &UnleashName,
@@ -17,18 +48,13 @@ fn feature_request(
     base_url: &str,
     token: &Secret,
 ) -> Result<OutboundRequest, ActionError> {
-    let uri = format!(
-        "{base_url}/api/admin/projects/{}/features/{}",
-        encode_segment(project.as_str()),
-        encode_segment(flag.as_str()),
-    );
-    built(
-        "Unleash",
-        "unleash_url and unleash_token",
-        http::Request::get(uri)
-            .header(http::header::AUTHORIZATION, token.expose())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new()),
+    admin_request(
+        http::Method::GET,
+        (project, flag),
+        "",
+        base_url,
+        token,
+        None,
     )
 }
 
@@ -175,22 +201,13 @@ impl Toggle {
     }
 
     pub fn request(&self, base_url: &str, token: &Secret) -> Result<OutboundRequest, ActionError> {
-        let uri = format!(
-            "{base_url}/api/admin/projects/{}/features/{}/environments/{}/{}",
-            encode_segment(self.project.as_str()),
-            encode_segment(self.flag.as_str()),
+        let suffix = format!(
+            "/environments/{}/{}",
             encode_segment(self.environment.as_str()),
             if self.enabled { "on" } else { "off" }
         );
-        built(
-            "Unleash",
-            "unleash_url and unleash_token",
-            http::Request::post(uri)
-                // Raw token: what every Unleash version accepts (7.x also takes "Bearer").
-                .header(http::header::AUTHORIZATION, token.expose())
-                .header(http::header::ACCEPT, "application/json")
-                .body(Vec::new()),
-        )
+        let target = (&self.project, &self.flag);
+        admin_request(http::Method::POST, target, &suffix, base_url, token, None)
     }
 
     /// Interpret Unleash's answer. A missing flag or environment cannot be fixed
@@ -387,25 +404,23 @@ impl Rollout {
         base_url: &str,
         token: &Secret,
     ) -> Result<OutboundRequest, ActionError> {
-        let uri = format!(
-            "{base_url}/api/admin/projects/{}/features/{}/environments/{}/strategies/{}",
-            encode_segment(self.project.as_str()),
-            encode_segment(self.flag.as_str()),
+        let suffix = format!(
+            "/environments/{}/strategies/{}",
             encode_segment(self.environment.as_str()),
             encode_segment(strategy_id),
         );
         // Unleash keeps strategy parameters as strings.
-        let body = serde_json::json!([
+        let patch = serde_json::json!([
             {"op": "replace", "path": "/parameters/rollout", "value": self.percent.get().to_string()}
         ]);
-        built(
-            "Unleash",
-            "unleash_url and unleash_token",
-            http::Request::patch(uri)
-                .header(http::header::AUTHORIZATION, token.expose())
-                .header(http::header::ACCEPT, "application/json")
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string().into_bytes()),
+        let target = (&self.project, &self.flag);
+        admin_request(
+            http::Method::PATCH,
+            target,
+            &suffix,
+            base_url,
+            token,
+            Some(patch),
         )
     }
 
