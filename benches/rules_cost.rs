@@ -160,6 +160,7 @@ fn main() {
                 last_good: Some(Cached {
                     url: "http://rules.example/remediation.yaml".into(),
                     text: text.clone(),
+                    text_hash: None,
                     etag: None,
                     last_modified: None,
                     fetched_at_ms: 1,

@@ -23,7 +23,7 @@ use crate::problem::Problem;
 use crate::report::{
     ActionOutcome, ActionReport, ActionTarget, FirstHandled, ProblemOutcome, ProblemReport,
 };
-use crate::rules::{Action, Rule, RuleSet, ScaleChange, UnleashName};
+use crate::rules::{Action, Rule, ScaleChange, UnleashName};
 use flags::Lever;
 
 /// How long one delivery (all its alerts together) waits for concurrent ones
@@ -91,7 +91,7 @@ impl Outbound<'_> {
 pub struct Delivery<'a> {
     pub p: &'a dyn Platform,
     pub cfg: &'a Config,
-    pub rules: &'a RuleSet,
+    pub rules: &'a crate::rules_source::Rules,
     pub dry_run: bool,
     /// This delivery's audit batch id, unique per delivery: cell tickets derive from it.
     pub id: i64,
@@ -132,7 +132,7 @@ impl Delivery<'_> {
 
     /// The blast-radius budget in force: the rules file's, else the variable's.
     pub(super) fn budget(&self) -> Option<(u32, Duration)> {
-        self.rules.max_changes.or(self.cfg.max_changes)
+        self.rules.max_changes().or(self.cfg.max_changes)
     }
 
     /// A ticket no one has used on any cell.
@@ -463,7 +463,18 @@ pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
     let mut report = new_report(problem);
     d.note(&report, Event::Received, None, None, false);
     let rules = d.rules;
-    let rule = rules.find(problem);
+    let found = match rules.find(d.p, problem) {
+        Ok(found) => found,
+        Err(e) => {
+            return d.finish(
+                report,
+                ProblemOutcome::Error,
+                format!("rules unavailable, nothing done: {e}"),
+                Event::Error,
+            )
+        }
+    };
+    let rule = found.as_deref();
     if let Some(rule) = rule {
         report.rule = Some(rule.name.clone());
         d.note(&report, Event::Matched, None, None, false);

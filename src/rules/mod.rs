@@ -1,6 +1,7 @@
 //! Remediation rules: parsing the three accepted formats into one model, and matching.
 //! parse.rs reads a file, matching.rs finds the rule for a problem, view.rs shows one.
 
+pub mod compiled;
 pub mod duration;
 pub mod keptn;
 pub mod matcher;

@@ -1,0 +1,1049 @@
+//! The rules cache's entry (docs/rules-cache.md): a validated [`RuleSet`] encoded so
+//! that a request searches its matching index in place and decodes only the rules
+//! that can match, compiling only their regexes. Pure: bytes in, bytes out.
+//!
+//! Every read is bounds-checked. The structure (header, offsets, index) carries a
+//! checksum checked when the entry is opened, and each record its own, checked when
+//! it is decoded: a damaged entry reads as [`Corrupt`], never as another rule.
+//!
+//! Layout, integers little-endian: the header ([`HEADER_LEN`] bytes), then the
+//! structure (rule and notify offsets, the index tables with their keys), then the
+//! rule records, then the notify blocks (one per distinct `notify` list, shared).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::matcher::{compile_bounded, Matcher, Op};
+use super::matching::{in_file_order, Compiled, Index, Keyed};
+use super::model::{
+    Action, Percent, Policy, Rule, RuleSet, RulesFormat, ScaleChange, TitleMatch, UnleashName,
+};
+use crate::notify::{self, Expr, Notifies, Notify, NotifyEvent, Part, Template};
+use crate::problem::Problem;
+
+/// Bump on any change of the bytes [`encode`] writes (the golden test in this file
+/// says when): entries are keyed by it, so an upgrade never reads an old encoding.
+pub const ENCODING_VERSION: u32 = 1;
+
+const MAGIC: &[u8; 4] = b"RMRC";
+/// Where the checksummed part of the header starts (after magic, version, hash,
+/// written_at and the checksum itself).
+const SUMMED_FROM: usize = 40;
+/// Offsets in the header of the sections, each a u32.
+const SECTIONS_AT: usize = 68;
+const SECTIONS: usize = 10;
+pub const HEADER_LEN: usize = SECTIONS_AT + 4 * SECTIONS;
+// Section numbers.
+const RULE_OFFSETS: usize = 0;
+const NOTIFY_OFFSETS: usize = 1;
+const EXACT: usize = 2;
+const PREFIX: usize = 3;
+const CONTAINS: usize = 4;
+const FIRST2: usize = 5;
+const LABEL_EQ: usize = 6;
+const LABEL_PREFIX: usize = 7;
+const SCAN: usize = 8;
+const CATCH_ALL: usize = 9;
+/// Deepest notify body decoded (the YAML parser refuses deeper ones anyway).
+const MAX_DEPTH: usize = 256;
+
+/// The entry is damaged or not what it says it is: parse the rules instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt(pub &'static str);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rules cache entry corrupt: {}", self.0)
+    }
+}
+
+/// A 128-bit content hash, two multiply-rotate lanes over 64-bit words: ~1.5
+/// instructions per byte (FNV-128 took 43). Not cryptographic: it tells versions of
+/// a rules file apart, and whoever can choose the file chooses the rules anyway.
+pub fn hash128(b: &[u8]) -> [u8; 16] {
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+    let (mut h1, mut h2): (u64, u64) = (
+        0x243f_6a88_85a3_08d3 ^ b.len() as u64,
+        0x1319_8a2e_0370_7344,
+    );
+    let mut words = b.chunks_exact(8);
+    for c in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        h1 = (h1 ^ w).wrapping_mul(K1).rotate_left(29);
+        h2 = (h2.rotate_left(23) ^ w).wrapping_mul(K2);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    let w = u64::from_le_bytes(tail);
+    h1 = (h1 ^ w).wrapping_mul(K1);
+    h2 = (h2 ^ w.rotate_left(32)).wrapping_mul(K2);
+    let mix = |mut x: u64| {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    };
+    let a = mix(h1 ^ h2.rotate_left(17));
+    let b = mix(h2 ^ a);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+/// Lower-case hex, as the entry's key and `rules_version` show a hash.
+pub fn hex(h: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(32);
+    for b in h {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn sum64(b: &[u8]) -> u64 {
+    let h = hash128(b);
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&h[..8]);
+    u64::from_le_bytes(w)
+}
+
+// ---------------------------------------------------------------- encoding
+
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&self) -> u32 {
+        self.0.len() as u32
+    }
+    fn put_u32(&mut self, at: usize, v: u32) {
+        self.0[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+        }
+    }
+    fn opt_bool(&mut self, b: Option<bool>) {
+        self.u8(match b {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        });
+    }
+    fn dur(&mut self, d: Duration) {
+        self.u64(d.as_secs());
+        self.u32(d.subsec_nanos());
+    }
+    fn opt_dur(&mut self, d: Option<Duration>) {
+        match d {
+            None => self.u8(0),
+            Some(d) => {
+                self.u8(1);
+                self.dur(d);
+            }
+        }
+    }
+    fn ids(&mut self, ids: &[u32]) {
+        self.u32(ids.len() as u32);
+        for &i in ids {
+            self.u32(i);
+        }
+    }
+    /// A key -> rule ids table, sorted by key bytes: fixed-size entries (key
+    /// offset, key length, ids offset, id count), then the keys and ids.
+    fn table<'a>(&mut self, map: impl Iterator<Item = (&'a String, &'a Vec<u32>)>) -> u32 {
+        let mut entries: Vec<(&String, &Vec<u32>)> = map.collect();
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let at = self.len();
+        self.u32(entries.len() as u32);
+        let first = self.0.len();
+        self.0.resize(first + 16 * entries.len(), 0);
+        for (n, (key, ids)) in entries.iter().enumerate() {
+            let e = first + 16 * n;
+            let key_at = self.len();
+            self.0.extend_from_slice(key.as_bytes());
+            let ids_at = self.len();
+            for &i in ids.iter() {
+                self.u32(i);
+            }
+            self.put_u32(e, key_at);
+            self.put_u32(e + 4, key.len() as u32);
+            self.put_u32(e + 8, ids_at);
+            self.put_u32(e + 12, ids.len() as u32);
+        }
+        at
+    }
+    /// A prefix table: the table's offset, then the key lengths in use.
+    fn keyed(&mut self, k: &Keyed) -> u32 {
+        let table = self.table(k.map.iter());
+        let at = self.len();
+        self.u32(table);
+        self.u32(k.lens.len() as u32);
+        for &l in &k.lens {
+            self.u32(l as u32);
+        }
+        at
+    }
+}
+
+/// The cache entry of `set`, parsed from a text whose [`hash128`] is `hash`.
+pub fn encode(set: &RuleSet, hash: &[u8; 16], written_at_ms: i64) -> Vec<u8> {
+    let mut o = Out(Vec::with_capacity(64 * 1024));
+    o.0.extend_from_slice(MAGIC);
+    o.u32(ENCODING_VERSION);
+    o.0.extend_from_slice(hash);
+    o.u64(written_at_ms as u64);
+    o.u64(0); // the structure's checksum, below
+    o.u32(0); // total length, below
+    o.u8(match set.format {
+        RulesFormat::Keptn06 => 0,
+        RulesFormat::Keptn08 => 1,
+        RulesFormat::Own => 2,
+    });
+    o.u8(u8::from(set.max_changes.is_some()));
+    o.u8(0);
+    o.u8(0);
+    let (n, w) = set.max_changes.unwrap_or((0, Duration::ZERO));
+    o.u32(n);
+    o.dur(w);
+    o.u32(set.rules.len() as u32);
+    o.0.resize(HEADER_LEN, 0);
+    let mut sections = [0u32; SECTIONS];
+
+    // Distinct notify lists (rules without their own share `defaults.notify`).
+    let mut blocks: Vec<&Notifies> = Vec::new();
+    let mut seen: std::collections::HashMap<*const Vec<Notify>, u32> = Default::default();
+    let mut block_of = Vec::with_capacity(set.rules.len());
+    for r in &set.rules {
+        // Every empty list is one block.
+        let ptr = match r.notify.is_empty() {
+            true => std::ptr::null(),
+            false => Arc::as_ptr(&r.notify),
+        };
+        let n = *seen.entry(ptr).or_insert_with(|| {
+            blocks.push(&r.notify);
+            blocks.len() as u32 - 1
+        });
+        block_of.push(n);
+    }
+    // Offsets of records and blocks, relative to where the records start: filled in
+    // once the records are written.
+    sections[RULE_OFFSETS] = o.len();
+    let rule_offsets = o.0.len();
+    o.0.resize(rule_offsets + 4 * (set.rules.len() + 1), 0);
+    sections[NOTIFY_OFFSETS] = o.len();
+    o.u32(blocks.len() as u32);
+    let block_offsets = o.0.len();
+    o.0.resize(block_offsets + 4 * (blocks.len() + 1), 0);
+
+    // The index, as built by `Index::build` for `RuleSet::find`.
+    let ix: &Index = &set.index;
+    sections[EXACT] = o.table(ix.exact.iter());
+    sections[PREFIX] = o.keyed(&ix.prefix);
+    sections[CONTAINS] = o.keyed(&ix.contains.keyed);
+    sections[FIRST2] = o.len();
+    o.u32(ix.contains.first2.len() as u32);
+    for w in &ix.contains.first2 {
+        o.u64(*w);
+    }
+    let eq: Vec<(&String, u32)> = ix
+        .label_eq
+        .iter()
+        .map(|(name, map)| (name, o.table(map.iter())))
+        .collect();
+    sections[LABEL_EQ] = label_list(&mut o, eq);
+    let pre: Vec<(&String, u32)> = ix
+        .label_prefix
+        .iter()
+        .map(|(name, k)| (name, o.keyed(k)))
+        .collect();
+    sections[LABEL_PREFIX] = label_list(&mut o, pre);
+    sections[SCAN] = o.len();
+    o.ids(&ix.scan);
+    sections[CATCH_ALL] = o.len();
+    o.ids(&ix.catch_all);
+    for (i, s) in sections.iter().enumerate() {
+        o.put_u32(SECTIONS_AT + 4 * i, *s);
+    }
+
+    // Records, then notify blocks: each a checksum of what follows it, then the body.
+    let records = o.0.len();
+    let item = |o: &mut Out, body: &dyn Fn(&mut Out)| {
+        let at = o.0.len();
+        o.u64(0);
+        body(o);
+        let sum = sum64(&o.0[at + 8..]);
+        o.0[at..at + 8].copy_from_slice(&sum.to_le_bytes());
+        (at - records) as u32
+    };
+    for (i, r) in set.rules.iter().enumerate() {
+        let at = item(&mut o, &|o| rule(o, r, block_of[i]));
+        o.put_u32(rule_offsets + 4 * i, at);
+    }
+    let end = o.len() - records as u32;
+    o.put_u32(rule_offsets + 4 * set.rules.len(), end);
+    for (i, b) in blocks.iter().enumerate() {
+        let at = item(&mut o, &|o| notify_block(o, b));
+        o.put_u32(block_offsets + 4 * i, at);
+    }
+    let end = o.len() - records as u32;
+    o.put_u32(block_offsets + 4 * blocks.len(), end);
+    let total = o.len();
+    o.put_u32(40, total);
+    // Last: the structure (offsets and length included) is final.
+    let structure_sum = sum64(&o.0[SUMMED_FROM..records]);
+    o.0[32..40].copy_from_slice(&structure_sum.to_le_bytes());
+    o.0
+}
+
+/// Per label name: the name and the offset of its table.
+fn label_list(o: &mut Out, names: Vec<(&String, u32)>) -> u32 {
+    let at = o.len();
+    o.u32(names.len() as u32);
+    for (name, sub) in names {
+        o.str(name);
+        o.u32(sub);
+    }
+    at
+}
+
+fn rule(o: &mut Out, r: &Rule, block: u32) {
+    o.str(&r.name);
+    o.u8(u8::from(r.catch_all));
+    o.u32(block);
+    o.u32(r.titles.len() as u32);
+    for t in &r.titles {
+        match t {
+            TitleMatch::Exact(s) => {
+                o.u8(0);
+                o.str(s);
+            }
+            TitleMatch::Prefix(s) => {
+                o.u8(1);
+                o.str(s);
+            }
+            TitleMatch::Regex(re) => {
+                o.u8(2);
+                o.str(re.as_str());
+            }
+        }
+    }
+    o.u32(r.labels.len() as u32);
+    for m in &r.labels {
+        o.str(&m.name);
+        o.u8(match m.op {
+            Op::Equal => 0,
+            Op::NotEqual => 1,
+            Op::Regex => 2,
+            Op::NotRegex => 3,
+        });
+        o.str(&m.value);
+    }
+    o.u32(r.actions.len() as u32);
+    for a in &r.actions {
+        match a {
+            Action::Flag {
+                flag,
+                enabled,
+                project,
+                environment,
+                revert,
+            } => {
+                o.u8(0);
+                o.str(flag.as_str());
+                o.u8(u8::from(*enabled));
+                o.opt_str(project.as_ref().map(UnleashName::as_str));
+                o.opt_str(environment.as_ref().map(UnleashName::as_str));
+                o.opt_bool(*revert);
+            }
+            Action::Rollout {
+                flag,
+                percent,
+                strategy,
+                project,
+                environment,
+                revert,
+            } => {
+                o.u8(1);
+                o.str(flag.as_str());
+                o.u8(percent.get());
+                o.opt_str(strategy.as_deref());
+                o.opt_str(project.as_ref().map(UnleashName::as_str));
+                o.opt_str(environment.as_ref().map(UnleashName::as_str));
+                o.opt_bool(*revert);
+            }
+            Action::Scale {
+                change,
+                revert,
+                on_resolve,
+            } => {
+                o.u8(2);
+                scale(o, *change);
+                o.opt_bool(*revert);
+                match on_resolve {
+                    None => o.u8(0),
+                    Some(c) => {
+                        o.u8(1);
+                        scale(o, *c);
+                    }
+                }
+            }
+        }
+    }
+    let p = &r.policy;
+    o.opt_dur(p.cooldown);
+    match p.max_actions {
+        None => o.u8(0),
+        Some((n, w)) => {
+            o.u8(1);
+            o.u32(n);
+            o.dur(w);
+        }
+    }
+    o.opt_dur(p.escalate_after);
+    o.opt_bool(p.revert);
+    o.u8(u8::from(p.dry_run));
+    o.opt_bool(p.verify);
+}
+
+fn scale(o: &mut Out, c: ScaleChange) {
+    match c {
+        ScaleChange::Delta(d) => {
+            o.u8(0);
+            o.u32(d as u32);
+        }
+        ScaleChange::Target(t) => {
+            o.u8(1);
+            o.u32(t);
+        }
+    }
+}
+
+fn notify_block(o: &mut Out, b: &[Notify]) {
+    o.u32(b.len() as u32);
+    for n in b {
+        o.str(&n.channel);
+        o.u32(n.on.len() as u32);
+        for e in &n.on {
+            o.u8(match e {
+                NotifyEvent::Act => 0,
+                NotifyEvent::Revert => 1,
+                NotifyEvent::CircuitOpen => 2,
+                NotifyEvent::BudgetExhausted => 3,
+            });
+        }
+        o.str(n.method);
+        o.opt_str(n.path.as_deref());
+        o.u32(n.headers.len() as u32);
+        for (k, v) in &n.headers {
+            o.str(k);
+            o.str(v);
+        }
+        template(o, &n.body);
+    }
+}
+
+fn template(o: &mut Out, t: &Template) {
+    match t {
+        Template::Lit(v) => {
+            o.u8(0);
+            o.str(&v.to_string());
+        }
+        Template::One(e) => {
+            o.u8(1);
+            o.str(&e.source());
+        }
+        Template::Text(parts) => {
+            o.u8(2);
+            o.u32(parts.len() as u32);
+            for p in parts {
+                match p {
+                    Part::Lit(s) => {
+                        o.u8(0);
+                        o.str(s);
+                    }
+                    Part::Expr(e) => {
+                        o.u8(1);
+                        o.str(&e.source());
+                    }
+                }
+            }
+        }
+        Template::Array(items) => {
+            o.u8(3);
+            o.u32(items.len() as u32);
+            for i in items {
+                template(o, i);
+            }
+        }
+        Template::Object(fields) => {
+            o.u8(4);
+            o.u32(fields.len() as u32);
+            for (k, v) in fields {
+                o.str(k);
+                template(o, v);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+/// Bounds-checked reads at absolute positions.
+#[derive(Clone, Copy)]
+struct Buf<'a>(&'a [u8]);
+
+impl<'a> Buf<'a> {
+    fn bytes(self, at: usize, len: usize) -> Result<&'a [u8], Corrupt> {
+        at.checked_add(len)
+            .and_then(|end| self.0.get(at..end))
+            .ok_or(Corrupt("out of bounds"))
+    }
+    fn u32(self, at: usize) -> Result<u32, Corrupt> {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(self.bytes(at, 4)?);
+        Ok(u32::from_le_bytes(w))
+    }
+    fn u64(self, at: usize) -> Result<u64, Corrupt> {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(self.bytes(at, 8)?);
+        Ok(u64::from_le_bytes(w))
+    }
+    fn at(self, at: usize) -> Result<usize, Corrupt> {
+        self.u32(at).map(|v| v as usize)
+    }
+    /// A list of rule ids (count, then ids).
+    fn ids(self, at: usize) -> Result<Vec<u32>, Corrupt> {
+        let n = self.at(at)?;
+        let raw = self.bytes(at + 4, n.checked_mul(4).ok_or(Corrupt("count"))?)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+    fn extend_ids(self, at: usize, n: usize, out: &mut Vec<u32>) -> Result<(), Corrupt> {
+        let raw = self.bytes(at, n.checked_mul(4).ok_or(Corrupt("count"))?)?;
+        out.extend(
+            raw.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        Ok(())
+    }
+
+    /// The ids of `key` in the table at `table` (binary search on the key bytes).
+    fn table_get(self, table: usize, key: &[u8], out: &mut Vec<u32>) -> Result<(), Corrupt> {
+        let n = self.at(table)?;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = table + 4 + 16 * mid;
+            let k = self.bytes(self.at(e)?, self.at(e + 4)?)?;
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return self.extend_ids(self.at(e + 8)?, self.at(e + 12)?, out)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `Keyed::prefixes_of`: the ids of every key that is a prefix of `s`.
+    fn prefixes_of(self, keyed: usize, s: &str, out: &mut Vec<u32>) -> Result<(), Corrupt> {
+        let table = self.at(keyed)?;
+        let lens = self.at(keyed + 4)?;
+        for i in 0..lens {
+            let len = self.at(keyed + 8 + 4 * i)?;
+            if len > s.len() {
+                break;
+            }
+            if s.is_char_boundary(len) {
+                self.table_get(table, &s.as_bytes()[..len], out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Substrings::occurring_in`: the ids of every key occurring in `s`.
+    fn occurring_in(
+        self,
+        keyed: usize,
+        first2: usize,
+        s: &str,
+        out: &mut Vec<u32>,
+    ) -> Result<(), Corrupt> {
+        let words = self.at(first2)?;
+        if words == 0 {
+            return Ok(());
+        }
+        let set = self.bytes(first2 + 4, words.checked_mul(8).ok_or(Corrupt("count"))?)?;
+        for (p, w) in s.as_bytes().windows(2).enumerate() {
+            let bit = usize::from(w[0]) << 8 | usize::from(w[1]);
+            let byte = *set.get(bit / 8).ok_or(Corrupt("bit set"))?;
+            if byte & (1 << (bit % 8)) != 0 && s.is_char_boundary(p) {
+                self.prefixes_of(keyed, &s[p..], out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one record or block: a cursor from its start.
+struct Cur<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        let end = self.at.checked_add(n).ok_or(Corrupt("length"))?;
+        let s = self
+            .b
+            .get(self.at..end)
+            .ok_or(Corrupt("record too short"))?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, Corrupt> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, Corrupt> {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(w))
+    }
+    fn str(&mut self) -> Result<&'a str, Corrupt> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).map_err(|_| Corrupt("not UTF-8"))
+    }
+    fn string(&mut self) -> Result<String, Corrupt> {
+        self.str().map(str::to_string)
+    }
+    fn flag(&mut self) -> Result<bool, Corrupt> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Corrupt("flag")),
+        }
+    }
+    fn opt_str(&mut self) -> Result<Option<&'a str>, Corrupt> {
+        Ok(if self.flag()? {
+            Some(self.str()?)
+        } else {
+            None
+        })
+    }
+    fn opt_bool(&mut self) -> Result<Option<bool>, Corrupt> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(false)),
+            2 => Ok(Some(true)),
+            _ => Err(Corrupt("flag")),
+        }
+    }
+    fn dur(&mut self) -> Result<Duration, Corrupt> {
+        let secs = self.u64()?;
+        let nanos = self.u32()?;
+        if nanos >= 1_000_000_000 {
+            return Err(Corrupt("duration"));
+        }
+        Ok(Duration::new(secs, nanos))
+    }
+    fn opt_dur(&mut self) -> Result<Option<Duration>, Corrupt> {
+        Ok(if self.flag()? {
+            Some(self.dur()?)
+        } else {
+            None
+        })
+    }
+    fn name(&mut self) -> Result<UnleashName, Corrupt> {
+        UnleashName::parse(self.str()?).map_err(|_| Corrupt("name"))
+    }
+    fn opt_name(&mut self) -> Result<Option<UnleashName>, Corrupt> {
+        self.opt_str()?
+            .map(|s| UnleashName::parse(s).map_err(|_| Corrupt("name")))
+            .transpose()
+    }
+    fn scale(&mut self) -> Result<ScaleChange, Corrupt> {
+        match self.u8()? {
+            0 => Ok(ScaleChange::Delta(self.u32()? as i32)),
+            1 => Ok(ScaleChange::Target(self.u32()?)),
+            _ => Err(Corrupt("scale")),
+        }
+    }
+    fn end(&self) -> Result<(), Corrupt> {
+        if self.at == self.b.len() {
+            Ok(())
+        } else {
+            Err(Corrupt("trailing bytes"))
+        }
+    }
+}
+
+/// An opened entry: its header checked, nothing decoded.
+#[derive(Debug)]
+pub struct View {
+    bytes: Vec<u8>,
+    format: RulesFormat,
+    max_changes: Option<(u32, Duration)>,
+    count: usize,
+    sections: [usize; SECTIONS],
+    records: usize,
+}
+
+impl View {
+    /// The entry, if it is one of this encoding for the text hashed `hash`, whole
+    /// (lengths and the structure's checksum). Records are checked when decoded.
+    pub fn open(bytes: Vec<u8>, hash: &[u8; 16]) -> Result<View, Corrupt> {
+        let b = Buf(&bytes);
+        if b.bytes(0, 4)? != MAGIC {
+            return Err(Corrupt("not an entry"));
+        }
+        if b.u32(4)? != ENCODING_VERSION {
+            return Err(Corrupt("another encoding version"));
+        }
+        if b.bytes(8, 16)? != hash {
+            return Err(Corrupt("another rules text"));
+        }
+        if b.at(40)? != bytes.len() || bytes.len() < HEADER_LEN {
+            return Err(Corrupt("truncated"));
+        }
+        let mut sections = [0usize; SECTIONS];
+        for (i, s) in sections.iter_mut().enumerate() {
+            *s = b.at(SECTIONS_AT + 4 * i)?;
+        }
+        let count = b.at(64)?;
+        // The records start after the block offsets (the structure's last part is the
+        // catch-all list: count + ids).
+        let records = sections[CATCH_ALL] + 4 + 4 * b.at(sections[CATCH_ALL])?;
+        let summed = b.bytes(
+            SUMMED_FROM,
+            records.checked_sub(SUMMED_FROM).ok_or(Corrupt("layout"))?,
+        )?;
+        if sum64(summed) != b.u64(32)? {
+            return Err(Corrupt("checksum"));
+        }
+        let format = match b.bytes(44, 1)?[0] {
+            0 => RulesFormat::Keptn06,
+            1 => RulesFormat::Keptn08,
+            2 => RulesFormat::Own,
+            _ => return Err(Corrupt("format")),
+        };
+        let max_changes = match b.bytes(45, 1)?[0] {
+            0 => None,
+            _ => {
+                let mut c = Cur { b: &bytes, at: 48 };
+                Some((c.u32()?, c.dur()?))
+            }
+        };
+        Ok(View {
+            format,
+            max_changes,
+            count,
+            sections,
+            records,
+            bytes,
+        })
+    }
+
+    fn buf(&self) -> Buf<'_> {
+        Buf(&self.bytes)
+    }
+
+    pub fn format(&self) -> RulesFormat {
+        self.format
+    }
+
+    pub fn max_changes(&self) -> Option<(u32, Duration)> {
+        self.max_changes
+    }
+
+    /// How many rules the file has.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The bytes of item `i` of the offsets list at `list` (records or blocks),
+    /// its checksum checked.
+    fn item(&self, list: usize, i: usize) -> Result<&[u8], Corrupt> {
+        let b = self.buf();
+        let start = self.records + b.at(list + 4 * i)?;
+        let end = self.records + b.at(list + 4 * i + 4)?;
+        let raw = b.bytes(start, end.checked_sub(start).ok_or(Corrupt("layout"))?)?;
+        let (sum, body) = raw.split_at_checked(8).ok_or(Corrupt("record too short"))?;
+        if sum64(body).to_le_bytes() != sum {
+            return Err(Corrupt("record checksum"));
+        }
+        Ok(body)
+    }
+
+    /// The first matching rule, as `RuleSet::find` on the parsed file finds it, with
+    /// its position: the index searched in place, candidates decoded one at a time.
+    pub fn find(&self, problem: &Problem) -> Result<Option<(usize, Rule)>, Corrupt> {
+        let b = self.buf();
+        let s = &self.sections;
+        let mut candidates = Vec::new();
+        for t in problem.titles() {
+            b.table_get(s[EXACT], t.as_bytes(), &mut candidates)?;
+            b.prefixes_of(s[PREFIX], t, &mut candidates)?;
+            b.occurring_in(s[CONTAINS], s[FIRST2], t, &mut candidates)?;
+        }
+        let mut c = Cur {
+            b: &self.bytes,
+            at: s[LABEL_EQ],
+        };
+        for _ in 0..c.u32()? {
+            let name = c.str()?;
+            let table = c.u32()? as usize;
+            let v = problem.label(name).unwrap_or("");
+            b.table_get(table, v.as_bytes(), &mut candidates)?;
+        }
+        let mut c = Cur {
+            b: &self.bytes,
+            at: s[LABEL_PREFIX],
+        };
+        for _ in 0..c.u32()? {
+            let name = c.str()?;
+            let keyed = c.u32()? as usize;
+            b.prefixes_of(keyed, problem.label(name).unwrap_or(""), &mut candidates)?;
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let scan = b.ids(s[SCAN])?;
+        let catch_all = b.ids(s[CATCH_ALL])?;
+        let mut found = None;
+        let hit = in_file_order(&candidates, &scan, &catch_all, |i| {
+            let rule = self.rule(i as usize, &mut Vec::new())?;
+            let hit = Compiled::new(&rule).matches(&rule, problem);
+            if hit {
+                found = Some(rule);
+            }
+            Ok(hit)
+        })?;
+        Ok(hit.zip(found).map(|(i, r)| (i as usize, r)))
+    }
+
+    /// Every rule, as the parse of the text gave them (for `GET /rules`).
+    pub fn decode_all(&self) -> Result<RuleSet, Corrupt> {
+        let mut blocks = Vec::new();
+        let mut rules = Vec::with_capacity(self.count.min(self.bytes.len()));
+        for i in 0..self.count {
+            rules.push(self.rule(i, &mut blocks)?);
+        }
+        let mut set = RuleSet::new(self.format, rules);
+        set.max_changes = self.max_changes;
+        Ok(set)
+    }
+
+    /// Rule `i`; `blocks` caches the notify blocks decoded so far (shared, as parsed).
+    fn rule(&self, i: usize, blocks: &mut Vec<Option<Notifies>>) -> Result<Rule, Corrupt> {
+        if i >= self.count {
+            return Err(Corrupt("rule id"));
+        }
+        let mut c = Cur {
+            b: self.item(self.sections[RULE_OFFSETS], i)?,
+            at: 0,
+        };
+        let name = c.string()?;
+        let catch_all = c.flag()?;
+        let block = c.u32()? as usize;
+        let mut titles = Vec::new();
+        for _ in 0..c.u32()? {
+            titles.push(match c.u8()? {
+                0 => TitleMatch::Exact(c.string()?),
+                1 => TitleMatch::Prefix(c.string()?),
+                2 => {
+                    let p = c.str()?;
+                    TitleMatch::Regex(compile_bounded(p, p).map_err(|_| Corrupt("regex"))?)
+                }
+                _ => return Err(Corrupt("title")),
+            });
+        }
+        let mut labels = Vec::new();
+        for _ in 0..c.u32()? {
+            let name = c.string()?;
+            let op = match c.u8()? {
+                0 => Op::Equal,
+                1 => Op::NotEqual,
+                2 => Op::Regex,
+                3 => Op::NotRegex,
+                _ => return Err(Corrupt("matcher")),
+            };
+            let value = c.string()?;
+            labels.push(Matcher::new(name, op, value).map_err(|_| Corrupt("matcher"))?);
+        }
+        let mut actions = Vec::new();
+        for _ in 0..c.u32()? {
+            actions.push(match c.u8()? {
+                0 => Action::Flag {
+                    flag: c.name()?,
+                    enabled: c.flag()?,
+                    project: c.opt_name()?,
+                    environment: c.opt_name()?,
+                    revert: c.opt_bool()?,
+                },
+                1 => Action::Rollout {
+                    flag: c.name()?,
+                    percent: Percent::new(i64::from(c.u8()?)).map_err(|_| Corrupt("percent"))?,
+                    strategy: c.opt_str()?.map(str::to_string),
+                    project: c.opt_name()?,
+                    environment: c.opt_name()?,
+                    revert: c.opt_bool()?,
+                },
+                2 => Action::Scale {
+                    change: c.scale()?,
+                    revert: c.opt_bool()?,
+                    on_resolve: if c.flag()? { Some(c.scale()?) } else { None },
+                },
+                _ => return Err(Corrupt("action")),
+            });
+        }
+        let policy = Policy {
+            cooldown: c.opt_dur()?,
+            max_actions: if c.flag()? {
+                Some((c.u32()?, c.dur()?))
+            } else {
+                None
+            },
+            escalate_after: c.opt_dur()?,
+            revert: c.opt_bool()?,
+            dry_run: c.flag()?,
+            verify: c.opt_bool()?,
+        };
+        c.end()?;
+        let notify = match blocks.get(block) {
+            Some(Some(n)) => n.clone(),
+            _ => {
+                let n = Arc::new(self.block(block)?);
+                if blocks.len() <= block {
+                    blocks.resize(block + 1, None);
+                }
+                blocks[block] = Some(n.clone());
+                n
+            }
+        };
+        Ok(Rule {
+            name,
+            titles,
+            labels,
+            catch_all,
+            actions,
+            policy,
+            notify,
+        })
+    }
+
+    fn block(&self, i: usize) -> Result<Vec<Notify>, Corrupt> {
+        let list = self.sections[NOTIFY_OFFSETS];
+        if i >= self.buf().at(list)? {
+            return Err(Corrupt("notify block id"));
+        }
+        let mut c = Cur {
+            b: self.item(list + 4, i)?,
+            at: 0,
+        };
+        let mut out = Vec::new();
+        for _ in 0..c.u32()? {
+            let channel = c.string()?;
+            let mut on = Vec::new();
+            for _ in 0..c.u32()? {
+                on.push(match c.u8()? {
+                    0 => NotifyEvent::Act,
+                    1 => NotifyEvent::Revert,
+                    2 => NotifyEvent::CircuitOpen,
+                    3 => NotifyEvent::BudgetExhausted,
+                    _ => return Err(Corrupt("notify event")),
+                });
+            }
+            let method = notify::method(Some(c.str()?)).map_err(|_| Corrupt("method"))?;
+            let path = c.opt_str()?.map(str::to_string);
+            let mut headers = Vec::new();
+            for _ in 0..c.u32()? {
+                headers.push((c.string()?, c.string()?));
+            }
+            let body = read_template(&mut c, 0)?;
+            out.push(Notify {
+                channel,
+                on,
+                method,
+                path,
+                headers,
+                body,
+            });
+        }
+        c.end()?;
+        Ok(out)
+    }
+}
+
+fn read_expr(c: &mut Cur) -> Result<Expr, Corrupt> {
+    Expr::source_parse(c.str()?).map_err(|_| Corrupt("notify placeholder"))
+}
+
+fn read_template(c: &mut Cur, depth: usize) -> Result<Template, Corrupt> {
+    if depth > MAX_DEPTH {
+        return Err(Corrupt("notify body too deep"));
+    }
+    Ok(match c.u8()? {
+        0 => Template::Lit(serde_json::from_str(c.str()?).map_err(|_| Corrupt("notify body"))?),
+        1 => Template::One(read_expr(c)?),
+        2 => {
+            let mut parts = Vec::new();
+            for _ in 0..c.u32()? {
+                parts.push(match c.u8()? {
+                    0 => Part::Lit(c.string()?),
+                    1 => Part::Expr(read_expr(c)?),
+                    _ => return Err(Corrupt("notify text")),
+                });
+            }
+            Template::Text(parts)
+        }
+        3 => {
+            let mut items = Vec::new();
+            for _ in 0..c.u32()? {
+                items.push(read_template(c, depth + 1)?);
+            }
+            Template::Array(items)
+        }
+        4 => {
+            let mut fields = Vec::new();
+            for _ in 0..c.u32()? {
+                let k = c.string()?;
+                fields.push((k, read_template(c, depth + 1)?));
+            }
+            Template::Object(fields)
+        }
+        _ => return Err(Corrupt("notify body")),
+    })
+}
