@@ -146,6 +146,37 @@ fn main() {
         "hash" => each(&|| {
             black_box(remediator::state::hash(&[black_box(&text)]));
         }),
+        "hash128" => each(&|| {
+            black_box(rules::compiled::hash128(black_box(text.as_bytes())));
+        }),
+        "open" | "find" => {
+            let set = rules::parse(&text).expect("parse");
+            let hash = rules::compiled::hash128(text.as_bytes());
+            let entry = rules::compiled::encode(&set, &hash, 0);
+            eprintln!("entry: {} bytes", entry.len());
+            let alertname = rest.first().map_or("cpu_usage", String::as_str);
+            let problem = remediator::problem::Problem {
+                source: remediator::problem::Source::Alertmanager,
+                status: remediator::problem::Status::Firing,
+                title: alertname.into(),
+                summary: Some("CPU usage high on carts".into()),
+                labels: [("alertname", alertname), ("service", "carts")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                annotations: Default::default(),
+                starts_at: None,
+                fingerprint: "f".into(),
+                links: Default::default(),
+            };
+            each(&|| {
+                let view =
+                    rules::compiled::View::open(black_box(entry.clone()), &hash).expect("open");
+                if phase == "find" {
+                    black_box(view.find(&problem).expect("find"));
+                }
+            })
+        }
         "fasthash" => each(&|| {
             black_box(fast_hash(black_box(text.as_bytes())));
         }),

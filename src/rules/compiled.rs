@@ -57,9 +57,10 @@ impl std::fmt::Display for Corrupt {
     }
 }
 
-/// A 128-bit content hash, two multiply-rotate lanes over 64-bit words: ~1.5
-/// instructions per byte (FNV-128 took 43). Not cryptographic: it tells versions of
-/// a rules file apart, and whoever can choose the file chooses the rules anyway.
+/// A 128-bit content hash: two multiply-rotate lanes, each taking every other
+/// 64-bit word, ~0.7 instructions per byte natively (FNV-128 took 43). Not
+/// cryptographic: it tells versions of a rules file apart, and whoever can choose
+/// the file chooses the rules anyway.
 pub fn hash128(b: &[u8]) -> [u8; 16] {
     const K1: u64 = 0x9e37_79b9_7f4a_7c15;
     const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
@@ -67,19 +68,17 @@ pub fn hash128(b: &[u8]) -> [u8; 16] {
         0x243f_6a88_85a3_08d3 ^ b.len() as u64,
         0x1319_8a2e_0370_7344,
     );
-    let mut words = b.chunks_exact(8);
-    for c in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let w = u64::from_le_bytes(w);
-        h1 = (h1 ^ w).wrapping_mul(K1).rotate_left(29);
-        h2 = (h2.rotate_left(23) ^ w).wrapping_mul(K2);
+    let mut blocks = b.chunks_exact(16);
+    for c in &mut blocks {
+        let w = u128::from_le_bytes(c.try_into().unwrap_or_default());
+        h1 = (h1 ^ w as u64).wrapping_mul(K1).rotate_left(29);
+        h2 = (h2 ^ (w >> 64) as u64).wrapping_mul(K2).rotate_left(31);
     }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    let w = u64::from_le_bytes(tail);
-    h1 = (h1 ^ w).wrapping_mul(K1);
-    h2 = (h2 ^ w.rotate_left(32)).wrapping_mul(K2);
+    let mut tail = [0u8; 16];
+    tail[..blocks.remainder().len()].copy_from_slice(blocks.remainder());
+    let w = u128::from_le_bytes(tail);
+    h1 = (h1 ^ w as u64).wrapping_mul(K1);
+    h2 = (h2 ^ (w >> 64) as u64).wrapping_mul(K2);
     let mix = |mut x: u64| {
         x ^= x >> 33;
         x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
