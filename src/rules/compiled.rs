@@ -1046,3 +1046,288 @@ fn read_template(c: &mut Cur, depth: usize) -> Result<Template, Corrupt> {
         _ => return Err(Corrupt("notify body")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::problem::{Source, Status};
+    use crate::rules::matching::tests::{random_problem, random_rules, Rng};
+    use crate::rules::parse;
+
+    /// Every field of remediator/v1: defaults (shared notify, budget), each title and
+    /// matcher kind, each action with its options, each policy field, own notify
+    /// with headers, path, method and every kind of body template, a catch-all.
+    const EVERY_FIELD: &str = r#"apiVersion: remediator/v1
+defaults:
+  project: shop
+  environment: production
+  max_changes: 20 per 1h
+  notify:
+    - channel: slack
+      on: [act, revert, circuit_open, budget_exhausted]
+      body: {text: "{{ event | slack }} {{ problem.labels | slack }}: {{ actions }}"}
+rules:
+  - name: exact
+    match:
+      title: HighFailureRate
+      labels: ['service="carts"', 'env!="dev"', 'team=~"a|b"', 'pod!~"test-.*"']
+    cooldown: 10m
+    max_actions: 3 per 1h
+    revert: false
+    verify: true
+    actions:
+      - {flag: EnablePromotion, state: off, project: p1, environment: e1, revert: true}
+      - {flag: Rollout, rollout: "25%", strategy: gradual}
+  - name: prefix and regex
+    match: {title_prefix: "Disk", title_regex: '^Mem(ory)?\d+$'}
+    escalate_after: 5m
+    dry_run: true
+    actions:
+      - {scale: "+2", on_resolve: "=1"}
+      - {scale: "+3", revert: true}
+      - {scale: "=3", revert: false}
+      - {scale: "-1"}
+    notify:
+      - channel: grafana
+        on: [act]
+        method: PUT
+        path: /api/annotations
+        headers: {X-Team: ops}
+        body:
+          n: 1
+          f: 1.5
+          b: true
+          z: null
+          one: "{{ problem.labels | tags }}"
+          text: "at {{ now + 1h30m }} ({{ now_ms }}) {{ problem.annotations.summary }}"
+          list: ["{{ problem.links.panelURL }}", {deep: ["{{ problem.starts_at }}"]}]
+          empty: ""
+  - name: none
+    match: {title: Quiet}
+    actions: [{flag: F, state: on}]
+    notify: []
+  - name: fallback
+    default: true
+    match: {labels: ['severity=~"crit.*"']}
+    actions: [{flag: Fallback, state: on}]
+"#;
+
+    fn entry(text: &str) -> (RuleSet, [u8; 16], View) {
+        let set = parse(text).unwrap();
+        let hash = hash128(text.as_bytes());
+        let view = View::open(encode(&set, &hash, 7), &hash).unwrap();
+        (set, hash, view)
+    }
+
+    fn problem(title: &str, labels: &[(&str, &str)]) -> Problem {
+        Problem {
+            source: Source::Alertmanager,
+            status: Status::Firing,
+            title: title.into(),
+            summary: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            fingerprint: "f".into(),
+            links: Default::default(),
+        }
+    }
+
+    /// The decoded rules are the parsed ones, field for field (Debug shows every
+    /// field, regexes by their source, notify bodies whole).
+    fn assert_decodes_to_the_parse(text: &str) {
+        let (set, _, view) = entry(text);
+        let all = view.decode_all().unwrap();
+        assert_eq!(format!("{:?}", all.rules), format!("{:?}", set.rules));
+        assert_eq!((all.format, all.max_changes), (set.format, set.max_changes));
+        assert_eq!(
+            (view.format(), view.max_changes(), view.len()),
+            (set.format, set.max_changes, set.rules.len())
+        );
+    }
+
+    fn same_verdict(set: &RuleSet, view: &View, p: &Problem) {
+        let parsed = set
+            .find(p)
+            .map(|r| (set.rules.iter().position(|x| std::ptr::eq(x, r)), r));
+        let cached = view.find(p).unwrap();
+        assert_eq!(
+            parsed.map(|(i, r)| (i, r.describe())),
+            cached.map(|(i, r)| (Some(i), r.describe())),
+            "{p:?}"
+        );
+    }
+
+    /// The generator of `indexed_find_agrees_with_a_linear_scan`: the cached view
+    /// finds the rule a fresh parse finds, by position and by content.
+    #[test]
+    fn verdicts_equal_a_fresh_parse_over_random_rule_sets() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut matched = 0;
+        for _ in 0..300 {
+            let n = 1 + rng.below(12);
+            let text = random_rules(&mut rng, n);
+            let (set, _, view) = entry(&text);
+            for _ in 0..100 {
+                let p = random_problem(&mut rng);
+                same_verdict(&set, &view, &p);
+                matched += usize::from(set.find(&p).is_some());
+            }
+            assert_decodes_to_the_parse(&text);
+        }
+        assert!(matched > 5_000, "the generator should match: {matched}");
+    }
+
+    #[test]
+    fn fixtures_and_fuzz_seeds_decode_to_the_parse() {
+        let mut files = vec![
+            EVERY_FIELD.to_string(),
+            include_str!("../../tests/fixtures/rules/tutorial.yaml").to_string(),
+            include_str!("../../cli/tests/fixtures/rules/keptn-08.yaml").to_string(),
+            include_str!("../../deploy/notify/slack.yaml").to_string(),
+            include_str!("../../deploy/notify/grafana-annotation.yaml").to_string(),
+            include_str!("../../deploy/notify/alertmanager-silence.yaml").to_string(),
+        ];
+        let seeds = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/rules");
+        for f in std::fs::read_dir(seeds).unwrap() {
+            files.push(std::fs::read_to_string(f.unwrap().path()).unwrap());
+        }
+        let mut valid = 0;
+        for text in &files {
+            let Ok(set) = parse(text) else { continue };
+            valid += 1;
+            assert_decodes_to_the_parse(text);
+            let (_, _, view) = entry(text);
+            for title in [
+                "HighFailureRate",
+                "cpu_usage",
+                "Disk9",
+                "Memory12",
+                "Quiet",
+                "x",
+            ] {
+                for labels in [
+                    &[][..],
+                    &[("service", "carts"), ("team", "a")],
+                    &[("severity", "critical")],
+                ] {
+                    same_verdict(&set, &view, &problem(title, labels));
+                }
+            }
+        }
+        assert!(valid >= 7, "{valid} valid files");
+        // The every-field file shares its defaults' notify between rules, as parsed.
+        let all = entry(EVERY_FIELD).2.decode_all().unwrap();
+        assert!(Arc::ptr_eq(&all.rules[0].notify, &all.rules[3].notify));
+        assert!(all.rules[2].notify.is_empty() && all.rules[3].catch_all);
+    }
+
+    /// Guards ENCODING_VERSION: entries are keyed by it, so any change of the bytes
+    /// must come with a new version (else an upgrade would read old entries).
+    #[test]
+    fn encoding_is_pinned() {
+        let golden = [
+            (EVERY_FIELD, "44dc71329b61298e85314806aad262bc"),
+            (
+                include_str!("../../tests/fixtures/rules/tutorial.yaml"),
+                "e4cd3f44816e4feb906b91ae223fe55c",
+            ),
+            (
+                include_str!("../../cli/tests/fixtures/rules/keptn-08.yaml"),
+                "03bb372385462fc9094f5dee25050754",
+            ),
+        ];
+        for (text, pinned) in golden {
+            let set = parse(text).unwrap();
+            let bytes = encode(&set, &hash128(text.as_bytes()), 0);
+            assert_eq!(
+                hex(&hash128(&bytes)),
+                pinned,
+                "the encoding changed: bump ENCODING_VERSION and update this hash"
+            );
+        }
+        assert_eq!(ENCODING_VERSION, 1);
+    }
+
+    /// `rules_version` and the entry keys are this hash: pinned, and sensitive to
+    /// every byte and to the length.
+    #[test]
+    fn hash128_is_pinned_and_sees_every_byte() {
+        assert_eq!(hex(&hash128(b"")), "69f839d7a5d937e39481153c89c875af");
+        assert_eq!(
+            hex(&hash128(b"rules:\n")),
+            "9c5bcbc6f3be9cda7f1e48e3c7a6f5ba"
+        );
+        let text = EVERY_FIELD.as_bytes();
+        let h = hash128(text);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..text.len() {
+            let mut t = text.to_vec();
+            t[i] ^= 1;
+            assert!(seen.insert(hash128(&t)) && hash128(&t) != h, "byte {i}");
+        }
+        assert_ne!(hash128(&text[..text.len() - 1]), h);
+        let mut longer = text.to_vec();
+        longer.push(0);
+        assert_ne!(hash128(&longer), h);
+    }
+
+    /// A damaged entry never gives another verdict: it fails to open, or a read
+    /// says Corrupt, or (a byte no read depends on) the answer is the parse's.
+    #[test]
+    fn damaged_entries_are_refused_never_misread() {
+        let (set, hash, view) = entry(EVERY_FIELD);
+        let bytes = view.bytes.clone();
+        let problems = [
+            problem("HighFailureRate", &[("service", "carts"), ("team", "a")]),
+            problem("Disk1", &[]),
+            problem("Memory1", &[]),
+            problem("Quiet", &[]),
+            problem("x", &[("severity", "critical")]),
+            problem("x", &[]),
+        ];
+        let check = |damaged: Vec<u8>, what: &str| {
+            let Ok(view) = View::open(damaged, &hash) else {
+                return 1;
+            };
+            for p in &problems {
+                if let Ok(found) = view.find(p) {
+                    let parsed = set.find(p).map(|r| r.describe());
+                    assert_eq!(found.map(|(_, r)| r.describe()), parsed, "{what}: {p:?}");
+                }
+            }
+            if let Ok(all) = view.decode_all() {
+                assert_eq!(
+                    format!("{:?}", all.rules),
+                    format!("{:?}", set.rules),
+                    "{what}"
+                );
+            }
+            0
+        };
+        let mut refused = 0;
+        for cut in 0..bytes.len() {
+            refused += check(bytes[..cut].to_vec(), &format!("truncated at {cut}"));
+        }
+        assert_eq!(refused, bytes.len(), "every truncation is refused at open");
+        for i in 0..bytes.len() {
+            for bit in [0x01, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= bit;
+                check(b, &format!("byte {i} ^ {bit:#x}"));
+            }
+        }
+        let mut other = bytes.clone();
+        other[4] = 2;
+        assert_eq!(
+            View::open(other, &hash).unwrap_err(),
+            Corrupt("another encoding version")
+        );
+        assert!(View::open(bytes.clone(), &hash128(b"other text")).is_err());
+    }
+}

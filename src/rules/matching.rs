@@ -481,7 +481,7 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -551,9 +551,9 @@ mod tests {
     }
 
     /// A small deterministic generator (xorshift64*).
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
-        fn below(&mut self, n: usize) -> usize {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -630,7 +630,7 @@ mod tests {
         "(?s)carts.*",
     ];
 
-    fn random_rules(rng: &mut Rng, n: usize) -> String {
+    pub(crate) fn random_rules(rng: &mut Rng, n: usize) -> String {
         let mut y = String::from("rules:\n");
         for i in 0..n {
             y.push_str(&format!("  - name: r{i}\n    match:\n"));
@@ -672,7 +672,7 @@ mod tests {
         y
     }
 
-    fn random_problem(rng: &mut Rng) -> Problem {
+    pub(crate) fn random_problem(rng: &mut Rng) -> Problem {
         let mut labels = BTreeMap::new();
         for name in ["service", "env", "alertname"] {
             if rng.below(3) > 0 {
