@@ -93,6 +93,8 @@ pub struct MemoryPlatform {
     /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
     /// `increment KEY`.
     pub kv_log: RefCell<Vec<String>>,
+    /// Reads of keys starting with one of these fail (an unreadable store).
+    pub kv_get_fails: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -112,6 +114,7 @@ impl MemoryPlatform {
             during_first_wait: RefCell::new(Vec::new()),
             kv_writes: Cell::new(0),
             kv_log: RefCell::new(Vec::new()),
+            kv_get_fails: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -169,6 +172,14 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        if self
+            .kv_get_fails
+            .borrow()
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            return Err(KvError(format!("{key}: injected read failure")));
+        }
         Ok(self.kv.borrow().get(key).cloned())
     }
 
