@@ -225,7 +225,7 @@ pub struct Rules {
 
 #[derive(Debug)]
 enum Entry {
-    Parsed(RuleSet),
+    Parsed(Box<RuleSet>),
     Cached(View),
 }
 
@@ -235,7 +235,7 @@ impl Rules {
         Rules {
             hash: compiled::hash128(text.as_bytes()),
             text: Text::Inline(text),
-            entry: Entry::Parsed(set),
+            entry: Entry::Parsed(Box::new(set)),
             parsed: OnceCell::new(),
         }
     }
@@ -405,7 +405,7 @@ fn cached_or_parsed(p: &dyn Platform, hash: [u8; 16], text: Text) -> Result<Rule
     Ok(Rules {
         hash,
         text,
-        entry: Entry::Parsed(set),
+        entry: Entry::Parsed(Box::new(set)),
         parsed: OnceCell::new(),
     })
 }
@@ -623,7 +623,7 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
 enum Fetched {
     NotModified,
     /// The new text and its parse.
-    New(Cached, RuleSet),
+    New(Cached, Box<RuleSet>),
 }
 
 fn fetch(
@@ -692,6 +692,6 @@ fn fetch(
             text_hash: None,
             fetched_at_ms: p.now_ms(),
         },
-        set,
+        Box::new(set),
     ))
 }
