@@ -277,12 +277,13 @@ fn a_truncated_entry_is_replaced() {
 
 #[test]
 fn flipped_bytes_in_a_record_are_found_mid_delivery_and_the_entry_replaced() {
-    // Every record's first name byte: whichever rule is decoded is damaged.
+    // A byte of every record's name (after its 4-byte checksum and the length):
+    // whichever rule is decoded is damaged.
     damaged_entry_is_replaced(|e| {
         let at = records_start(e);
         for i in 0..3 {
             let off = u32::from_le_bytes(e[108 + 4 * i..112 + 4 * i].try_into().unwrap()) as usize;
-            e[at + off + 12] ^= 0x20;
+            e[at + off + 6] ^= 0x20;
         }
     });
 }
