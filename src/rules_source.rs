@@ -230,26 +230,11 @@ enum Entry {
 }
 
 impl Rules {
-    /// The rules of a parsed file, not cached (tests and tools).
-    pub fn parsed(set: RuleSet, text: String) -> Rules {
-        Rules {
-            hash: compiled::hash128(text.as_bytes()),
-            text: Text::Inline(text),
-            entry: Entry::Parsed(Box::new(set)),
-            parsed: OnceCell::new(),
-        }
-    }
-
     fn set(&self) -> Option<&RuleSet> {
         match &self.entry {
             Entry::Parsed(set) => Some(set),
             Entry::Cached(_) => self.parsed.get(),
         }
-    }
-
-    /// Whether the rules came from a cache entry.
-    pub fn is_cached(&self) -> bool {
-        matches!(self.entry, Entry::Cached(_))
     }
 
     pub fn format(&self) -> RulesFormat {
