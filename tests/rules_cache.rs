@@ -262,12 +262,11 @@ fn damaged_entry_is_replaced(damage: impl Fn(&mut Vec<u8>)) {
     assert_eq!(warnings(&r).len(), 1);
 }
 
-/// Where the records start: after the structure, whose last part is the catch-all
-/// list (its offset is the last of the header's 10 section offsets, at 104).
-fn records_start(e: &[u8]) -> usize {
+/// Where rule `i`'s record starts: the rule offsets are the first part of the
+/// structure, whose offset is the first of the header's section offsets (at 68).
+fn record_of(e: &[u8], i: usize) -> usize {
     let u32_at = |at: usize| u32::from_le_bytes(e[at..at + 4].try_into().unwrap()) as usize;
-    let catch_all = u32_at(104);
-    catch_all + 4 + 4 * u32_at(catch_all)
+    u32_at(u32_at(68) + 4 * i)
 }
 
 #[test]
@@ -280,10 +279,9 @@ fn flipped_bytes_in_a_record_are_found_mid_delivery_and_the_entry_replaced() {
     // A byte of every record's name (after its 4-byte checksum and the length):
     // whichever rule is decoded is damaged.
     damaged_entry_is_replaced(|e| {
-        let at = records_start(e);
         for i in 0..3 {
-            let off = u32::from_le_bytes(e[108 + 4 * i..112 + 4 * i].try_into().unwrap()) as usize;
-            e[at + off + 6] ^= 0x20;
+            let at = record_of(e, i);
+            e[at + 6] ^= 0x20;
         }
     });
 }
@@ -313,18 +311,22 @@ fn an_unreadable_entry_costs_a_parse_not_a_write_nor_an_error() {
 
 #[test]
 fn rules_whose_entry_would_exceed_1_mb_are_parsed_each_time_and_never_written() {
-    // Two 300 KB titles: each is in its record and in the index, over 1 MB in all.
-    let long = "T".repeat(300_000);
-    let rules = format!(
-        "rules:\n  - name: a\n    match: {{title: {long}A}}\n    actions: [{{flag: F, state: on}}]\n  - name: b\n    match: {{title: {long}B}}\n    actions: [{{flag: G, state: on}}]\n  - name: c\n    match: {{title: HighFailureRate}}\n    actions: [{{flag: EnablePromotion, state: off}}]\n"
-    );
+    // Four 260 KB titles: over 1 MB of entry.
+    let long = "T".repeat(260_000);
+    let mut rules = String::from("rules:\n");
+    for (name, flag) in [("a", "F"), ("b", "G"), ("d", "H"), ("e", "I")] {
+        rules += &format!(
+            "  - name: {name}\n    match: {{title: {long}{name}}}\n    actions: [{{flag: {flag}, state: on}}]\n"
+        );
+    }
+    rules += "  - name: c\n    match: {title: HighFailureRate}\n    actions: [{flag: EnablePromotion, state: off}]\n";
     let r = Recorder::new();
     r.set_rules(&rules);
     for i in 0..2 {
         let body = alertmanager(
             "firing",
             &[
-                (&format!("{long}B"), None, &[]),
+                (&format!("{long}b"), None, &[]),
                 ("HighFailureRate", Some(&format!("{i}")), &[]),
             ],
         );
