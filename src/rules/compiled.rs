@@ -2,13 +2,15 @@
 //! that a request searches its matching index in place and decodes only the rules
 //! that can match, compiling only their regexes. Pure: bytes in, bytes out.
 //!
-//! Every read is bounds-checked. The structure (header, offsets, index) carries a
-//! checksum checked when the entry is opened, and each record its own, checked when
-//! it is decoded: a damaged entry reads as [`Corrupt`], never as another rule.
+//! Every read is bounds-checked. The header and the structure (offsets, index) carry
+//! a checksum checked when the entry is opened; each record and each index key its
+//! own, checked when it is decoded or compared: a damaged entry reads as [`Corrupt`],
+//! never as another rule or another candidate.
 //!
-//! Layout, integers little-endian: the header ([`HEADER_LEN`] bytes), then the
-//! structure (rule and notify offsets, the index tables with their keys), then the
-//! rule records, then the notify blocks (one per distinct `notify` list, shared).
+//! Layout, integers little-endian (lengths, counts and ids LEB128): the header
+//! ([`HEADER_LEN`] bytes), the rule records, the notify blocks (one per distinct
+//! `notify` list, shared), then the structure: rule and notify offsets, and the
+//! index tables, whose keys point at their bytes in the records.
 
 use std::sync::Arc;
 use std::time::Duration;
