@@ -113,6 +113,17 @@ fn sum64(b: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// An index key's checksum (FNV-1a), computed for every key a search compares: a
+/// byte loop, cheaper than [`hash128`] on a few bytes (whose tail copy is a
+/// `memory.copy` call in wasm).
+fn key_sum(k: &[u8]) -> [u8; 4] {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in k {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h.to_le_bytes()
+}
+
 /// A record's checksum: it only has to notice damage.
 fn sum32(b: &[u8]) -> [u8; 4] {
     let h = hash128(b);
@@ -206,7 +217,7 @@ impl Out {
             });
             self.u32(found.unwrap_or(0) as u32);
             self.count(k.len());
-            self.0.extend_from_slice(&sum32(k));
+            self.0.extend_from_slice(&key_sum(k));
             self.count(ids.len());
             for &i in ids.iter() {
                 self.var(u64::from(i));
@@ -610,7 +621,7 @@ impl<'a> Buf<'a> {
             let len = c.count()?;
             let sum = c.take(4)?;
             let k = self.bytes(self.at(entry)?, len)?;
-            if sum32(k) != sum {
+            if key_sum(k) != sum {
                 return Err(Corrupt("index key"));
             }
             match k.cmp(key) {
@@ -1305,14 +1316,14 @@ rules:
     #[test]
     fn encoding_is_pinned() {
         let golden = [
-            (EVERY_FIELD, "11abce7c5b831397145e9f7bb7ca04fd"),
+            (EVERY_FIELD, "3c344a5b1a294fc23519115a39052373"),
             (
                 include_str!("../../tests/fixtures/rules/tutorial.yaml"),
-                "6107f4533a60d3ddb66fb1c11fc38f45",
+                "266d27f730912913377bb1e0e05ca2b5",
             ),
             (
                 include_str!("../../cli/tests/fixtures/rules/keptn-08.yaml"),
-                "fddb7a24a0cb7a4145b5addbf23771ea",
+                "7aaac69c15df8d1e4c3d30b3551a7eb2",
             ),
         ];
         for (text, pinned) in golden {
