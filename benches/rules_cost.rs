@@ -7,9 +7,11 @@
 //! Phases of a parse: `scan` (YAML events only), `typed` (+ typed deserialization),
 //! `validate` (+ matchers, regexes, actions), `parse` (+ the matching index),
 //! `regex` (the file's regexes compiled alone), `index` (the index built alone),
-//! `clone` (the parsed rules cloned: a floor for decoding them all), `hash` (the
-//! content version, FNV-128), `fasthash` (a 64-bit-word hash), `utf8`, `source_json`
-//! (the URL cache record holding the text, deserialized). Per request, through the
+//! `clone` (the parsed rules cloned: a floor for decoding them all), `hash` (FNV-128,
+//! the content version before the rules cache), `fasthash` (a 64-bit-word hash),
+//! `hash128` (the content version now), `utf8`, `source_json` (the URL cache record
+//! as it held the text, deserialized), `open` and `find` (the cache entry opened, and
+//! searched for ALERTNAME), `text` (prints the rules file). Per request, through the
 //! whole handler over the test double: `bundled` and `url` (ALERTNAME: `cpu_usage`
 //! acts, `NoRuleForThis` matches nothing; one warm-up request first).
 
@@ -146,6 +148,39 @@ fn main() {
         "hash" => each(&|| {
             black_box(remediator::state::hash(&[black_box(&text)]));
         }),
+        // The rules file itself, for the wasm measurement (docs/rules-cache.md).
+        "text" => print!("{text}"),
+        "hash128" => each(&|| {
+            black_box(rules::compiled::hash128(black_box(text.as_bytes())));
+        }),
+        "open" | "find" => {
+            let set = rules::parse(&text).expect("parse");
+            let hash = rules::compiled::hash128(text.as_bytes());
+            let entry = rules::compiled::encode(&set, &hash, 0);
+            eprintln!("entry: {} bytes", entry.len());
+            let alertname = rest.first().map_or("cpu_usage", String::as_str);
+            let problem = remediator::problem::Problem {
+                source: remediator::problem::Source::Alertmanager,
+                status: remediator::problem::Status::Firing,
+                title: alertname.into(),
+                summary: Some("CPU usage high on carts".into()),
+                labels: [("alertname", alertname), ("service", "carts")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                annotations: Default::default(),
+                starts_at: None,
+                fingerprint: "f".into(),
+                links: Default::default(),
+            };
+            each(&|| {
+                let view =
+                    rules::compiled::View::open(black_box(entry.clone()), &hash).expect("open");
+                if phase == "find" {
+                    black_box(view.find(&problem).expect("find"));
+                }
+            })
+        }
         "fasthash" => each(&|| {
             black_box(fast_hash(black_box(text.as_bytes())));
         }),
@@ -160,6 +195,7 @@ fn main() {
                 last_good: Some(Cached {
                     url: "http://rules.example/remediation.yaml".into(),
                     text: text.clone(),
+                    text_hash: None,
                     etag: None,
                     last_modified: None,
                     fetched_at_ms: 1,

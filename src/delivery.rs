@@ -14,7 +14,6 @@ use crate::claim::{self, Lease, Setting};
 use crate::config::{clip, Config};
 use crate::platform::Platform;
 use crate::report::{ActionOutcome, ActionReport, ActionTarget, ProblemOutcome, ProblemReport};
-use crate::rules::RuleSet;
 
 /// How long one delivery (all its alerts together) waits for concurrent ones
 /// holding a lease, before answering "in progress" (503) so that the sender retries.
@@ -25,7 +24,7 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct Delivery<'a> {
     pub p: &'a dyn Platform,
     pub cfg: &'a Config,
-    pub rules: &'a RuleSet,
+    pub rules: &'a crate::rules_source::Rules,
     pub dry_run: bool,
     /// This delivery's audit batch id, unique per delivery: cell tickets derive from it.
     pub id: i64,
@@ -66,7 +65,7 @@ impl Delivery<'_> {
 
     /// The blast-radius budget in force: the rules file's, else the variable's.
     pub(crate) fn budget(&self) -> Option<(u32, Duration)> {
-        self.rules.max_changes.or(self.cfg.max_changes)
+        self.rules.max_changes().or(self.cfg.max_changes)
     }
 
     /// A ticket no one has used on any cell.

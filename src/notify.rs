@@ -207,6 +207,49 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The placeholder's text, which [`Expr::source_parse`] reads back to an equal
+    /// expression: how the rules cache (rules::compiled) stores it.
+    pub fn source(&self) -> String {
+        let field = match &self.field {
+            Field::Event => "event".to_string(),
+            Field::Rule => "rule".into(),
+            Field::Outcome => "outcome".into(),
+            Field::Detail => "detail".into(),
+            Field::DryRun => "dry_run".into(),
+            Field::Delivery => "delivery".into(),
+            Field::Actions => "actions".into(),
+            Field::Now(0) => "now".into(),
+            Field::Now(ms) => format!("now + {ms}ms"),
+            Field::NowMs => "now_ms".into(),
+            Field::Title => "problem.title".into(),
+            Field::Status => "problem.status".into(),
+            Field::Source => "problem.source".into(),
+            Field::Summary => "problem.summary".into(),
+            Field::Occurrence => "problem.occurrence".into(),
+            Field::Fingerprint => "problem.fingerprint".into(),
+            Field::StartsAt => "problem.starts_at".into(),
+            Field::Labels => "problem.labels".into(),
+            Field::Label(n) => format!("problem.labels.{n}"),
+            Field::Annotations => "problem.annotations".into(),
+            Field::Annotation(n) => format!("problem.annotations.{n}"),
+            Field::Links => "problem.links".into(),
+            Field::Link(l) => format!("problem.links.{l}"),
+        };
+        match self.filter {
+            None => field,
+            Some(Filter::Matchers) => field + " | matchers",
+            Some(Filter::Tags) => field + " | tags",
+            Some(Filter::Slack) => field + " | slack",
+        }
+    }
+
+    /// An expression from its [`Expr::source`].
+    pub fn source_parse(s: &str) -> Result<Expr, String> {
+        Expr::parse(s)
+    }
+}
+
 /// Compile a body; `at` names where it is (e.g. `rules[0] ("a").notify[0].body`).
 pub fn compile(v: &Value, at: &str) -> Result<Template, String> {
     Ok(match v {

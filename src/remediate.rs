@@ -33,7 +33,18 @@ pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
     let mut report = new_report(problem);
     d.note(&report, Event::Received, None, None, false);
     let rules = d.rules;
-    let rule = rules.find(problem);
+    let found = match rules.find(d.p, problem) {
+        Ok(found) => found,
+        Err(e) => {
+            return d.finish(
+                report,
+                ProblemOutcome::Error,
+                format!("rules unavailable, nothing done: {e}"),
+                Event::Error,
+            )
+        }
+    };
+    let rule = found.as_deref();
     if let Some(rule) = rule {
         report.rule = Some(rule.name.clone());
         d.note(&report, Event::Matched, None, None, false);

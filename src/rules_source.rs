@@ -6,6 +6,8 @@
 //! and only one delivery at a time fetches (a lease in key-value): a slow or huge
 //! rules server costs one bounded request per TTL, not every webhook.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::audit::rfc3339;
 use crate::config::Config;
 use crate::platform::{Platform, SendError};
-use crate::rules::{self, RuleSet};
+use crate::problem::Problem;
+use crate::rules::compiled::{self, Corrupt, View, ENCODING_VERSION};
+use crate::rules::{self, Rule, RuleSet, RulesFormat};
 use crate::state;
 
 const STATE_KEY: &str = "rules/source";
@@ -121,11 +125,10 @@ fn claim_fetch(p: &dyn Platform, cfg: &Config, now: i64) -> bool {
 /// The effective rules and where they came from.
 #[derive(Debug)]
 pub struct Effective {
-    pub rules: RuleSet,
-    pub text: String,
+    pub rules: Rules,
     /// e.g. `url http://…/remediation.yaml`, `last-known-good from …`, `bundled /remediation.yaml`.
     pub source: String,
-    /// ETag when the server gave one, else a content hash.
+    /// ETag when the server gave one, else the content hash (`h128:…`).
     pub version: String,
     pub fetched_at: Option<String>,
     /// Why the preferred source was not used (fetch or validation error).
@@ -141,7 +144,13 @@ pub struct Effective {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cached {
     pub url: String,
+    /// The text, in records written before it moved to `rules/text/<H>` (read, and
+    /// moved at the next fetch); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+    /// The text's [`compiled::hash128`] in hex: it is stored at `rules/text/<H>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_hash: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub fetched_at_ms: i64,
@@ -158,19 +167,286 @@ pub struct SourceState {
     pub ok_at_ms: Option<i64>,
 }
 
-fn content_version(text: &str) -> String {
-    format!("fnv128:{}", &state::hash(&[text])[..16])
+/// Largest cache entry written (Spin's key-value takes values up to 1 MB); a file
+/// whose entry is larger is parsed on every request.
+pub const MAX_ENTRY_BYTES: usize = 1_000_000;
+/// Cache entries of another rules text are removed this long after they were written.
+const ENTRY_MAX_AGE_MS: i64 = 7 * 86_400_000;
+const COMPILED_PREFIX: &str = "rules/compiled/";
+const TEXT_PREFIX: &str = "rules/text/";
+
+/// `rules/compiled/<V>/<H>`: the encoded rules of the text hashed H, never overwritten.
+pub fn entry_key(hash: &[u8; 16]) -> String {
+    format!(
+        "{COMPILED_PREFIX}{ENCODING_VERSION}/{}",
+        compiled::hex(hash)
+    )
+}
+
+/// `rules/text/<H>`: a fetched rules text (8 bytes of write time, then the text).
+pub fn text_key(hash: &[u8; 16]) -> String {
+    format!("{TEXT_PREFIX}{}", compiled::hex(hash))
+}
+
+fn content_version(hash: &[u8; 16]) -> String {
+    format!("h128:{}", compiled::hex(hash))
+}
+
+fn parse_hex(h: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if h.len() != 32 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Where the text of the rules is, when it is needed (a cache miss, a corrupt entry,
+/// `GET /rules`): in hand (bundled; old URL records), or in `rules/text/<H>`.
+#[derive(Debug)]
+enum Text {
+    Inline(String),
+    Stored,
+}
+
+/// The effective rules: parsed, or a cache entry read in place (the rules that can
+/// match a problem decoded when it is matched). A damaged entry is noticed when read,
+/// logged, and replaced by a parse of the text; a valid file never fails for it.
+#[derive(Debug)]
+pub struct Rules {
+    hash: [u8; 16],
+    text: Text,
+    entry: Entry,
+    /// The parse of the text, once a corrupt entry forced one.
+    parsed: OnceCell<RuleSet>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Parsed(Box<RuleSet>),
+    Cached(View),
+}
+
+impl Rules {
+    fn set(&self) -> Option<&RuleSet> {
+        match &self.entry {
+            Entry::Parsed(set) => Some(set),
+            Entry::Cached(_) => self.parsed.get(),
+        }
+    }
+
+    pub fn format(&self) -> RulesFormat {
+        match &self.entry {
+            Entry::Parsed(set) => set.format,
+            Entry::Cached(v) => v.format(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.entry {
+            Entry::Parsed(set) => set.rules.len(),
+            Entry::Cached(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The file's `defaults.max_changes`.
+    pub fn max_changes(&self) -> Option<(u32, Duration)> {
+        match &self.entry {
+            Entry::Parsed(set) => set.max_changes,
+            Entry::Cached(v) => v.max_changes(),
+        }
+    }
+
+    /// The rule for `problem`, as `RuleSet::find` on the parsed file gives it. Errs
+    /// only when the entry is damaged and the text cannot be read (a retry may help).
+    pub fn find(
+        &self,
+        p: &dyn Platform,
+        problem: &Problem,
+    ) -> Result<Option<Cow<'_, Rule>>, String> {
+        if let Some(set) = self.set() {
+            return Ok(set.find(problem).map(Cow::Borrowed));
+        }
+        let Entry::Cached(view) = &self.entry else {
+            return Ok(None);
+        };
+        match view.find(problem) {
+            Ok(found) => Ok(found.map(|(_, rule)| Cow::Owned(rule))),
+            Err(corrupt) => Ok(self.recover(p, corrupt)?.find(problem).map(Cow::Borrowed)),
+        }
+    }
+
+    /// Every rule (for `GET /rules`).
+    pub fn all(&self, p: &dyn Platform) -> Result<Cow<'_, RuleSet>, String> {
+        if let Some(set) = self.set() {
+            return Ok(Cow::Borrowed(set));
+        }
+        let Entry::Cached(view) = &self.entry else {
+            return Err("no rules".into());
+        };
+        match view.decode_all() {
+            Ok(set) => Ok(Cow::Owned(set)),
+            Err(corrupt) => self.recover(p, corrupt).map(Cow::Borrowed),
+        }
+    }
+
+    /// The rules file's text (for `GET /rules`).
+    pub fn text(&self, p: &dyn Platform) -> Result<String, String> {
+        load_text(p, &self.text, &self.hash).map(Cow::into_owned)
+    }
+
+    /// A damaged entry: say so, parse the text instead and rewrite the entry.
+    fn recover(&self, p: &dyn Platform, corrupt: Corrupt) -> Result<&RuleSet, String> {
+        if let Some(set) = self.parsed.get() {
+            return Ok(set);
+        }
+        p.log(&format!(
+            "remediator: WARNING {corrupt}; the rules are parsed instead and the entry rewritten"
+        ));
+        let text = load_text(p, &self.text, &self.hash)?;
+        let set = rules::parse(&text).map_err(|e| e.to_string())?;
+        store(p, &self.hash, &set);
+        Ok(self.parsed.get_or_init(|| set))
+    }
+}
+
+/// The text of the rules hashed `hash`; a stored text must still hash to it.
+fn load_text<'a>(
+    p: &dyn Platform,
+    text: &'a Text,
+    hash: &[u8; 16],
+) -> Result<Cow<'a, str>, String> {
+    match text {
+        Text::Inline(t) => Ok(Cow::Borrowed(t)),
+        Text::Stored => {
+            let key = text_key(hash);
+            let raw = p
+                .kv_get(&key)
+                .map_err(|e| format!("the rules text {key} is unreadable: {e}"))?
+                .ok_or_else(|| format!("the rules text {key} is missing"))?;
+            let t = raw
+                .get(8..)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .filter(|t| compiled::hash128(t.as_bytes()) == *hash)
+                .ok_or_else(|| format!("the rules text {key} is damaged"))?;
+            Ok(Cow::Owned(t.to_string()))
+        }
+    }
+}
+
+/// Write the entry of `set` unless it is too large. Losing it costs a parse later.
+fn store(p: &dyn Platform, hash: &[u8; 16], set: &RuleSet) {
+    let bytes = compiled::encode(set, hash, p.now_ms());
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return;
+    }
+    if let Err(e) = p.kv_set(&entry_key(hash), &bytes) {
+        p.log(&format!(
+            "remediator: WARNING rules cache entry not written: {e}"
+        ));
+    }
+}
+
+/// The rules of the text hashed `hash`: its cache entry when there is a good one,
+/// else a parse of the text (whose entry is then written). Only a valid text is
+/// cached, so its errors are the parser's.
+fn cached_or_parsed(p: &dyn Platform, hash: [u8; 16], text: Text) -> Result<Rules, String> {
+    let write = match p.kv_get(&entry_key(&hash)) {
+        Ok(Some(bytes)) => match View::open(bytes, &hash) {
+            Ok(view) => {
+                return Ok(Rules {
+                    hash,
+                    text,
+                    entry: Entry::Cached(view),
+                    parsed: OnceCell::new(),
+                })
+            }
+            Err(corrupt) => {
+                p.log(&format!(
+                    "remediator: WARNING {corrupt}; the rules are parsed instead and the entry rewritten"
+                ));
+                true
+            }
+        },
+        Ok(None) => true,
+        // Not written either: a store that fails reads would thrash on writes.
+        Err(e) => {
+            p.log(&format!(
+                "remediator: WARNING rules cache unreadable, the rules are parsed: {e}"
+            ));
+            false
+        }
+    };
+    let set = rules::parse(&load_text(p, &text, &hash)?).map_err(|e| e.to_string())?;
+    if write {
+        store(p, &hash, &set);
+    }
+    Ok(Rules {
+        hash,
+        text,
+        entry: Entry::Parsed(Box::new(set)),
+        parsed: OnceCell::new(),
+    })
+}
+
+/// Whether the sweep should remove `key`, a rules cache entry or stored text: one
+/// of another encoding version, or of a text other than the current rules URL's
+/// written more than 7 days ago (the bundled file's entry, if removed, is written
+/// again by the next request).
+pub fn stale_cache_record(
+    p: &dyn Platform,
+    key: &str,
+    now_ms: i64,
+) -> Result<bool, crate::platform::KvError> {
+    let hash = if let Some(rest) = key.strip_prefix(COMPILED_PREFIX) {
+        match rest.split_once('/') {
+            Some((v, h)) if v == ENCODING_VERSION.to_string() => h,
+            _ => return Ok(true),
+        }
+    } else if let Some(h) = key.strip_prefix(TEXT_PREFIX) {
+        h
+    } else {
+        return Ok(false);
+    };
+    let current = state::read::<SourceState>(p, STATE_KEY)
+        .ok()
+        .and_then(|v| v.value)
+        .and_then(|st| st.last_good)
+        .and_then(|c| c.text_hash);
+    if current.as_deref() == Some(hash) {
+        return Ok(false);
+    }
+    let Some(raw) = p.kv_get(key)? else {
+        return Ok(false);
+    };
+    // Both start with their write time: the entry at byte 24, the text at 0.
+    let at = if key.starts_with(COMPILED_PREFIX) {
+        24
+    } else {
+        0
+    };
+    let written = raw.get(at..at + 8).map_or(0, |b| {
+        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    });
+    Ok(written.saturating_add(ENTRY_MAX_AGE_MS) < now_ms)
 }
 
 fn bundled(p: &dyn Platform, cfg: &Config, warning: Option<String>) -> Result<Effective, String> {
     let text = p
         .read_file(&cfg.rules_file)
         .map_err(|e| format!("cannot read {}: {e}", cfg.rules_file))?;
-    let rules = rules::parse(&text).map_err(|e| format!("{}: {e}", cfg.rules_file))?;
+    let hash = compiled::hash128(text.as_bytes());
+    let rules = cached_or_parsed(p, hash, Text::Inline(text))
+        .map_err(|e| format!("{}: {e}", cfg.rules_file))?;
     Ok(Effective {
         rules,
-        version: content_version(&text),
-        text,
+        version: content_version(&hash),
         source: format!("bundled {}", cfg.rules_file),
         fetched_at: None,
         state: if warning.is_some() {
@@ -183,7 +459,22 @@ fn bundled(p: &dyn Platform, cfg: &Config, warning: Option<String>) -> Result<Ef
     })
 }
 
-fn from_cache(c: &Cached, source: String, warning: Option<String>) -> Result<Effective, String> {
+fn from_cache(
+    p: &dyn Platform,
+    c: &Cached,
+    source: String,
+    warning: Option<String>,
+) -> Result<Effective, String> {
+    // Records from before the text moved out carry it (and no hash).
+    let (hash, text) = match c.text_hash.as_deref().and_then(parse_hex) {
+        Some(hash) if c.text.is_empty() => (hash, Text::Stored),
+        _ => (
+            compiled::hash128(c.text.as_bytes()),
+            Text::Inline(c.text.clone()),
+        ),
+    };
+    let rules = cached_or_parsed(p, hash, text)
+        .map_err(|e| scrub(&format!("cached rules from {}: {e}", c.url), &c.url))?;
     Ok(Effective {
         state: if warning.is_some() {
             "last_known_good"
@@ -191,14 +482,36 @@ fn from_cache(c: &Cached, source: String, warning: Option<String>) -> Result<Eff
             "url"
         },
         last_success_ms: None,
-        rules: rules::parse(&c.text)
-            .map_err(|e| scrub(&format!("cached rules from {}: {e}", c.url), &c.url))?,
-        version: c.etag.clone().unwrap_or_else(|| content_version(&c.text)),
-        text: c.text.clone(),
+        rules,
+        version: c.etag.clone().unwrap_or_else(|| content_version(&hash)),
         source,
         fetched_at: Some(rfc3339(c.fetched_at_ms)),
         warning,
     })
+}
+
+/// Move a fetched text out of the `rules/source` record into `rules/text/<H>` (if
+/// it is not there yet), and write its cache entry when its parse is at hand. On a
+/// failed write the text stays in the record: slower, still correct.
+fn move_text(p: &dyn Platform, c: &mut Cached, previous: Option<&str>, set: Option<&RuleSet>) {
+    if c.text.is_empty() {
+        return;
+    }
+    let hash = compiled::hash128(c.text.as_bytes());
+    let hex = compiled::hex(&hash);
+    if previous != Some(hex.as_str()) {
+        let mut value = p.now_ms().to_le_bytes().to_vec();
+        value.extend_from_slice(c.text.as_bytes());
+        if let Err(e) = p.kv_set(&text_key(&hash), &value) {
+            p.log(&format!("remediator: WARNING rules text not stored: {e}"));
+            return;
+        }
+        if let Some(set) = set {
+            store(p, &hash, set);
+        }
+    }
+    c.text = String::new();
+    c.text_hash = Some(hex);
 }
 
 /// The rules to use now. Errors only when no usable source exists at all.
@@ -233,8 +546,14 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
             Ok(Fetched::NotModified) => {
                 st.last_error = None;
                 st.ok_at_ms = Some(now);
+                // A record from before the text moved out: move it now.
+                if let Some(c) = st.last_good.as_mut() {
+                    move_text(p, c, None, None);
+                }
             }
-            Ok(Fetched::New(c)) => {
+            Ok(Fetched::New(mut c, set)) => {
+                let previous = st.last_good.as_ref().and_then(|c| c.text_hash.clone());
+                move_text(p, &mut c, previous.as_deref(), Some(&set));
                 st.last_good = Some(c);
                 st.last_error = None;
                 st.ok_at_ms = Some(now);
@@ -257,8 +576,9 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
         .ok_at_ms
         .or(st.last_good.as_ref().map(|c| c.fetched_at_ms));
     let effective = match &st.last_good {
-        Some(c) if warning.is_none() => from_cache(c, format!("url {shown}"), None),
+        Some(c) if warning.is_none() => from_cache(p, c, format!("url {shown}"), None),
         Some(c) => from_cache(
+            p,
             c,
             format!("last-known-good from {shown}"),
             warning.map(|w| {
@@ -287,7 +607,8 @@ pub fn effective(p: &dyn Platform, cfg: &Config) -> Result<Effective, String> {
 
 enum Fetched {
     NotModified,
-    New(Cached),
+    /// The new text and its parse.
+    New(Cached, Box<RuleSet>),
 }
 
 fn fetch(
@@ -345,13 +666,17 @@ fn fetch(
     };
     let text = String::from_utf8(resp.body().clone())
         .map_err(|_| format!("rules from {shown} are not UTF-8"))?;
-    rules::parse(&text)
+    let set = rules::parse(&text)
         .map_err(|e| format!("rules from {shown} are invalid and were not used: {e}"))?;
-    Ok(Fetched::New(Cached {
-        url: url.to_string(),
-        etag: header(http::header::ETAG),
-        last_modified: header(http::header::LAST_MODIFIED),
-        text,
-        fetched_at_ms: p.now_ms(),
-    }))
+    Ok(Fetched::New(
+        Cached {
+            url: url.to_string(),
+            etag: header(http::header::ETAG),
+            last_modified: header(http::header::LAST_MODIFIED),
+            text,
+            text_hash: None,
+            fetched_at_ms: p.now_ms(),
+        },
+        Box::new(set),
+    ))
 }

@@ -94,6 +94,8 @@ pub struct MemoryPlatform {
     /// `increment KEY`.
     pub kv_log: RefCell<Vec<String>>,
     random: Cell<u64>,
+    /// Reads of keys starting with one of these fail (an unreadable store).
+    pub kv_get_fails: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -114,6 +116,7 @@ impl MemoryPlatform {
             kv_writes: Cell::new(0),
             kv_log: RefCell::new(Vec::new()),
             random: Cell::new(0),
+            kv_get_fails: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -171,6 +174,14 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        if self
+            .kv_get_fails
+            .borrow()
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            return Err(KvError(format!("{key}: injected read failure")));
+        }
         Ok(self.kv.borrow().get(key).cloned())
     }
 

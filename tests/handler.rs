@@ -408,8 +408,10 @@ fn healthz_reports_rules() {
     let (status, body) = r.request(http::Request::get("/healthz"), b"");
     assert_eq!(status, 200);
     let version = format!(
-        "fnv128:{}",
-        &remediator::state::hash(&[TUTORIAL_RULES])[..16]
+        "h128:{}",
+        remediator::rules::compiled::hex(&remediator::rules::compiled::hash128(
+            TUTORIAL_RULES.as_bytes()
+        ))
     );
     assert_eq!(
         body["rules"],

@@ -491,12 +491,11 @@ fn per_rule_dry_run_records_no_state() {
         assert_eq!(outcome(&report), "dry_run");
     }
     assert!(r.sent().is_empty());
-    // Only what is observed: the audit, and the metrics' counts of it.
-    assert!(r
-        .kv
-        .borrow()
-        .keys()
-        .all(|k| k.starts_with("audit/") || k.starts_with("metrics/")));
+    // Only what is observed: the audit, and the metrics' counts of it (and the
+    // rules cache's entry).
+    assert!(r.kv.borrow().keys().all(|k| k.starts_with("audit/")
+        || k.starts_with("metrics/")
+        || k.starts_with("rules/compiled/")));
     assert!(r
         .audit("")
         .iter()

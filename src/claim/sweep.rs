@@ -59,6 +59,12 @@ pub fn sweep(p: &dyn Platform, now_ms: i64, start: usize) -> Result<Swept, KvErr
             true
         } else if key.starts_with("occ/") || key.starts_with("rule/") {
             legacy_expired(p, key, now_ms)?
+        } else if key.starts_with("rules/compiled/") || key.starts_with("rules/text/") {
+            let stale = crate::rules_source::stale_cache_record(p, key, now_ms)?;
+            if stale {
+                p.kv_delete(key)?;
+            }
+            stale
         } else if is_cell_prefix(key) {
             match key.matches('/').count() {
                 1 => sweep_cell(p, key, now_ms)?,

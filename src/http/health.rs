@@ -33,7 +33,7 @@ pub(super) fn get(p: &dyn Platform) -> Result<Response<Vec<u8>>, ApiError> {
             "status": if e.warning.is_some() { "degraded" } else { "ok" },
             "rules": {
                 "source": e.source, "version": e.version, "fetched_at": e.fetched_at,
-                "format": e.rules.format, "count": e.rules.rules.len(), "warning": e.warning,
+                "format": e.rules.format(), "count": e.rules.len(), "warning": e.warning,
             },
             "warnings": warnings,
         }))),

@@ -142,7 +142,7 @@ pub(super) fn deliver(
         rules_source: effective.source.clone(),
         rules_version: effective.version.clone(),
         rules_warning: effective.warning.clone(),
-        rules_format: rules.format,
+        rules_format: rules.format(),
         problems,
         not_processed,
         problems_not_shown: 0,

@@ -91,15 +91,18 @@ impl Matcher {
             format!("matcher {input:?}: expected one of =, !=, =~, !~ after label {name:?}")
         })?;
         let value = unquote(rest.trim()).map_err(|e| format!("matcher {input:?}: {e}"))?;
+        Matcher::new(name.to_string(), op, value).map_err(|e| format!("matcher {input:?}: {e}"))
+    }
+
+    /// A matcher from its parts (a regex value is compiled, anchored); what the
+    /// rules cache decodes a stored matcher with.
+    pub fn new(name: String, op: Op, value: String) -> Result<Matcher, String> {
         let regex = match op {
-            Op::Regex | Op::NotRegex => Some(
-                compile_bounded(&value, &format!("^(?:{value})$"))
-                    .map_err(|e| format!("matcher {input:?}: {e}"))?,
-            ),
+            Op::Regex | Op::NotRegex => Some(compile_bounded(&value, &format!("^(?:{value})$"))?),
             _ => None,
         };
         Ok(Matcher {
-            name: name.to_string(),
+            name,
             op,
             value,
             regex,

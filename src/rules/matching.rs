@@ -35,33 +35,14 @@ impl RuleSet {
         }
         let mut candidates = Vec::new();
         ix.candidates(problem, &mut candidates);
-        // Merge the candidates with the always-evaluated rules, both sorted: file order.
-        let (mut c, mut s) = (0, 0);
-        loop {
-            let i = match (candidates.get(c), ix.scan.get(s)) {
-                (Some(&a), Some(&b)) if a < b => {
-                    c += 1;
-                    a
-                }
-                (Some(&a), None) => {
-                    c += 1;
-                    a
-                }
-                (_, Some(&b)) => {
-                    s += 1;
-                    b
-                }
-                (None, None) => break,
-            } as usize;
-            if ix.compiled[i].matches(&self.rules[i], problem) {
-                return Some(&self.rules[i]);
-            }
+        let found = in_file_order(&candidates, &ix.scan, &ix.catch_all, |i| {
+            let i = i as usize;
+            Ok::<_, std::convert::Infallible>(ix.compiled[i].matches(&self.rules[i], problem))
+        });
+        match found {
+            Ok(i) => i.map(|i| &self.rules[i as usize]),
+            Err(never) => match never {},
         }
-        ix.catch_all
-            .iter()
-            .map(|&i| i as usize)
-            .find(|&i| ix.compiled[i].matches(&self.rules[i], problem))
-            .map(|i| &self.rules[i])
     }
 
     /// Every rule evaluated in file order: the reference `find` must agree with.
@@ -77,6 +58,45 @@ impl RuleSet {
     }
 }
 
+/// The first rule `test` accepts, in the order `RuleSet::find` defines: the
+/// candidates merged with the always-evaluated `scan` rules (both sorted: file
+/// order), then the catch-alls. Shared by the parsed set and the cached view
+/// (rules::compiled), so both pick the same rule.
+pub(super) fn in_file_order<E>(
+    candidates: &[u32],
+    scan: &[u32],
+    catch_all: &[u32],
+    mut test: impl FnMut(u32) -> Result<bool, E>,
+) -> Result<Option<u32>, E> {
+    let (mut c, mut s) = (0, 0);
+    loop {
+        let i = match (candidates.get(c), scan.get(s)) {
+            (Some(&a), Some(&b)) if a < b => {
+                c += 1;
+                a
+            }
+            (Some(&a), None) => {
+                c += 1;
+                a
+            }
+            (_, Some(&b)) => {
+                s += 1;
+                b
+            }
+            (None, None) => break,
+        };
+        if test(i)? {
+            return Ok(Some(i));
+        }
+    }
+    for &i in catch_all {
+        if test(i)? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
 /// Precompiled matching for a [`RuleSet`]: hash lookups that find the few rules a
 /// problem can match (by exact title, title prefix, a literal every match of a
 /// title regex contains, an `=` label value or a literal prefix of an `=~`
@@ -85,30 +105,30 @@ impl RuleSet {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
     /// `rules.len()` when built.
-    rules: usize,
+    pub(super) rules: usize,
     /// Per rule, in file order.
-    compiled: Vec<Compiled>,
+    pub(super) compiled: Vec<Compiled>,
     /// Rules with a title equal to the key.
-    exact: HashMap<String, Vec<u32>>,
+    pub(super) exact: HashMap<String, Vec<u32>>,
     /// Rules with a title (or anchored title regex) starting with the key.
-    prefix: Keyed,
+    pub(super) prefix: Keyed,
     /// Rules whose title regex requires the key somewhere in the title.
-    contains: Substrings,
+    pub(super) contains: Substrings,
     /// Per label name: rules requiring that label to equal the key.
-    label_eq: Vec<(String, HashMap<String, Vec<u32>>)>,
+    pub(super) label_eq: Vec<(String, HashMap<String, Vec<u32>>)>,
     /// Per label name: rules whose `=~` regex requires the value to start with the key.
-    label_prefix: Vec<(String, Keyed)>,
+    pub(super) label_prefix: Vec<(String, Keyed)>,
     /// Non-catch-all rules without a key, evaluated for every problem.
-    scan: Vec<u32>,
-    catch_all: Vec<u32>,
+    pub(super) scan: Vec<u32>,
+    pub(super) catch_all: Vec<u32>,
 }
 
 /// Keys looked up by every prefix length in use.
 #[derive(Debug, Clone, Default)]
-struct Keyed {
-    map: HashMap<String, Vec<u32>>,
+pub(super) struct Keyed {
+    pub(super) map: HashMap<String, Vec<u32>>,
     /// Distinct key lengths in bytes, ascending.
-    lens: Vec<usize>,
+    pub(super) lens: Vec<usize>,
 }
 
 impl Keyed {
@@ -132,10 +152,10 @@ impl Keyed {
 /// Keys (at least 2 bytes) looked up at every position of a text whose first two
 /// bytes start some key.
 #[derive(Debug, Clone, Default)]
-struct Substrings {
-    keyed: Keyed,
+pub(super) struct Substrings {
+    pub(super) keyed: Keyed,
     /// 65,536-bit set of the keys' first two bytes (empty: no keys).
-    first2: Vec<u64>,
+    pub(super) first2: Vec<u64>,
 }
 
 impl Substrings {
@@ -165,7 +185,7 @@ impl Substrings {
 
 /// A rule's matchers, ready to run: the same answer as [`Rule::matches`], faster.
 #[derive(Debug, Clone)]
-struct Compiled {
+pub(super) struct Compiled {
     /// Per title matcher: for regexes, a literal every match contains (checked first).
     needles: Vec<Option<Needle>>,
     /// Per label matcher.
@@ -192,7 +212,7 @@ enum LabelTest {
 }
 
 impl Compiled {
-    fn new(rule: &Rule) -> Compiled {
+    pub(super) fn new(rule: &Rule) -> Compiled {
         Compiled {
             needles: rule
                 .titles
@@ -206,7 +226,7 @@ impl Compiled {
         }
     }
 
-    fn matches(&self, rule: &Rule, problem: &Problem) -> bool {
+    pub(super) fn matches(&self, rule: &Rule, problem: &Problem) -> bool {
         let title_ok = rule.titles.is_empty()
             || problem.titles().any(|t| {
                 rule.titles.iter().zip(&self.needles).any(|(m, needle)| {
@@ -461,7 +481,7 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -531,9 +551,9 @@ mod tests {
     }
 
     /// A small deterministic generator (xorshift64*).
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
-        fn below(&mut self, n: usize) -> usize {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -610,7 +630,7 @@ mod tests {
         "(?s)carts.*",
     ];
 
-    fn random_rules(rng: &mut Rng, n: usize) -> String {
+    pub(crate) fn random_rules(rng: &mut Rng, n: usize) -> String {
         let mut y = String::from("rules:\n");
         for i in 0..n {
             y.push_str(&format!("  - name: r{i}\n    match:\n"));
@@ -652,7 +672,7 @@ mod tests {
         y
     }
 
-    fn random_problem(rng: &mut Rng) -> Problem {
+    pub(crate) fn random_problem(rng: &mut Rng) -> Problem {
         let mut labels = BTreeMap::new();
         for name in ["service", "env", "alertname"] {
             if rng.below(3) > 0 {

@@ -2,6 +2,7 @@
 //! parse.rs reads a file (error.rs: where it is wrong), matching.rs finds the rule for a
 //! problem, view.rs shows one.
 
+pub mod compiled;
 pub mod duration;
 mod error;
 pub mod keptn;

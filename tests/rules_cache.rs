@@ -1,0 +1,375 @@
+//! The rules cache (docs/rules-cache.md): a valid rules file is parsed once per
+//! version and then read from its key-value entry; an edit or a new fetch takes effect
+//! at once; a damaged or unreadable entry costs a parse and a warning, never a verdict
+//! or an error status; writes: one per rules version, none per delivery.
+
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use remediator::rules::compiled::{hash128, hex};
+use remediator::rules_source::{entry_key, text_key};
+use serde_json::Value;
+use support::*;
+
+const V1: &str = "rules:\n  - name: v1-rule\n    match: {title: HighFailureRate}\n    actions: [{flag: EnablePromotion, state: off}]\n";
+const V2: &str = "rules:\n  - name: v2-rule\n    match: {title: HighFailureRate}\n    actions: [{scale: '+1'}]\n";
+
+fn entry_of(text: &str) -> String {
+    entry_key(&hash128(text.as_bytes()))
+}
+
+/// The rule each problem of the report matched ("-": none).
+fn rules_matched(report: &Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rule"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+/// Three alerts: the tutorial's flag rule, its scaling rule, and no rule.
+fn three_alerts(i: usize) -> Vec<u8> {
+    let fp = format!("{i}");
+    let body = alertmanager(
+        "firing",
+        &[
+            (
+                "HighFailureRate",
+                Some("Failure rate increase on carts"),
+                &[],
+            ),
+            ("cpu_usage", None, &[]),
+            ("NoRuleForThis", None, &[]),
+        ],
+    );
+    // A new occurrence each time: vary the fingerprints.
+    String::from_utf8(body)
+        .unwrap()
+        .replace("\"fingerprint\":\"", &format!("\"fingerprint\":\"{fp}-"))
+        .into_bytes()
+}
+
+fn writes_since(r: &Recorder, from: usize) -> Vec<String> {
+    r.kv_log.borrow()[from..].to_vec()
+}
+
+fn warnings(r: &Recorder) -> Vec<String> {
+    r.logs
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("WARNING") && l.contains("rules"))
+        .cloned()
+        .collect()
+}
+
+/// What a fresh parse decides (no cache anywhere): the reference.
+fn fresh(rules: &str, body: &[u8]) -> Vec<String> {
+    let r = Recorder::new();
+    r.set_rules(rules);
+    r.kv_get_fails.borrow_mut().push("rules/compiled/".into());
+    let (status, report) = r.post("/", body);
+    assert_eq!(status, 200, "{report}");
+    rules_matched(&report)
+}
+
+#[test]
+fn bundled_rules_are_parsed_once_per_version_and_written_once() {
+    let r = Recorder::new();
+    let expected = fresh(TUTORIAL_RULES, &three_alerts(0));
+    assert_eq!(expected, ["Failure rate increase", "cpu_usage", "-"]);
+    let (status, report) = r.post("/", &three_alerts(0));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(rules_matched(&report), expected);
+    let key = entry_of(TUTORIAL_RULES);
+    let rules_writes = |log: &[String]| {
+        log.iter()
+            .filter(|w| w.contains(" rules/"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rules_writes(&writes_since(&r, 0)), [format!("set {key}")]);
+    // Steady state: the same deliveries, no rules write, the same other writes.
+    let mut per_delivery = Vec::new();
+    for i in 1..=5 {
+        let from = r.kv_log.borrow().len();
+        let (status, report) = r.post("/", &three_alerts(i));
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(rules_matched(&report), expected);
+        assert_eq!(
+            report["rules_version"],
+            format!("h128:{}", hex(&hash128(TUTORIAL_RULES.as_bytes())))
+        );
+        let log = writes_since(&r, from);
+        assert!(rules_writes(&log).is_empty(), "{log:?}");
+        per_delivery.push(log.len());
+    }
+    assert!(
+        per_delivery.windows(2).all(|w| w[0] == w[1]),
+        "{per_delivery:?}"
+    );
+    assert!(warnings(&r).is_empty(), "{:?}", warnings(&r));
+}
+
+#[test]
+fn an_edited_bundled_file_takes_effect_at_the_next_request() {
+    let r = Recorder::new();
+    r.set_rules(V1);
+    assert_eq!(
+        rules_matched(&r.post("/", &failure_rate("firing")).1),
+        ["v1-rule"]
+    );
+    r.set_rules(V2);
+    let (_, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!(rules_matched(&report), ["v2-rule"]);
+    assert_eq!(
+        report["rules_version"],
+        format!("h128:{}", hex(&hash128(V2.as_bytes())))
+    );
+    assert!(r.kv.borrow().contains_key(&entry_of(V1)));
+    assert!(r.kv.borrow().contains_key(&entry_of(V2)));
+    // And back: the V1 entry is still good, and used.
+    r.set_rules(V1);
+    let from = r.kv_log.borrow().len();
+    assert_eq!(
+        rules_matched(&r.post("/", &failure_rate("firing")).1),
+        ["v1-rule"]
+    );
+    assert!(!writes_since(&r, from).iter().any(|w| w.contains("rules/")));
+}
+
+/// Serves `body` at the rules URL (200, no ETag), and 200 to anything else.
+fn rules_server(r: &Recorder) -> Rc<RefCell<String>> {
+    r.set_var("rules_origin", "http://rules.test:8080");
+    r.set_var("rules_path", "/remediation.yaml");
+    r.set_var("rules_ttl_s", "30");
+    let body = Rc::new(RefCell::new(V1.to_string()));
+    let served = body.clone();
+    r.answer(move |s| {
+        if s.url.starts_with("http://rules.test") {
+            return respond(200, &served.borrow());
+        }
+        if s.method == "GET" {
+            return respond(
+                200,
+                r#"{"environments":[{"name":"production","enabled":true}]}"#,
+            );
+        }
+        respond(200, "")
+    });
+    body
+}
+
+#[test]
+fn rules_over_http_move_out_of_the_hot_record_and_a_new_version_takes_effect_after_the_ttl() {
+    let r = Recorder::new();
+    let served = rules_server(&r);
+    assert_eq!(
+        rules_matched(&r.post("/", &failure_rate("firing")).1),
+        ["v1-rule"]
+    );
+    // The fetch wrote the text and the entry once; the source record holds neither.
+    let log = writes_since(&r, 0);
+    for key in [text_key(&hash128(V1.as_bytes())), entry_of(V1)] {
+        assert_eq!(
+            log.iter().filter(|w| **w == format!("set {key}")).count(),
+            1,
+            "{log:?}"
+        );
+    }
+    let source: Value = serde_json::from_slice(&r.kv.borrow()["rules/source"]).unwrap();
+    let record = source.get("value").unwrap_or(&source).to_string();
+    assert!(!record.contains("v1-rule"), "{record}");
+    // Within the TTL: no rules writes at all.
+    let from = r.kv_log.borrow().len();
+    assert_eq!(
+        rules_matched(&r.post("/", &failure_rate("firing")).1),
+        ["v1-rule"]
+    );
+    assert!(!writes_since(&r, from).iter().any(|w| w.contains("rules/")));
+    // A new version after the TTL: used at once. The old entry, damaged here, is
+    // never read (reading it would log a warning).
+    *served.borrow_mut() = V2.to_string();
+    r.kv.borrow_mut().insert(entry_of(V1), b"garbage".to_vec());
+    r.advance(31_000);
+    let (_, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!(rules_matched(&report), ["v2-rule"]);
+    assert_eq!(
+        report["rules_version"],
+        format!("h128:{}", hex(&hash128(V2.as_bytes())))
+    );
+    assert!(warnings(&r).is_empty(), "{:?}", warnings(&r));
+    // GET /rules shows the text, from its record.
+    let (status, rules) = r.request(
+        http::Request::get("/rules").header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
+        b"",
+    );
+    assert_eq!(status, 200, "{rules}");
+    assert_eq!(rules["text"], V2);
+    assert_eq!(rules["rules"][0]["name"], "v2-rule");
+}
+
+#[test]
+fn a_record_from_before_the_text_moved_out_is_read_and_migrated_at_the_next_fetch() {
+    let r = Recorder::new();
+    rules_server(&r);
+    let old = serde_json::json!({"last_good": {"url": "http://rules.test:8080/remediation.yaml",
+        "text": V1, "etag": null, "last_modified": null, "fetched_at_ms": r.now.get()},
+        "checked_at_ms": r.now.get(), "last_error": null});
+    remediator::state::write(&r.platform, "rules/source", &old).unwrap();
+    assert_eq!(
+        rules_matched(&r.post("/", &failure_rate("firing")).1),
+        ["v1-rule"]
+    );
+    r.advance(31_000);
+    assert_eq!(
+        rules_matched(&r.post("/", &failure_rate("firing")).1),
+        ["v1-rule"]
+    );
+    let source = String::from_utf8(r.kv.borrow()["rules/source"].clone()).unwrap();
+    assert!(!source.contains("v1-rule"), "{source}");
+    assert!(source.contains(&hex(&hash128(V1.as_bytes()))), "{source}");
+    assert!(r
+        .kv
+        .borrow()
+        .contains_key(&text_key(&hash128(V1.as_bytes()))));
+}
+
+/// Damage the tutorial's entry with `damage`, then deliver: the verdicts of a fresh
+/// parse, a warning, status 200, and the entry rewritten (the next delivery reads it
+/// without a warning).
+fn damaged_entry_is_replaced(damage: impl Fn(&mut Vec<u8>)) {
+    let r = Recorder::new();
+    let expected = fresh(TUTORIAL_RULES, &three_alerts(0));
+    r.post("/", &three_alerts(0));
+    let key = entry_of(TUTORIAL_RULES);
+    let good = r.kv.borrow()[&key].clone();
+    damage(r.kv.borrow_mut().get_mut(&key).unwrap());
+    assert_ne!(r.kv.borrow()[&key], good);
+    let (status, report) = r.post("/", &three_alerts(1));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(rules_matched(&report), expected);
+    let w = warnings(&r);
+    assert!(
+        w.len() == 1 && w[0].contains("rules cache entry corrupt"),
+        "{w:?}"
+    );
+    assert_eq!(r.kv.borrow()[&key], good, "rewritten");
+    let (_, report) = r.post("/", &three_alerts(2));
+    assert_eq!(rules_matched(&report), expected);
+    assert_eq!(warnings(&r).len(), 1);
+}
+
+/// Where rule `i`'s record starts: the rule offsets are the first part of the
+/// structure, whose offset is the first of the header's section offsets (at 68).
+fn record_of(e: &[u8], i: usize) -> usize {
+    let u32_at = |at: usize| u32::from_le_bytes(e[at..at + 4].try_into().unwrap()) as usize;
+    u32_at(u32_at(68) + 4 * i)
+}
+
+#[test]
+fn a_truncated_entry_is_replaced() {
+    damaged_entry_is_replaced(|e| e.truncate(e.len() / 2));
+}
+
+#[test]
+fn flipped_bytes_in_a_record_are_found_mid_delivery_and_the_entry_replaced() {
+    // A byte of every record's name (after its 4-byte checksum and the length):
+    // whichever rule is decoded is damaged.
+    damaged_entry_is_replaced(|e| {
+        for i in 0..3 {
+            let at = record_of(e, i);
+            e[at + 6] ^= 0x20;
+        }
+    });
+}
+
+#[test]
+fn an_entry_of_another_encoding_version_is_replaced() {
+    damaged_entry_is_replaced(|e| e[4] ^= 0x7f);
+}
+
+#[test]
+fn an_unreadable_entry_costs_a_parse_not_a_write_nor_an_error() {
+    let r = Recorder::new();
+    r.kv_get_fails.borrow_mut().push("rules/compiled/".into());
+    let expected = fresh(TUTORIAL_RULES, &three_alerts(0));
+    for i in 0..2 {
+        let (status, report) = r.post("/", &three_alerts(i));
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(rules_matched(&report), expected);
+    }
+    assert!(!r.kv_log.borrow().iter().any(|w| w.contains("rules/")));
+    let w = warnings(&r);
+    assert!(
+        w.len() == 2 && w[0].contains("rules cache unreadable"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn rules_whose_entry_would_exceed_1_mb_are_parsed_each_time_and_never_written() {
+    // Four 260 KB titles: over 1 MB of entry.
+    let long = "T".repeat(260_000);
+    let mut rules = String::from("rules:\n");
+    for (name, flag) in [("a", "F"), ("b", "G"), ("d", "H"), ("e", "I")] {
+        rules += &format!(
+            "  - name: {name}\n    match: {{title: {long}{name}}}\n    actions: [{{flag: {flag}, state: on}}]\n"
+        );
+    }
+    rules += "  - name: c\n    match: {title: HighFailureRate}\n    actions: [{flag: EnablePromotion, state: off}]\n";
+    let r = Recorder::new();
+    r.set_rules(&rules);
+    for i in 0..2 {
+        let body = alertmanager(
+            "firing",
+            &[
+                (&format!("{long}b"), None, &[]),
+                ("HighFailureRate", Some(&format!("{i}")), &[]),
+            ],
+        );
+        let (status, report) = r.post("/", &body);
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(rules_matched(&report), ["b", "c"]);
+    }
+    assert!(!r.kv_log.borrow().iter().any(|w| w.contains("rules/")));
+}
+
+#[test]
+fn get_rules_and_healthz_answer_the_same_from_the_entry() {
+    let r = Recorder::new();
+    let get = |path: &str| {
+        r.request(
+            http::Request::get(path).header("authorization", format!("Bearer {WEBHOOK_TOKEN}")),
+            b"",
+        )
+    };
+    let parsed = (get("/rules"), get("/healthz"));
+    assert!(r.kv.borrow().contains_key(&entry_of(TUTORIAL_RULES)));
+    let cached = (get("/rules"), get("/healthz"));
+    assert_eq!(parsed, cached);
+    assert_eq!((cached.0).0, 200);
+    assert_eq!((cached.0).1["text"], TUTORIAL_RULES);
+}
+
+#[test]
+fn the_sweep_removes_old_entries_and_keeps_the_current_ones() {
+    let r = Recorder::new();
+    r.post("/", &three_alerts(0));
+    let current = entry_of(TUTORIAL_RULES);
+    let mut old = r.kv.borrow()[&current].clone();
+    // Written 8 days ago, for another text.
+    old[24..32].copy_from_slice(&(r.now.get() - 8 * 86_400_000).to_le_bytes());
+    let stale = entry_of("another text");
+    r.kv.borrow_mut().insert(stale.clone(), old);
+    let other_version = "rules/compiled/0/00000000000000000000000000000000".to_string();
+    r.kv.borrow_mut()
+        .insert(other_version.clone(), b"x".to_vec());
+    let swept = remediator::claim::sweep::sweep(&r.platform, r.now.get(), 0).unwrap();
+    assert!(swept.removed >= 2, "{swept:?}");
+    let kv = r.kv.borrow();
+    assert!(!kv.contains_key(&stale) && !kv.contains_key(&other_version));
+    assert!(kv.contains_key(&current));
+}
