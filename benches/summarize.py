@@ -17,6 +17,9 @@ RULES = [1, 100, 1000]
 ALERTS = [1, 10, 100]
 ENGINE_BUDGET_NS = 1_000_000
 COMPONENT_BUDGET = 1.3
+# Issue 13: per-request cost against the floor component (one kv set, one outbound POST).
+FLOOR_BUDGET_B = 1.5
+FLOOR_BUDGET_C = 1.0
 SIZE_BUDGET = 1_000_000
 
 
@@ -263,8 +266,8 @@ def results(out):
     # Component
     md += ["## 2. Component vs floor (test host, wrk)", ""]
     runs = OrderedDict()
-    for name in ["a-hello", "b-act", "b-repeat", "c-nomatch", "receiver", "a-hello-pooling", "b-act-pooling",
-                 "c-nomatch-pooling"]:
+    for name in ["a-hello", "f-floor", "b-act", "b-repeat", "c-nomatch", "receiver", "a-hello-pooling",
+                 "f-floor-pooling", "b-act-pooling", "c-nomatch-pooling"]:
         r = bench_result(os.path.join(out, f"wrk-{name}.txt"))
         if r:
             runs[name] = r
@@ -299,6 +302,20 @@ def results(out):
                 res.update(component_pooling_b_over_a=bpa, component_pooling_c_over_a=cpa)
                 md += [f"With the pooling allocator (each against the pooled hello): b/a = **{bpa:.2f}**, "
                        f"c/a = **{cpa:.2f}**.", ""]
+            f = runs.get("f-floor")
+            if f:
+                bf, cf = f["rps"] / b["rps"], f["rps"] / c["rps"]
+                met_f = bf <= FLOOR_BUDGET_B and cf <= FLOOR_BUDGET_C
+                res.update(component_b_over_f=bf, component_c_over_f=cf, component_floor_budget_met=met_f)
+                line = (f"**Against the floor** (f: one key-value set and one outbound POST per request; "
+                        f"issue 13: b/f ≤ {FLOOR_BUDGET_B}, c/f ≤ {FLOOR_BUDGET_C}): b/f = **{bf:.2f}**, "
+                        f"c/f = **{cf:.2f}**")
+                fp, bp, cp = (runs.get(n) for n in ("f-floor-pooling", "b-act-pooling", "c-nomatch-pooling"))
+                if fp and bp and cp:
+                    bfp, cfp = fp["rps"] / bp["rps"], fp["rps"] / cp["rps"]
+                    res.update(component_pooling_b_over_f=bfp, component_pooling_c_over_f=cfp)
+                    line += f"; pooled: b/f = **{bfp:.2f}**, c/f = **{cfp:.2f}**"
+                md += [line + f" — **{'met' if met_f else 'NOT met'}**.", ""]
             if "receiver_calls_during_b" in b:
                 md += [f"The receiver answered {b['receiver_calls_during_b']} calls during b "
                        f"({b['requests']} webhooks).", ""]
