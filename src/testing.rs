@@ -93,7 +93,8 @@ pub struct MemoryPlatform {
     /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
     /// `increment KEY`.
     pub kv_log: RefCell<Vec<String>>,
-    random: Cell<u64>,
+    /// The last "random" value drawn; the next is one more (a test sets it to choose).
+    pub random: Cell<u64>,
     /// Reads of keys starting with one of these fail (an unreadable store).
     pub kv_get_fails: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
@@ -253,7 +254,7 @@ impl Platform for MemoryPlatform {
     /// 1, 2, 3, ...: delivery ids as the earlier shared counter gave them, so that
     /// batches written in the same (still) millisecond keep their order.
     fn random_u64(&self) -> u64 {
-        self.random.set(self.random.get() + 1);
+        self.random.set(self.random.get().wrapping_add(1));
         self.random.get()
     }
 

@@ -222,62 +222,7 @@ fn delivery_ids_are_random_and_keep_tickets_in_range() {
     r.post("/", &failure_rate("firing"));
     let id = r.audit("")[0]["delivery"].as_i64().unwrap();
     assert!((1..1 << 43).contains(&id), "{id}");
-    assert_eq!(
-        remediator::audit::next_delivery(&MaxRandom(&r)),
-        (1 << 43) - 1
-    );
-}
-
-/// A platform whose random bits are all ones.
-struct MaxRandom<'a>(&'a Recorder);
-
-impl remediator::platform::Platform for MaxRandom<'_> {
-    fn send(
-        &self,
-        req: remediator::platform::OutboundRequest,
-        timeout: std::time::Duration,
-    ) -> Result<remediator::platform::OutboundResponse, remediator::platform::SendError> {
-        self.0.send(req, timeout)
-    }
-    fn variable(&self, name: &str) -> Option<String> {
-        self.0.variable(name)
-    }
-    fn read_file(&self, path: &str) -> std::io::Result<String> {
-        self.0.read_file(path)
-    }
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, remediator::platform::KvError> {
-        self.0.kv_get(key)
-    }
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), remediator::platform::KvError> {
-        self.0.kv_set(key, value)
-    }
-    fn kv_delete(&self, key: &str) -> Result<(), remediator::platform::KvError> {
-        self.0.kv_delete(key)
-    }
-    fn kv_keys(&self) -> Result<Vec<String>, remediator::platform::KvError> {
-        self.0.kv_keys()
-    }
-    fn kv_compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, remediator::platform::KvError> {
-        self.0.kv_compare_and_swap(key, expected, new)
-    }
-    fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, remediator::platform::KvError> {
-        self.0.kv_increment(key, delta)
-    }
-    fn sleep(&self, d: std::time::Duration) {
-        self.0.sleep(d)
-    }
-    fn now_ms(&self) -> i64 {
-        self.0.now_ms()
-    }
-    fn random_u64(&self) -> u64 {
-        u64::MAX
-    }
-    fn log(&self, line: &str) {
-        self.0.log(line)
-    }
+    // The next draw is all ones.
+    r.random.set(u64::MAX - 1);
+    assert_eq!(remediator::audit::next_delivery(&*r), (1 << 43) - 1);
 }
