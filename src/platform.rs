@@ -70,6 +70,24 @@ pub trait Platform {
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn kv_delete(&self, key: &str) -> Result<(), KvError>;
+    /// Set several keys in one durable transaction where the store allows it (Spin:
+    /// `wasi:keyvalue/batch` `set-many`, one SQLite transaction). Callers must not rely
+    /// on atomicity: a crash may leave any prefix written (the simulation models that).
+    /// This default, for doubles that have no batch, sets them one by one.
+    fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        for (k, v) in entries {
+            self.kv_set(k, v)?;
+        }
+        Ok(())
+    }
+    /// Delete several keys in one transaction where the store allows it (`delete-many`);
+    /// the same caveats as [`Platform::kv_set_many`].
+    fn kv_delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        for k in keys {
+            self.kv_delete(k)?;
+        }
+        Ok(())
+    }
     /// Every key in the store (for the expiry sweep).
     fn kv_keys(&self) -> Result<Vec<String>, KvError>;
     /// Atomically replace `key`'s value with `new` if it currently equals `expected`
