@@ -36,6 +36,7 @@ mod bindings {
                 import fermyon:spin/variables@2.0.0;
                 import wasi:keyvalue/store@0.2.0-draft2;
                 import wasi:keyvalue/atomics@0.2.0-draft2;
+                import wasi:keyvalue/batch@0.2.0-draft2;
             }
         ",
         path: ["../../wit/deps/spin@2.0.0", "../../wit/deps/keyvalue-2024-10-17"],
@@ -49,7 +50,7 @@ mod bindings {
 }
 
 use bindings::fermyon::spin::variables as spin_vars;
-use bindings::wasi::keyvalue::{atomics, store};
+use bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// An open `wasi:keyvalue/store.bucket`.
 pub struct BucketHandle {
@@ -86,7 +87,8 @@ pub struct GuestState {
     kv: KvStore,
     kv_labels: Vec<String>,
     /// Key-value write transactions this request made (set, delete, increment,
-    /// swap: each is its own durable commit under Spin), for the request's log line.
+    /// swap, and a whole non-empty set-many / delete-many: each is its own durable
+    /// commit under Spin), for the request's log line.
     kv_writes: Arc<AtomicU64>,
 }
 
@@ -366,6 +368,50 @@ impl atomics::Host for GuestState {
             }
             Err(SwapError::Other(e)) => Ok(Err(atomics::CasError::StoreError(kv_err(e)))),
         }
+    }
+}
+
+// ---- wasi:keyvalue/batch@0.2.0-draft2 ----
+
+// As Spin's host (crates/factor-key-value): an empty list never reaches the
+// store, so it is no write; anything else is one call, one transaction.
+impl batch::Host for GuestState {
+    fn get_many(
+        &mut self,
+        b: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
+        let l = self.label(&b)?;
+        if keys.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        Ok(self.kv.get_many(&l, &keys).map_err(kv_err))
+    }
+
+    fn set_many(
+        &mut self,
+        b: Resource<BucketHandle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let l = self.label(&b)?;
+        if key_values.is_empty() {
+            return Ok(Ok(()));
+        }
+        self.wrote();
+        Ok(self.kv.set_many(&l, &key_values).map_err(kv_err))
+    }
+
+    fn delete_many(
+        &mut self,
+        b: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let l = self.label(&b)?;
+        if keys.is_empty() {
+            return Ok(Ok(()));
+        }
+        self.wrote();
+        Ok(self.kv.delete_many(&l, &keys).map_err(kv_err))
     }
 }
 

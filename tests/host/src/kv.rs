@@ -1,4 +1,4 @@
-//! Key-value storage behind `wasi:keyvalue/{store,atomics}`, shared by every
+//! Key-value storage behind `wasi:keyvalue/{store,atomics,batch}`, shared by every
 //! request for the host's lifetime, on one of two backends (as Spin's runtime
 //! config chooses them):
 //!
@@ -7,12 +7,14 @@
 //!   be inspected like Spin's `.spin/sqlite_key_value.db`. One connection
 //!   behind a mutex serialises all operations; compare-and-swap is
 //!   additionally a single conditional statement, so it stays atomic even if
-//!   another process opens the same file.
+//!   another process opens the same file. `set-many` / `delete-many` are one
+//!   transaction each, as in Spin.
 //! - Redis (`type = "redis"`): the commands Spin's key-value-redis store
 //!   sends, so several host processes share one store: GET/SET/DEL/EXISTS,
-//!   `KEYS *`, INCRBY, and compare-and-swap as WATCH + GET on a connection of
-//!   its own, then MULTI / SET / EXEC, which Redis aborts if the key changed
-//!   after the WATCH (including an absent key being created).
+//!   `KEYS *`, INCRBY, MSET / multi-key DEL for `set-many` / `delete-many`,
+//!   and compare-and-swap as WATCH + GET on a connection of its own, then
+//!   MULTI / SET / EXEC, which Redis aborts if the key changed after the WATCH
+//!   (including an absent key being created).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,9 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 fn other(e: impl std::fmt::Display) -> String {
     format!("{e}")
 }
+
+/// What `get-many` answers: keys with their values.
+pub type Found = Vec<(String, Option<Vec<u8>>)>;
 
 /// Why a swap did not happen.
 #[derive(Debug)]
@@ -117,6 +122,41 @@ impl KvStore {
         match self {
             KvStore::Sqlite(s) => s.increment(store, key, delta),
             KvStore::Redis(r) => r.with(|c| redis::cmd("INCRBY").arg(key).arg(delta).query(c)),
+        }
+    }
+
+    /// `batch.get-many`. As Spin's stores answer it, not as the WIT says: SQLite
+    /// returns only the keys that exist (never a `none`); Redis sends
+    /// `KEYS k1 k2 ...` (crates/key-value-redis uses redis-rs `keys`, not MGET),
+    /// which Redis refuses for more than one key and answers with key names,
+    /// not values, for one, so get-many on Spin's Redis store does not work.
+    pub fn get_many(&self, store: &str, keys: &[String]) -> Result<Found, String> {
+        match self {
+            KvStore::Sqlite(s) => s.get_many(store, keys),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("KEYS").arg(keys).query(c)),
+        }
+    }
+
+    /// `batch.set-many`: SQLite, one transaction; Redis, one MSET (atomic).
+    /// Callers skip empty lists, as Spin's host does (MSET with no keys is an error).
+    pub fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> Result<(), String> {
+        match self {
+            KvStore::Sqlite(s) => s.set_many(store, entries),
+            KvStore::Redis(r) => r.with(|c| {
+                let mut cmd = redis::cmd("MSET");
+                for (k, v) in entries {
+                    cmd.arg(k).arg(v);
+                }
+                cmd.query(c)
+            }),
+        }
+    }
+
+    /// `batch.delete-many`: SQLite, one transaction; Redis, one DEL of every key.
+    pub fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), String> {
+        match self {
+            KvStore::Sqlite(s) => s.delete_many(store, keys),
+            KvStore::Redis(r) => r.with(|c| redis::cmd("DEL").arg(keys).query(c)),
         }
     }
 
@@ -360,6 +400,63 @@ impl SqliteKv {
         })
     }
 
+    /// The keys that exist, with their values (see [`KvStore::get_many`]).
+    pub fn get_many(&self, store: &str, keys: &[String]) -> Result<Found, String> {
+        self.with(|c| {
+            let mut s = c
+                .prepare_cached("SELECT value FROM spin_key_value WHERE store=?1 AND key=?2")
+                .map_err(other)?;
+            let mut out = Vec::new();
+            for k in keys {
+                let v: Option<Vec<u8>> = s
+                    .query_row(params![store, k], |r| r.get(0))
+                    .optional()
+                    .map_err(other)?;
+                if let Some(v) = v {
+                    out.push((k.clone(), Some(v)));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every entry in ONE transaction (one journal sync), as Spin's `set_many`:
+    /// an error rolls all of them back.
+    pub fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> Result<(), String> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(other)?;
+            {
+                let mut s = tx
+                    .prepare_cached(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(store, key) DO UPDATE SET value=excluded.value",
+                    )
+                    .map_err(other)?;
+                for (k, v) in entries {
+                    s.execute(params![store, k, v]).map_err(other)?;
+                }
+            }
+            tx.commit().map_err(other)
+        })
+    }
+
+    /// Every key in ONE transaction (Spin: one `DELETE ... IN rarray(...)`
+    /// statement, so one implicit transaction); absent keys are skipped.
+    pub fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), String> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(other)?;
+            {
+                let mut s = tx
+                    .prepare_cached("DELETE FROM spin_key_value WHERE store=?1 AND key=?2")
+                    .map_err(other)?;
+                for k in keys {
+                    s.execute(params![store, k]).map_err(other)?;
+                }
+            }
+            tx.commit().map_err(other)
+        })
+    }
+
     /// Add `delta` to the i64 stored at `key` (absent = 0), as Spin does:
     /// the value is kept as 8 little-endian bytes.
     pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, String> {
@@ -432,6 +529,99 @@ impl SqliteKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite's file change counter (header bytes 24..28): in rollback-journal
+    /// mode, one more per committed write transaction.
+    fn change_counter(path: &Path) -> u32 {
+        let b = std::fs::read(path).unwrap();
+        u32::from_be_bytes(b[24..28].try_into().unwrap())
+    }
+
+    fn entries(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn set_many_and_delete_many_are_one_transaction_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.sqlite");
+        let kv = SqliteKv::open(Some(&path)).unwrap();
+        kv.set("default", "old", b"0").unwrap();
+
+        // The yardstick: one by one, three keys are three transactions.
+        let before = change_counter(&path);
+        for (k, v) in entries(&[("x1", "1"), ("x2", "2"), ("x3", "3")]) {
+            kv.set("default", &k, &v).unwrap();
+        }
+        assert_eq!(change_counter(&path) - before, 3);
+
+        let before = change_counter(&path);
+        kv.set_many(
+            "default",
+            &entries(&[("a", "1"), ("b", "2"), ("old", "new"), ("c", "3")]),
+        )
+        .unwrap();
+        assert_eq!(change_counter(&path) - before, 1);
+        for (k, v) in [("a", "1"), ("b", "2"), ("old", "new"), ("c", "3")] {
+            assert_eq!(kv.get("default", k).unwrap(), Some(v.as_bytes().to_vec()));
+        }
+        assert_eq!(kv.get("other", "a").unwrap(), None);
+
+        // get-many as Spin's SQLite store answers: only the keys that exist.
+        let got = kv
+            .get_many("default", &["a".into(), "missing".into(), "c".into()])
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Some(b"1".to_vec())),
+                ("c".to_string(), Some(b"3".to_vec()))
+            ]
+        );
+
+        let before = change_counter(&path);
+        kv.delete_many("default", &["a".into(), "missing".into(), "c".into()])
+            .unwrap();
+        assert_eq!(change_counter(&path) - before, 1);
+        assert_eq!(kv.get("default", "a").unwrap(), None);
+        assert_eq!(kv.get("default", "c").unwrap(), None);
+        assert_eq!(kv.get("default", "b").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn a_failing_set_many_writes_none_of_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.sqlite");
+        let kv = SqliteKv::open(Some(&path)).unwrap();
+        // Refuse one key, in the middle of the batch.
+        kv.with(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON spin_key_value WHEN NEW.key = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+        })
+        .unwrap();
+        kv.set("default", "a", b"before").unwrap();
+        let before = change_counter(&path);
+        let err = kv
+            .set_many(
+                "default",
+                &entries(&[("a", "after"), ("bad", "x"), ("c", "3")]),
+            )
+            .unwrap_err();
+        assert!(err.contains("refused"), "{err}");
+        assert_eq!(change_counter(&path), before);
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"before".to_vec()));
+        assert_eq!(kv.get("default", "bad").unwrap(), None);
+        assert_eq!(kv.get("default", "c").unwrap(), None);
+        // The connection is usable afterwards (the transaction was rolled back).
+        kv.set_many("default", &entries(&[("a", "after"), ("c", "3")]))
+            .unwrap();
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"after".to_vec()));
+    }
 
     #[test]
     fn basic_ops_cas_and_increment() {

@@ -111,6 +111,67 @@ fn kv_persists_across_requests_and_restarts() {
     );
 }
 
+/// SQLite's file change counter: one more per committed write transaction.
+fn change_counter(db: &std::path::Path) -> u32 {
+    let b = std::fs::read(db).unwrap();
+    u32::from_be_bytes(b[24..28].try_into().unwrap())
+}
+
+#[test]
+fn kv_batch_set_many_and_delete_many_are_one_write_each() {
+    let kv = tempfile::tempdir().unwrap();
+    let kv_path = kv.path().join("kv.sqlite");
+    let kv_arg = kv_path.display().to_string();
+    let (_d, host) = start_probe(|m| m, &[], &["--kv-path", &kv_arg]);
+    assert_eq!(host.post("/kv/set?key=b", b"old"), (200, "ok".into()));
+
+    let before = change_counter(&kv_path);
+    assert_eq!(
+        host.post("/kv/set-many?n=3", b"a=1\nb=2\nc=3"),
+        (200, "ok".into())
+    );
+    assert_eq!(change_counter(&kv_path) - before, 1);
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        assert_eq!(host.get(&format!("/kv/get?key={k}")), (200, v.into()));
+    }
+    // As Spin's SQLite store: only the keys that exist come back.
+    assert_eq!(
+        host.post("/kv/get-many", b"a\nzz\nc"),
+        (200, "a=1\nc=3".into())
+    );
+
+    let before = change_counter(&kv_path);
+    assert_eq!(
+        host.post("/kv/delete-many?n=2", b"a\nc\nzz"),
+        (200, "ok".into())
+    );
+    assert_eq!(change_counter(&kv_path) - before, 1);
+    assert_eq!(host.get("/kv/keys"), (200, "b".into()));
+
+    // Empty lists never reach the store (as in Spin): no write.
+    assert_eq!(host.post("/kv/set-many?n=0", b""), (200, "ok".into()));
+
+    assert!(host.wait_log("POST /kv/set-many?n=0 -> 200 in "));
+    let log = host.log();
+    let line = |req: &str| {
+        log.lines()
+            .find(|l| l.contains(req))
+            .unwrap_or("")
+            .to_string()
+    };
+    for (req, writes) in [
+        ("POST /kv/set-many?n=3 -> 200", 1),
+        ("POST /kv/delete-many?n=2 -> 200", 1),
+        ("POST /kv/set-many?n=0 -> 200", 0),
+        ("POST /kv/get-many -> 200", 0),
+    ] {
+        assert!(
+            line(req).ends_with(&format!(" ms, kv_writes={writes}")),
+            "{req}: {log}"
+        );
+    }
+}
+
 #[test]
 fn kv_store_not_listed_is_access_denied() {
     let (_d, host) = start_probe(|m| m, &[], &[]);

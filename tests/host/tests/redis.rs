@@ -89,6 +89,33 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// How many times the server has run `command` (INFO commandstats).
+    fn calls(&self, command: &str) -> u64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+            .unwrap();
+        // A bulk string: `$<len>\r\n<len bytes>\r\n`; read until all of it is in.
+        let mut text = String::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "INFO reply cut short: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let (len, rest) = text[1..].split_once("\r\n").unwrap_or(("0", ""));
+            if rest.len() >= len.parse::<usize>().unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        let prefix = format!("cmdstat_{}:calls=", command.to_lowercase());
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -170,6 +197,30 @@ fn redis_store_is_shared_by_two_processes_with_spins_commands() {
     let (s, body) = a.post("/kv/incr?key=t&delta=1", b"");
     assert_eq!(s, 500, "{body}");
     assert!(body.contains("not an integer"), "{body}");
+}
+
+#[test]
+fn redis_set_many_is_one_mset_and_delete_many_one_del() {
+    let Some(redis) = Redis::start() else { return };
+    let (_d, a, b) = two_hosts(&redis_config(&redis), &[]);
+    assert_eq!(redis.calls("MSET"), 0);
+    assert_eq!(a.post("/kv/set-many", b"x=1\ny=2\nz=3"), (200, "ok".into()));
+    assert_eq!(redis.calls("MSET"), 1);
+    assert_eq!(redis.calls("SET"), 0);
+    for (k, v) in [("x", "1"), ("y", "2"), ("z", "3")] {
+        assert_eq!(b.get(&format!("/kv/get?key={k}")), (200, v.into()));
+    }
+    assert_eq!(b.post("/kv/delete-many", b"x\nz"), (200, "ok".into()));
+    assert_eq!(redis.calls("DEL"), 1);
+    assert_eq!(a.get("/kv/keys"), (200, "y".into()));
+    // Empty lists never reach the store, as in Spin (MSET with no keys is an error).
+    assert_eq!(a.post("/kv/set-many", b""), (200, "ok".into()));
+    assert_eq!(redis.calls("MSET"), 1);
+    // get-many as Spin's Redis store sends it (KEYS with the keys, not MGET):
+    // Redis refuses it for more than one key.
+    let (s, body) = a.post("/kv/get-many", b"x\ny");
+    assert_eq!(s, 500, "{body}");
+    assert!(body.contains("wrong number of arguments"), "{body}");
 }
 
 #[test]

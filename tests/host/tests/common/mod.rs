@@ -28,7 +28,12 @@ pub fn fixture_dir() -> PathBuf {
 pub fn probe_wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| {
-        let target = host_dir().join("target/fixture");
+        // Next to the host's own build: a private CARGO_TARGET_DIR keeps a shared
+        // tests/host/target untouched.
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| host_dir().join("target"))
+            .join("fixture");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
             .arg("--manifest-path")
