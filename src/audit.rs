@@ -189,13 +189,12 @@ pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), 
     Ok(())
 }
 
-/// Delete every batch beyond the newest [`MAX_BATCHES`] (the previous version's first).
+/// Delete every batch beyond the newest [`MAX_BATCHES`] (the previous version's first),
+/// in one `delete-many`: one durable transaction under Spin, not one per batch.
 pub fn prune(p: &dyn Platform) -> Result<usize, KvError> {
     let keys = batch_keys(p)?;
     let old = keys.get(MAX_BATCHES as usize..).unwrap_or_default();
-    for k in old {
-        p.kv_delete(k)?;
-    }
+    p.kv_delete_many(old)?;
     Ok(old.len())
 }
 

@@ -87,11 +87,11 @@ pub struct MemoryPlatform {
     /// Key-value writes a concurrent delivery makes while this one waits (applied at
     /// the first `sleep`).
     pub during_first_wait: RefCell<Vec<(String, Vec<u8>)>>,
-    /// Key-value writes made (set, delete, compare-and-swap, increment): each one a
-    /// durable transaction under Spin.
+    /// Key-value writes made (set, delete, compare-and-swap, increment, and a whole
+    /// non-empty set-many / delete-many): each one a durable transaction under Spin.
     pub kv_writes: Cell<u64>,
     /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
-    /// `increment KEY`.
+    /// `increment KEY`, `set_many K1 K2 ...`, `delete_many K1 K2 ...`.
     pub kv_log: RefCell<Vec<String>>,
     /// The last "random" value drawn; the next is one more (a test sets it to choose).
     pub random: Cell<u64>,
@@ -195,6 +195,32 @@ impl Platform for MemoryPlatform {
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
         self.wrote("delete", key);
         self.kv.borrow_mut().remove(key);
+        Ok(())
+    }
+
+    /// One write, as under Spin (one transaction); an empty batch is none.
+    fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        self.wrote("set_many", &keys.join(" "));
+        let mut kv = self.kv.borrow_mut();
+        for (k, v) in entries {
+            kv.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
+    fn kv_delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.wrote("delete_many", &keys.join(" "));
+        let mut kv = self.kv.borrow_mut();
+        for k in keys {
+            kv.remove(k);
+        }
         Ok(())
     }
 

@@ -196,8 +196,21 @@ fn pruning_keeps_the_newest_max_batches_and_drops_the_previous_versions_first() 
     );
     let before = r.kv_writes.get();
     r.post("/", &alertmanager("firing", &[("NewLast", None, &[])]));
-    // Its batch, its metrics, and the deletes of the PRUNE_EVERY oldest batches.
-    assert_eq!(r.kv_writes.get() - before, 2 + PRUNE_EVERY as u64);
+    // Its batch, its metrics, and ONE delete-many of the PRUNE_EVERY oldest batches
+    // (one transaction, not one per batch).
+    assert_eq!(r.kv_writes.get() - before, 2 + 1);
+    let pruning = r
+        .kv_log
+        .borrow()
+        .iter()
+        .rev()
+        .find(|w| w.starts_with("delete_many "))
+        .cloned()
+        .expect("no delete_many");
+    let mut pruned: Vec<&str> = pruning["delete_many ".len()..].split(' ').collect();
+    pruned.sort_by_key(|k| k["audit/".len()..].parse::<i64>().unwrap());
+    let oldest: Vec<String> = (1..=PRUNE_EVERY).map(|n| format!("audit/{n}")).collect();
+    assert_eq!(pruned, oldest);
     let keys = audit_keys(&r);
     assert_eq!(keys.len() as i64, MAX_BATCHES + 1, "{} keys", keys.len());
     let kv = r.kv.borrow();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types as wasi_http};
-use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use wasi::clocks::monotonic_clock;
 use wasi::io::streams::{InputStream, StreamError};
 
@@ -153,6 +153,23 @@ impl Platform for SpinPlatform {
 
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
         bucket()?.delete(key).map_err(|e| KvError(format!("{e:?}")))
+    }
+
+    /// `wasi:keyvalue/batch` `set-many`: under Spin one SQLite transaction (one
+    /// journal sync), on Redis one MSET. Nothing to write is no host call.
+    fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        batch::set_many(&bucket()?, entries).map_err(|e| KvError(format!("{e:?}")))
+    }
+
+    /// `delete-many`: one SQLite statement, or one Redis DEL.
+    fn kv_delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        batch::delete_many(&bucket()?, keys).map_err(|e| KvError(format!("{e:?}")))
     }
 
     fn kv_keys(&self) -> Result<Vec<String>, KvError> {
