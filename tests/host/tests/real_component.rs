@@ -88,6 +88,7 @@ fn imports_lists_the_component_surface() {
         text.contains("wasi:keyvalue/atomics@0.2.0-draft2"),
         "{text}"
     );
+    assert!(text.contains("wasi:keyvalue/batch@0.2.0-draft2"), "{text}");
 }
 
 #[test]
