@@ -91,7 +91,7 @@ pub struct MemoryPlatform {
     /// durable transaction under Spin.
     pub kv_writes: Cell<u64>,
     /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
-    /// `increment KEY`.
+    /// `increment KEY`, `set_many KEY KEY …`, `delete_many KEY KEY …`.
     pub kv_log: RefCell<Vec<String>>,
     /// The last "random" value drawn; the next is one more (a test sets it to choose).
     pub random: Cell<u64>,
@@ -195,6 +195,27 @@ impl Platform for MemoryPlatform {
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
         self.wrote("delete", key);
         self.kv.borrow_mut().remove(key);
+        Ok(())
+    }
+
+    /// One write transaction, as Spin's `set-many` is: logged `set_many K1 K2 …`.
+    fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        self.wrote("set_many", &keys.join(" "));
+        let mut kv = self.kv.borrow_mut();
+        for (k, v) in entries {
+            kv.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
+    /// One write transaction, as Spin's `delete-many` is: logged `delete_many K1 K2 …`.
+    fn kv_delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        self.wrote("delete_many", &keys.join(" "));
+        let mut kv = self.kv.borrow_mut();
+        for k in keys {
+            kv.remove(k);
+        }
         Ok(())
     }
 
