@@ -97,6 +97,9 @@ pub struct MemoryPlatform {
     pub random: Cell<u64>,
     /// Reads of keys starting with one of these fail (an unreadable store).
     pub kv_get_fails: RefCell<Vec<String>>,
+    /// Sets of keys starting with one of these fail, nothing written (a `set_many`
+    /// with any such key writes none of them).
+    pub kv_set_fails: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -118,6 +121,7 @@ impl MemoryPlatform {
             kv_log: RefCell::new(Vec::new()),
             random: Cell::new(0),
             kv_get_fails: RefCell::new(Vec::new()),
+            kv_set_fails: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -133,6 +137,18 @@ impl MemoryPlatform {
 
     pub fn advance(&self, ms: i64) {
         self.now.set(self.now.get() + ms);
+    }
+
+    fn set_fails(&self, key: &str) -> Result<(), KvError> {
+        match self
+            .kv_set_fails
+            .borrow()
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            true => Err(KvError(format!("{key}: injected write failure"))),
+            false => Ok(()),
+        }
     }
 
     fn wrote(&self, op: &str, key: &str) {
@@ -187,6 +203,7 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.set_fails(key)?;
         self.wrote("set", key);
         self.kv.borrow_mut().insert(key.into(), value.to_vec());
         Ok(())
@@ -201,6 +218,9 @@ impl Platform for MemoryPlatform {
     /// One write transaction, as Spin's `set-many` is: logged `set_many K1 K2 …`.
     fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        for k in &keys {
+            self.set_fails(k)?;
+        }
         self.wrote("set_many", &keys.join(" "));
         let mut kv = self.kv.borrow_mut();
         for (k, v) in entries {
