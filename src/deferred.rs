@@ -4,8 +4,10 @@
 //!
 //! Only writes that nothing outside this delivery waits on are held back: the final
 //! record of a claim this delivery holds under its lease (others see the lease either
-//! way until it is written), and the audit batch. Everything the claim protocol
-//! decides on (lock words, swaps, targets, budgets) is written at once.
+//! way until it is written), the audit batch, and the deletes of cell values that
+//! were replaced (nobody reads them; [`Platform::kv_delete_unread`]), which go out
+//! in one `kv_delete_many` after. Everything the claim protocol decides on (lock
+//! words, swaps, targets, budgets) is written at once.
 //!
 //! Reads through [`Deferred`] see what it holds (an overlay), so a later alert of the
 //! same delivery reads the record as this delivery left it, and never waits on its
@@ -32,6 +34,8 @@ struct Held {
 pub struct Deferred<'a> {
     pub inner: &'a dyn Platform,
     held: RefCell<Vec<Held>>,
+    /// Keys nothing reads any more, to delete after the held writes.
+    deletes: RefCell<Vec<String>>,
     /// Held writes that failed to flush: (problem index, what to add to its detail).
     failed: RefCell<Vec<(usize, String)>>,
 }
@@ -41,6 +45,7 @@ impl<'a> Deferred<'a> {
         Deferred {
             inner,
             held: RefCell::new(Vec::new()),
+            deletes: RefCell::new(Vec::new()),
             failed: RefCell::new(Vec::new()),
         }
     }
@@ -56,13 +61,23 @@ impl<'a> Deferred<'a> {
 
     /// Whether anything is held.
     pub fn holding(&self) -> bool {
-        !self.held.borrow().is_empty()
+        !self.held.borrow().is_empty() || !self.deletes.borrow().is_empty()
     }
 
-    /// Write everything held, in one `kv_set_many`, in the order held. Returns the
-    /// error, if any; the problems whose results it held learn of it through
-    /// [`Deferred::failures`].
+    /// Write everything held, in one `kv_set_many`, in the order held, then delete
+    /// what nothing reads in one `kv_delete_many` (a failure leaves those to the
+    /// sweep). Returns the error of the writes, if any; the problems whose results
+    /// they held learn of it through [`Deferred::failures`].
     pub fn flush(&self) -> Result<(), KvError> {
+        let result = self.flush_sets();
+        let deletes = std::mem::take(&mut *self.deletes.borrow_mut());
+        if !deletes.is_empty() {
+            let _ = self.inner.kv_delete_many(&deletes);
+        }
+        result
+    }
+
+    fn flush_sets(&self) -> Result<(), KvError> {
         let held = std::mem::take(&mut *self.held.borrow_mut());
         if held.is_empty() {
             return Ok(());
@@ -90,10 +105,19 @@ impl<'a> Deferred<'a> {
     /// A direct write to `key` supersedes what is held for it.
     fn drop_held(&self, key: &str) {
         self.held.borrow_mut().retain(|h| h.key != key);
+        self.deletes.borrow_mut().retain(|k| k != key);
+    }
+
+    fn delete_held(&self, key: &str) -> bool {
+        self.deletes.borrow().iter().any(|k| k == key)
     }
 
     /// An atomic operation on a held key works on what is held: write it first.
     fn write_through(&self, key: &str) -> Result<(), KvError> {
+        if self.delete_held(key) {
+            self.drop_held(key);
+            self.inner.kv_delete(key)?;
+        }
         let pos = self.held.borrow().iter().position(|h| h.key == key);
         if let Some(pos) = pos {
             let h = self.held.borrow_mut().remove(pos);
@@ -125,6 +149,9 @@ impl Platform for Deferred<'_> {
         if let Some(h) = self.held.borrow().iter().find(|h| h.key == key) {
             return Ok(Some(h.value.clone()));
         }
+        if self.delete_held(key) {
+            return Ok(None);
+        }
         self.inner.kv_get(key)
     }
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
@@ -147,8 +174,14 @@ impl Platform for Deferred<'_> {
         }
         self.inner.kv_delete_many(keys)
     }
+    fn kv_delete_unread(&self, key: &str) -> Result<(), KvError> {
+        self.drop_held(key);
+        self.deletes.borrow_mut().push(key.to_string());
+        Ok(())
+    }
     fn kv_keys(&self) -> Result<Vec<String>, KvError> {
         let mut keys = self.inner.kv_keys()?;
+        keys.retain(|k| !self.delete_held(k));
         for h in self.held.borrow().iter() {
             if !keys.contains(&h.key) {
                 keys.push(h.key.clone());
