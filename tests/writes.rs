@@ -473,3 +473,53 @@ fn what_is_held_is_written_before_a_wait() {
         ]
     );
 }
+
+/// The overlay itself: reads see what is held (a held delete reads as absent), a
+/// direct write supersedes it, an atomic operation on a held key writes it first, and
+/// a flush is one set-many then one delete-many.
+#[test]
+fn the_overlay_reads_what_it_holds() {
+    use remediator::deferred::Deferred;
+    use remediator::platform::Platform;
+    let r = Recorder::new();
+    r.kv.borrow_mut().insert("gone".into(), b"old".to_vec());
+    r.kv.borrow_mut().insert("k".into(), b"stored".to_vec());
+    let d = Deferred::new(&r.platform);
+    d.hold("k".into(), b"held".to_vec(), Some((0, "")));
+    d.hold("n".into(), b"7".to_vec(), None);
+    d.kv_delete_unread("gone").unwrap();
+    assert_eq!(d.kv_get("k").unwrap().as_deref(), Some(&b"held"[..]));
+    assert_eq!(d.kv_get("gone").unwrap(), None);
+    let mut keys = d.kv_keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, ["k", "n"]);
+    assert_eq!(r.kv_writes.get(), 0, "nothing written yet");
+    // An increment of a held key works on the held value, written first.
+    assert_eq!(d.kv_increment("n", 1).unwrap(), 8);
+    assert_eq!(*r.kv_log.borrow(), ["set n", "increment n"]);
+    // A direct write supersedes what is held.
+    d.hold("k2".into(), b"held".to_vec(), None);
+    d.kv_set("k2", b"direct").unwrap();
+    assert_eq!(d.kv_get("k2").unwrap().as_deref(), Some(&b"direct"[..]));
+    d.flush().unwrap();
+    assert_eq!(
+        r.kv_log.borrow()[2..],
+        ["set k2", "set_many k", "delete_many gone"]
+    );
+    assert_eq!(r.kv.borrow()["k"], b"held");
+    assert_eq!(r.kv.borrow()["k2"], b"direct");
+    assert!(!r.kv.borrow().contains_key("gone"));
+    assert!(d.failures().is_empty());
+    // A failed flush tells the problems whose results it held.
+    d.hold("audit/x".into(), b"[]".to_vec(), Some((3, "; again")));
+    r.kv_set_fails.borrow_mut().push("audit/".into());
+    assert!(d.flush().is_err());
+    let failures = d.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].0, 3);
+    assert!(
+        failures[0].1.starts_with("WARNING: result not recorded (")
+            && failures[0].1.ends_with("; again"),
+        "{failures:?}"
+    );
+}
