@@ -3,7 +3,10 @@
 writes per delivery, by kind of delivery (issue 13).
 
 Under Spin every key-value write (set, delete, compare-and-swap, increment) is its own
-durable SQLite transaction, so their number per delivery sets what a delivery costs. The
+durable SQLite transaction, and so is a batch (`set-many`, `delete-many`: a delivery's
+closing records with its audit batch, the values they replaced), so their number per
+delivery sets what a delivery costs. A host without the batch interface counts a
+batch's keys one by one. The
 test host counts them per request and prints the count on the request's log line
 (`remediator-host: POST /alertmanager -> 200 in 3 ms, kv_writes=1`). This starts the
 host twice (no blast-radius budget; `max_changes` "1000 per 1h"), sends each kind of

@@ -160,8 +160,19 @@ pub fn worth_auditing(entries: &[Entry], audit_unmatched: bool) -> bool {
 
 /// Write a delivery's entries (one key), and now and then drop the oldest batches.
 pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), KvError> {
-    let Some(first_ms) = entries.iter().map(|e| e.at_ms).min() else {
+    let Some((key, bytes)) = batch(delivery, entries)? else {
         return Ok(());
+    };
+    p.kv_set(&key, &bytes)?;
+    written(p, delivery);
+    Ok(())
+}
+
+/// A delivery's batch: its key and value (`None`: no entries). The webhook writes it
+/// with the delivery's other end-of-delivery writes, then calls [`written`].
+pub fn batch(delivery: i64, entries: &[Entry]) -> Result<Option<(String, Vec<u8>)>, KvError> {
+    let Some(first_ms) = entries.iter().map(|e| e.at_ms).min() else {
+        return Ok(None);
     };
     let mut bytes = serde_json::to_vec(entries).map_err(|e| KvError(e.to_string()))?;
     if bytes.len() > MAX_BATCH_BYTES {
@@ -179,14 +190,17 @@ pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), 
         }
     }
     // Keyed by the delivery's start, as the earlier counter ordered batches.
-    p.kv_set(&batch_key(first_ms, delivery), &bytes)?;
+    Ok(Some((batch_key(first_ms, delivery), bytes)))
+}
+
+/// A delivery's batch is written: now and then drop the oldest batches.
+pub fn written(p: &dyn Platform, delivery: i64) {
     if delivery % PRUNE_EVERY == 0 {
         // The batch is written: a failed pruning is only late (another one follows).
         if let Err(e) = prune(p) {
             p.log(&format!("remediator: WARNING audit pruning failed: {e}"));
         }
     }
-    Ok(())
 }
 
 /// Delete every batch beyond the newest [`MAX_BATCHES`] (the previous version's first),

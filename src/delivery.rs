@@ -12,7 +12,8 @@ use crate::audit::{self, Event};
 use crate::claim::cell::{self, CellError, Change};
 use crate::claim::{self, Lease, Setting};
 use crate::config::{clip, Config};
-use crate::platform::Platform;
+use crate::deferred::Deferred;
+use crate::platform::{KvError, Platform};
 use crate::report::{ActionOutcome, ActionReport, ActionTarget, ProblemOutcome, ProblemReport};
 
 /// How long one delivery (all its alerts together) waits for concurrent ones
@@ -22,7 +23,14 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Everything one delivery shares across its problems.
 pub struct Delivery<'a> {
+    /// The platform, through [`Delivery::writes`]: reads see what it holds back.
     pub p: &'a dyn Platform,
+    /// Writes held back to the end of the delivery (the claims' final records, the
+    /// audit batch): one durable transaction for all of them.
+    pub writes: &'a Deferred<'a>,
+    /// The index in the delivery of the problem being handled (whose results the
+    /// held records are).
+    pub problem: usize,
     pub cfg: &'a Config,
     pub rules: &'a crate::rules_source::Rules,
     pub dry_run: bool,
@@ -113,13 +121,38 @@ impl Delivery<'_> {
         }
     }
 
-    /// Wait a moment for another delivery's lease, if this delivery still may.
+    /// Wait a moment for another delivery's lease, if this delivery still may. What
+    /// is held back is written first: a lease must cover the time until its record is
+    /// written, and a lease (outbound budget + margin) covers the sends, not the waits.
     pub(crate) fn wait(&self) -> bool {
         if self.p.now_ms() >= self.wait_until_ms {
             return false;
         }
+        if self.writes.holding() {
+            // A failure is told to the problems it held results of, at the end.
+            let _ = self.writes.flush();
+        }
         self.p.sleep(POLL);
         true
+    }
+
+    /// The owner of `ticket` closes its claim on cell `key` with `value`, written at
+    /// the end of the delivery (see [`crate::deferred`]). `note` follows the warning
+    /// the current problem's detail gets if that write fails.
+    pub(crate) fn close_own<T: serde::Serialize>(
+        &self,
+        key: &str,
+        ticket: i64,
+        value: &T,
+        note: &'static str,
+    ) -> Result<(), KvError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
+        self.writes.hold(
+            cell::value_key(key, ticket),
+            bytes,
+            Some((self.problem, note)),
+        );
+        Ok(())
     }
 
     pub(crate) fn note(

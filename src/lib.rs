@@ -11,6 +11,7 @@ pub mod audit_page;
 pub mod auth;
 pub mod claim;
 pub mod config;
+pub mod deferred;
 pub mod delivery;
 pub mod http;
 pub mod ingest;

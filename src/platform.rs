@@ -88,6 +88,13 @@ pub trait Platform {
         }
         Ok(())
     }
+    /// Delete a key nothing reads any more (a cell's replaced value): a platform may
+    /// hold it back and delete it with others later (a delivery does: see
+    /// `crate::deferred`); if that never happens, the expiry sweep removes it. This
+    /// default deletes it now.
+    fn kv_delete_unread(&self, key: &str) -> Result<(), KvError> {
+        self.kv_delete(key)
+    }
     /// Every key in the store (for the expiry sweep).
     fn kv_keys(&self) -> Result<Vec<String>, KvError>;
     /// Atomically replace `key`'s value with `new` if it currently equals `expected`

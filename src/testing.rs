@@ -91,12 +91,15 @@ pub struct MemoryPlatform {
     /// non-empty set-many / delete-many): each one a durable transaction under Spin.
     pub kv_writes: Cell<u64>,
     /// Each write, in order: `set KEY`, `delete KEY`, `swap KEY` (compare-and-swap),
-    /// `increment KEY`, `set_many K1 K2 ...`, `delete_many K1 K2 ...`.
+    /// `increment KEY`, `set_many KEY KEY …`, `delete_many KEY KEY …`.
     pub kv_log: RefCell<Vec<String>>,
     /// The last "random" value drawn; the next is one more (a test sets it to choose).
     pub random: Cell<u64>,
     /// Reads of keys starting with one of these fail (an unreadable store).
     pub kv_get_fails: RefCell<Vec<String>>,
+    /// Sets of keys starting with one of these fail, nothing written (a `set_many`
+    /// with any such key writes none of them).
+    pub kv_set_fails: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -118,6 +121,7 @@ impl MemoryPlatform {
             kv_log: RefCell::new(Vec::new()),
             random: Cell::new(0),
             kv_get_fails: RefCell::new(Vec::new()),
+            kv_set_fails: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -133,6 +137,18 @@ impl MemoryPlatform {
 
     pub fn advance(&self, ms: i64) {
         self.now.set(self.now.get() + ms);
+    }
+
+    fn set_fails(&self, key: &str) -> Result<(), KvError> {
+        match self
+            .kv_set_fails
+            .borrow()
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            true => Err(KvError(format!("{key}: injected write failure"))),
+            false => Ok(()),
+        }
     }
 
     fn wrote(&self, op: &str, key: &str) {
@@ -187,6 +203,7 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.set_fails(key)?;
         self.wrote("set", key);
         self.kv.borrow_mut().insert(key.into(), value.to_vec());
         Ok(())
@@ -198,12 +215,16 @@ impl Platform for MemoryPlatform {
         Ok(())
     }
 
-    /// One write, as under Spin (one transaction); an empty batch is none.
+    /// One write transaction, as Spin's `set-many` is: logged `set_many K1 K2 …`.
+    /// An empty batch is no call (as in Spin's host).
     fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
         if entries.is_empty() {
             return Ok(());
         }
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        for k in &keys {
+            self.set_fails(k)?;
+        }
         self.wrote("set_many", &keys.join(" "));
         let mut kv = self.kv.borrow_mut();
         for (k, v) in entries {
@@ -212,6 +233,7 @@ impl Platform for MemoryPlatform {
         Ok(())
     }
 
+    /// One write transaction, as Spin's `delete-many` is: logged `delete_many K1 K2 …`.
     fn kv_delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         if keys.is_empty() {
             return Ok(());

@@ -58,6 +58,17 @@ impl Platform for Counting<'_> {
         self.write(key)?;
         self.r.kv_delete(key)
     }
+    /// One transaction, as Spin's `set-many`.
+    fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        self.write(&keys.join(" "))?;
+        self.r.kv_set_many(entries)
+    }
+    /// One transaction, as Spin's `delete-many`.
+    fn kv_delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        self.write(&keys.join(" "))?;
+        self.r.kv_delete_many(keys)
+    }
     fn kv_keys(&self) -> Result<Vec<String>, KvError> {
         self.r.kv_keys()
     }

@@ -327,11 +327,11 @@ fn a_later_alert_of_a_delivery_sends_again_when_the_flag_was_restored_in_between
     assert_eq!(turned(&r, "off"), 2, "{report}");
 }
 
-/// The Recorder, with one concurrent delivery run at a chosen moment of another: when
-/// the first delivery logs `trigger`, `then` is handled as a delivery of its own.
+/// The Recorder, with one concurrent delivery run at a chosen moment of another: once
+/// the first delivery has written what it held back (`kv_set_many`: its closing
+/// records), `then` is handled as a delivery of its own.
 struct Interleaved<'a> {
     inner: &'a Recorder,
-    trigger: &'a str,
     then: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
@@ -358,6 +358,17 @@ impl remediator::platform::Platform for Interleaved<'_> {
     fn kv_delete(&self, key: &str) -> Result<(), remediator::platform::KvError> {
         self.inner.kv_delete(key)
     }
+    fn kv_set_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), remediator::platform::KvError> {
+        self.inner.kv_set_many(entries)?;
+        if let Some(body) = self.then.borrow_mut().take() {
+            let (status, report) = self.inner.post("/", &body);
+            assert_eq!(status, 200, "the concurrent delivery: {report}");
+        }
+        Ok(())
+    }
     fn kv_keys(&self) -> Result<Vec<String>, remediator::platform::KvError> {
         self.inner.kv_keys()
     }
@@ -383,12 +394,6 @@ impl remediator::platform::Platform for Interleaved<'_> {
     }
     fn log(&self, line: &str) {
         self.inner.log(line);
-        if line.contains(self.trigger) {
-            if let Some(body) = self.then.borrow_mut().take() {
-                let (status, report) = self.inner.post("/", &body);
-                assert_eq!(status, 200, "the concurrent delivery: {report}");
-            }
-        }
     }
 }
 
@@ -398,21 +403,44 @@ fn a_storm_delivery_sends_again_when_another_delivery_restored_the_flag_between_
     // resolves a: a was the last holder, so the flag is restored and freed. b then holds
     // it afresh and must send the change itself, though this delivery already set it
     // for a: "already set" only counts while a still holds it.
+    //
+    // a's lease keeps others out until this delivery writes a's record, at its end or
+    // before it waits: so a cpu_usage alert between a and b whose occurrence another
+    // delivery holds (left under its lease: its closing write failed) makes this one
+    // wait, and write a's record first; the resolve of a runs then.
     let r = Recorder::new();
+    r.kv_set_fails.borrow_mut().push("audit/".into());
+    let (status, _) = r.post("/", &cpu_usage_at("2026-11-26T14:02:06.305Z"));
+    assert_eq!(status, 200);
+    r.kv_set_fails.borrow_mut().clear();
     let instances = ["a".to_string(), "b".to_string()];
     let p = Interleaved {
         inner: &r,
-        trigger: "fp-a/",
         then: std::cell::RefCell::new(Some(storm("resolved", &instances[..1]))),
     };
+    let mut body: Value = serde_json::from_slice(&storm("firing", &instances)).unwrap();
+    let cpu: Value = serde_json::from_slice(&cpu_usage_at("2026-11-26T14:02:06.305Z")).unwrap();
+    let alerts = body["alerts"].as_array_mut().unwrap();
+    alerts.insert(1, cpu["alerts"][0].clone());
     let req = http::Request::post("/")
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
-        .body(storm("firing", &instances))
+        .body(serde_json::to_vec(&body).unwrap())
         .unwrap();
     let resp = remediator::app::handle(&p, req);
     let report: Value = serde_json::from_slice(resp.body()).unwrap();
-    assert_eq!(resp.status(), 200, "{report}");
+    assert_eq!(
+        (resp.status().as_u16(), outcomes(&report)),
+        (
+            503,
+            vec![
+                "acted".to_string(),
+                "in_progress".to_string(),
+                "acted".to_string()
+            ]
+        ),
+        "{report}"
+    );
     assert!(p.then.borrow().is_none(), "the concurrent resolve ran");
     assert_eq!((turned(&r, "off"), turned(&r, "on")), (2, 1), "{report}");
     assert!(

@@ -49,6 +49,8 @@ pub struct PerStore {
     pub keys_total: u64,
     pub keys_max: usize,
     pub cas_races: u64,
+    /// `kv_set_many` calls, and those a crash or store fault cut short.
+    pub set_many: (u64, u64),
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +87,10 @@ impl Summary {
             println!(
                 "   compare-and-swaps raced (key changed between current and swap): {}",
                 p.cas_races
+            );
+            println!(
+                "   set-many writes: {}, cut short by a crash or store fault: {}",
+                p.set_many.0, p.set_many.1
             );
             println!(
                 "   keys at the end of a schedule: mean {:.1}, max {} ({:.2} keys per delivery)",
@@ -174,6 +180,8 @@ pub fn campaign(cfg: &CampaignConfig, progress: Option<&(dyn Fn(u64, u64) + Sync
                 p.deliveries += out.deliveries as u64;
                 p.steps += out.steps;
                 p.cas_races += out.observed.cas_races;
+                p.set_many.0 += out.observed.set_many.0;
+                p.set_many.1 += out.observed.set_many.1;
                 p.ambiguous += out.ambiguous as u64;
                 p.keys_total += out.keys as u64;
                 p.keys_max = p.keys_max.max(out.keys);

@@ -119,6 +119,8 @@ pub struct Observed {
     pub aborted: bool,
     pub steps: u64,
     pub cas_races: u64,
+    /// `kv_set_many` calls, and those a crash or store fault cut short.
+    pub set_many: (u64, u64),
 }
 
 impl Observed {
@@ -259,6 +261,7 @@ impl Sim {
                 crashed_at: None,
                 kv_faults: vec![],
                 uncertain: vec![],
+                in_set_many: false,
             });
             let now = w.now;
             let dup = if stream.is_none() {
@@ -827,6 +830,9 @@ impl Sim {
                 if crash {
                     let now = w.now;
                     w.tasks[pick].crashed_at = Some(now);
+                    if w.tasks[pick].in_set_many {
+                        w.set_many_cut += 1;
+                    }
                     w.note(Some(pick), || "CRASH (injected)".into());
                 }
                 (pick, crash)
@@ -998,6 +1004,7 @@ pub fn run_schedule(seed: u64, store: Store, trace: bool) -> Outcome {
         aborted: !completed,
         steps: sim.steps,
         cas_races: w.cas_races,
+        set_many: (w.set_many_calls, w.set_many_cut),
     };
     let trace = w.trace.take();
     drop(w);

@@ -183,6 +183,8 @@ pub struct TaskInfo {
     /// Global times at which this delivery got an answer to a flag change that
     /// does not say whether it applied (5xx, or a timeout).
     pub uncertain: Vec<i64>,
+    /// At a scheduling point inside `kv_set_many` (a crash there cuts it short).
+    pub in_set_many: bool,
 }
 
 pub struct World {
@@ -217,6 +219,10 @@ pub struct World {
     pub kv_calls: u64,
     /// Compare-and-swaps whose key changed between `current()` and `swap()`.
     pub cas_races: u64,
+    /// `kv_set_many` calls, and those cut short (a crash or store error before the
+    /// last entry, or a lost reply).
+    pub set_many_calls: u64,
+    pub set_many_cut: u64,
 }
 
 impl World {
@@ -244,6 +250,8 @@ impl World {
             trace: None,
             kv_calls: 0,
             cas_races: 0,
+            set_many_calls: 0,
+            set_many_cut: 0,
         }
     }
 
@@ -761,6 +769,36 @@ impl Platform for SimPlatform {
         let p = w.faults.kv_lost_reply;
         if w.faulty(p) {
             return Err(w.kv_fault(self.task, "lost reply (applied)", key));
+        }
+        Ok(())
+    }
+
+    /// Spin's `set-many` is one transaction where the store has it, but the core may
+    /// not rely on that: modelled conservatively, with a scheduling point (so a
+    /// crash, another delivery's step, a store error) before every entry, and a lost
+    /// reply after any, so that any prefix may be all that was written.
+    fn kv_set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let n = entries.len();
+        self.w().set_many_calls += 1;
+        for (i, (key, value)) in entries.iter().enumerate() {
+            self.w().tasks[self.task].in_set_many = true;
+            self.kv_point();
+            let mut w = self.w();
+            w.tasks[self.task].in_set_many = false;
+            let p = w.faults.kv_busy;
+            if w.faulty(p) {
+                w.set_many_cut += 1;
+                return Err(w.kv_fault(self.task, "busy (set_many)", key));
+            }
+            w.write(key, value.clone());
+            w.note(Some(self.task), || {
+                format!("kv_set_many [{}/{n}] {key} = {}", i + 1, show(Some(value)))
+            });
+            let p = w.faults.kv_lost_reply;
+            if w.faulty(p) {
+                w.set_many_cut += 1;
+                return Err(w.kv_fault(self.task, "lost reply (set_many, applied)", key));
+            }
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ fn brief_campaign_finds_no_violations() {
     s.print();
     for p in s.per_store.values() {
         assert_eq!(p.schedules, 2000);
+        // The end-of-delivery writes are reached, and cut short at their crash points.
+        assert!(p.set_many.0 > 0 && p.set_many.1 > 0, "{:?}", p.set_many);
     }
     assert_eq!(
         s.violating_schedules(),

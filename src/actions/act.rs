@@ -1,6 +1,6 @@
 //! Carrying out a claimed occurrence's pending actions: each counted against the
-//! blast-radius budget, sent, and its result recorded at once; or, in a dry run,
-//! described.
+//! blast-radius budget, sent, and its result recorded before anything more is sent
+//! (the last with the delivery's closing writes); or, in a dry run, described.
 
 use super::budget::{self, Admitted};
 use super::flags::{self, Lever};
@@ -15,6 +15,11 @@ use crate::delivery::Delivery;
 use crate::problem::Problem;
 use crate::report::{ActionOutcome, ActionReport, ActionTarget, ProblemOutcome, ProblemReport};
 use crate::rules::Rule;
+
+/// Follows the warning when a result was not recorded: what was sent is recorded
+/// as pending at worst, and a retry resends it (flags are idempotent; scale calls
+/// carry their idempotency key).
+const RESENDS: &str = "; a retry resends what is pending";
 
 /// What sending one action came to.
 pub enum Sent {
@@ -40,11 +45,22 @@ pub fn act(
     let mut exhausted: Option<String> = None;
     let mut write_error = None;
     let verify = rule.policy.verify.unwrap_or(d.cfg.unleash_verify);
+    // A result (applied, refused) not written yet.
+    let mut unrecorded = false;
     for i in 0..rec.actions.len() {
         if rec.actions[i].state != ActionState::Pending {
             continue;
         }
         let a = rec.actions[i].clone();
+        if unrecorded {
+            // Record the results so far before anything more is sent: a crash after
+            // this cannot make them be sent again. (The last result needs no write of
+            // its own: a crash before the closing write leaves it pending either way.)
+            if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+                write_error = Some(e);
+            }
+            unrecorded = false;
+        }
         let (result, verified) = match send(d, key, &rec, problem, &a, verify) {
             Sent::Sent(result, verified) => (result, verified),
             Sent::Exhausted(why) => {
@@ -66,14 +82,11 @@ pub fn act(
             Err(e) if !e.retryable => rec.actions[i].state = ActionState::Refused,
             Err(_) => failed = true,
         }
+        unrecorded |= rec.actions[i].state != ActionState::Pending;
         rec.actions[i].at_ms = d.p.now_ms();
         d.action(&mut report, target(&a.taken), result, Event::Acted);
         if let Some(entry) = report.actions.last_mut() {
             entry.verified = verified;
-        }
-        // Record each result at once: a crash after this cannot make it be sent again.
-        if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
-            write_error = Some(e);
         }
     }
     let now = d.p.now_ms();
@@ -88,15 +101,12 @@ pub fn act(
         Some(e) => format!("{e}; {why}"),
         None => why,
     };
-    if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+    // Written with the delivery's other closing writes, in one transaction.
+    if let Err(e) = d.close_own(key, ticket, &rec, RESENDS) {
         write_error = Some(e);
     }
     if let Some(e) = write_error {
-        // What was sent is recorded as pending at worst: a retry resends it (flags
-        // are idempotent; scale calls carry their idempotency key).
-        detail = format!(
-            "{detail}; WARNING: result not recorded ({e}); a retry resends what is pending"
-        );
+        detail = format!("{detail}; WARNING: result not recorded ({e}){RESENDS}");
     }
     report.outcome = if any_failed(&report) {
         ProblemOutcome::Failed

@@ -158,9 +158,21 @@ pub fn revert(
         .filter(|&i| undoable(&rec.actions[i]))
         .collect();
     let mut write_error = None;
+    // A result (undone, kept) not written yet.
+    let mut unrecorded = false;
     for i in todo.iter().copied() {
         let a = rec.actions[i].clone();
-        let (target, result, event) = Undo::of(&a.taken).run(d, key, lease, &rec, problem, &a);
+        let undo = Undo::of(&a.taken);
+        if unrecorded && !matches!(undo, Undo::Keep(_)) {
+            // Record the results so far before anything more is sent; the last one
+            // needs no write of its own (a crash before the closing write leaves it
+            // to undo again either way, and undoing is idempotent).
+            if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+                write_error = Some(e);
+            }
+            unrecorded = false;
+        }
+        let (target, result, event) = undo.run(d, key, lease, &rec, problem, &a);
         match &result {
             Ok(_) => {
                 rec.actions[i].state = if event == Event::Reverted {
@@ -175,10 +187,8 @@ pub fn revert(
             Err(e) if e.retryable => failed = true,
             Err(_) => rec.actions[i].state = ActionState::Kept,
         }
+        unrecorded |= !undoable(&rec.actions[i]);
         d.action(&mut report, target, result, event);
-        if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
-            write_error = Some(e);
-        }
     }
     rec.lease = None;
     // A retryable failure keeps the occurrence open, so the sender's retry undoes the rest.
@@ -193,7 +203,8 @@ pub fn revert(
     } else {
         format!("resolved: undid {undone} of {} actions", todo.len())
     };
-    if let Err(e) = cell::write_own(d.p, key, ticket, &rec) {
+    // Written with the delivery's other closing writes, in one transaction.
+    if let Err(e) = d.close_own(key, ticket, &rec, "") {
         write_error = Some(e);
     }
     if let Some(e) = write_error {

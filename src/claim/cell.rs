@@ -159,13 +159,14 @@ pub fn swap<T: Serialize>(
     let next = encode_like(&lock.raw, ticket);
     let won = p.kv_compare_and_swap(key, Some(&lock.raw), &next)?
         && p.kv_get(key)?.as_deref() == Some(next.as_slice());
+    // Nobody reads the old value (or a lost one) any more: deleted with the
+    // delivery's other such deletes; a failure or a crash leaves it to the sweep.
     if won {
         if lock.ticket != 0 {
-            // Nobody reads the old value any more; a failure leaves it to the sweep.
-            let _ = p.kv_delete(&value_key(key, lock.ticket));
+            let _ = p.kv_delete_unread(&value_key(key, lock.ticket));
         }
     } else {
-        let _ = p.kv_delete(&vkey);
+        let _ = p.kv_delete_unread(&vkey);
     }
     Ok(won)
 }

@@ -7,6 +7,7 @@ use super::{request, response, ApiError};
 use crate::audit;
 use crate::auth;
 use crate::claim;
+use crate::deferred::Deferred;
 use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
 use crate::ingest::{self, Format};
 use crate::metrics;
@@ -93,8 +94,11 @@ pub(super) fn deliver(
     };
     let not_processed = ingested.not_processed;
     let now = p.now_ms();
+    let writes = Deferred::new(p);
     let mut delivery = Delivery {
-        p,
+        p: &writes,
+        writes: &writes,
+        problem: 0,
         cfg: &cfg,
         rules,
         dry_run,
@@ -106,10 +110,17 @@ pub(super) fn deliver(
         flags_set: Vec::new(),
         notification_reason: ingested.notification_reason.clone(),
     };
-    let problems = ingested
+    let mut problems: Vec<_> = ingested
         .problems
         .iter()
-        .map(|problem| {
+        .enumerate()
+        .map(|(i, problem)| {
+            if writes.holding() && p.now_ms() >= delivery.deadline_ms {
+                // Past the outbound budget only key-value work is left, which the
+                // leases' margin covers for one problem, not for all the rest.
+                let _ = writes.flush();
+            }
+            delivery.problem = i;
             let r = remediate(&mut delivery, problem);
             p.log(&format!(
                 "remediator: {} {:?} rule={} outcome={:?}",
@@ -123,11 +134,34 @@ pub(super) fn deliver(
         .collect();
     if mode == Mode::Act {
         // A delivery no rule matched is only counted and logged (audit::worth_auditing).
+        let mut audited = false;
         if audit::worth_auditing(&delivery.audit, cfg.audit_unmatched) {
-            if let Err(e) = audit::append(p, id, &delivery.audit) {
-                p.log(&format!(
+            match audit::batch(id, &delivery.audit) {
+                Ok(Some((key, value))) => {
+                    writes.hold(key, value, None);
+                    audited = true;
+                }
+                Ok(None) => {}
+                Err(e) => p.log(&format!(
                     "remediator: WARNING audit batch {id} not written: {e}"
-                ));
+                )),
+            }
+        }
+        // The claims' closing records, then the audit batch: one transaction.
+        match writes.flush() {
+            Ok(()) if audited => audit::written(p, id),
+            Ok(()) => {}
+            Err(e) if audited => p.log(&format!(
+                "remediator: WARNING audit batch {id} not written: {e}"
+            )),
+            Err(_) => {}
+        }
+        // What the problems' results are stored as is at worst pending: said in each
+        // one's detail, as when its closing write failed (same status).
+        for (i, warning) in writes.failures() {
+            if let Some(r) = problems.get_mut(i) {
+                let detail = r.detail.take().unwrap_or_default();
+                r.detail = Some(format!("{detail}; {warning}"));
             }
         }
         if id % claim::sweep::SWEEP_EVERY == 0 {
