@@ -90,6 +90,7 @@ pub fn check_all(o: &Observed) -> (Vec<Violation>, usize) {
     out.extend(i2_liveness(o));
     let (i3, ambiguous_i3) = i3_flags_restored_exactly(o);
     out.extend(i3);
+    out.extend(i3_flag_in_effect_when_already_handled(o));
     let (i3r, ambiguous_i3r) = i3_rollouts_restored_exactly(o);
     out.extend(i3r);
     out.extend(i4_policies(o));
@@ -440,6 +441,88 @@ fn i3_flag_in_effect_when_acknowledged(o: &Observed) -> Vec<Violation> {
                     ),
                 ));
             }
+        }
+    }
+    out
+}
+
+/// I3 (f): a firing alert answered 2xx `already_handled` finds what its rule turns
+/// turned: when its delivery ends, one of its occurrence's flags shows the rule's
+/// value. (An occurrence recorded as done whose change was never sent would answer
+/// every re-send this way while the flag stays as it was.) Excused: a hand change of
+/// one of those flags, or a resolve of that occurrence, at or before the delivery's
+/// end; an earlier refusal for good; and schedules whose rules change or dry-run.
+fn i3_flag_in_effect_when_already_handled(o: &Observed) -> Vec<Violation> {
+    let initial: BTreeMap<&str, bool> = INITIAL_FLAGS.iter().copied().collect();
+    let mut out = Vec::new();
+    if o.scenario.rules_later.is_some()
+        || o.scenario.vars.iter().any(|(k, _)| k.contains("dry_run"))
+    {
+        return out;
+    }
+    let state_at = |f: &str, end: i64| {
+        o.flag_log
+            .iter()
+            .filter(|c| c.flag == f && c.at <= end)
+            .last()
+            .map(|c| c.to)
+            .or(initial.get(f).copied())
+    };
+    for d in &o.deliveries {
+        let (Some(200..=299), Some(end)) = (d.status, d.end) else {
+            continue;
+        };
+        for a in d
+            .alerts
+            .iter()
+            .filter(|a| a.kind == Kind::Firing && a.outcome == "already_handled")
+        {
+            let flags: Vec<(&str, bool)> = o.scenario.occs[a.occ]
+                .flags
+                .iter()
+                .filter_map(|f| flag_desired(f).map(|want| (*f, want)))
+                .collect();
+            if flags.is_empty()
+                || flags
+                    .iter()
+                    .any(|(f, want)| state_at(f, end) == Some(*want))
+            {
+                continue;
+            }
+            let excused = o.flag_log.iter().any(|c| {
+                c.at <= end
+                    && flags.iter().any(|(f, _)| c.flag == *f)
+                    && match c.who {
+                        Who::Human => true,
+                        Who::Remediator { task } => {
+                            o.alert_of(task, c.alert) == (a.occ, Kind::Resolved)
+                        }
+                    }
+            }) || o.deliveries.iter().any(|e| {
+                e.start <= end
+                    && e.alerts.iter().any(|b| {
+                        b.occ == a.occ
+                            && (b.failed_for_good
+                                || (b.kind == Kind::Resolved && e.status.is_some()))
+                    })
+            });
+            if excused {
+                continue;
+            }
+            let shown: Vec<String> = flags
+                .iter()
+                .map(|(f, want)| format!("{f} {:?} (rule: {want})", state_at(f, end)))
+                .collect();
+            out.push(v(
+                "I3",
+                format!(
+                    "d{} answered firing occurrence {} 2xx already_handled at {} ms, but Unleash shows {} (no hand change, no resolve or refusal of it before)",
+                    d.task,
+                    a.occ,
+                    ms(end),
+                    shown.join(", ")
+                ),
+            ));
         }
     }
     out
