@@ -463,8 +463,7 @@ fn i3_flag_in_effect_when_already_handled(o: &Observed) -> Vec<Violation> {
     let state_at = |f: &str, end: i64| {
         o.flag_log
             .iter()
-            .filter(|c| c.flag == f && c.at <= end)
-            .last()
+            .rfind(|c| c.flag == f && c.at <= end)
             .map(|c| c.to)
             .or(initial.get(f).copied())
     };
