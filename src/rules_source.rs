@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::rfc3339;
 use crate::config::Config;
-use crate::platform::{Platform, SendError};
+use crate::platform::{FileStamp, Platform, SendError};
 use crate::problem::Problem;
 use crate::rules::compiled::{self, Corrupt, View, ENCODING_VERSION};
 use crate::rules::{self, Rule, RuleSet, RulesFormat};
@@ -174,6 +174,11 @@ pub const MAX_ENTRY_BYTES: usize = 1_000_000;
 const ENTRY_MAX_AGE_MS: i64 = 7 * 86_400_000;
 const COMPILED_PREFIX: &str = "rules/compiled/";
 const TEXT_PREFIX: &str = "rules/text/";
+const STAMP_PREFIX: &str = "rules/stamp/";
+/// A bundled file's stamp stands in for its content only once both of its times are
+/// this far in the past: a write in the same clock tick as the one the stamp shows
+/// would keep the stamp (git's "racily clean" files). A later write is stamped later.
+pub const SETTLED_MS: i64 = 2_000;
 
 /// `rules/compiled/<V>/<H>`: the encoded rules of the text hashed H, never overwritten.
 pub fn entry_key(hash: &[u8; 16]) -> String {
@@ -181,6 +186,45 @@ pub fn entry_key(hash: &[u8; 16]) -> String {
         "{COMPILED_PREFIX}{ENCODING_VERSION}/{}",
         compiled::hex(hash)
     )
+}
+
+/// `rules/stamp/<S>`: which text (its hash) the bundled file `path` held when the host
+/// stamped it `stamp` (docs/rules-cache.md, "Bundled rules: the stamp"); `None` while
+/// the stamp may not stand in for the content: the host gives no times, or the file
+/// changed less than [`SETTLED_MS`] before `now_ms`, or its times are in the future.
+pub fn stamp_key(path: &str, stamp: &FileStamp, now_ms: i64) -> Option<String> {
+    let (modified, changed) = (stamp.modified_ns?, stamp.changed_ns?);
+    let settled = (i128::from(now_ms) - i128::from(SETTLED_MS)) * 1_000_000;
+    if modified > settled || changed > settled {
+        return None;
+    }
+    let mut b = path.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(&stamp.identity[0].to_le_bytes());
+    b.extend_from_slice(&stamp.identity[1].to_le_bytes());
+    b.extend_from_slice(&stamp.size.to_le_bytes());
+    b.extend_from_slice(&modified.to_le_bytes());
+    b.extend_from_slice(&changed.to_le_bytes());
+    Some(format!(
+        "{STAMP_PREFIX}{}",
+        compiled::hex(&compiled::hash128(&b))
+    ))
+}
+
+/// A stamp record: write time (8 bytes), the text's hash (16), a checksum of both (4).
+fn stamp_record(hash: &[u8; 16], now_ms: i64) -> Vec<u8> {
+    let mut v = now_ms.to_le_bytes().to_vec();
+    v.extend_from_slice(hash);
+    let sum = compiled::hash128(&v);
+    v.extend_from_slice(&sum[..4]);
+    v
+}
+
+fn stamped_hash(v: &[u8]) -> Option<[u8; 16]> {
+    if v.len() != 28 || compiled::hash128(&v[..24])[..4] != v[24..] {
+        return None;
+    }
+    v[8..24].try_into().ok()
 }
 
 /// `rules/text/<H>`: a fetched rules text (8 bytes of write time, then the text).
@@ -209,6 +253,8 @@ fn parse_hex(h: &str) -> Option<[u8; 16]> {
 enum Text {
     Inline(String),
     Stored,
+    /// The bundled file, found by its stamp and not read.
+    File(String),
 }
 
 /// The effective rules: parsed, or a cache entry read in place (the rules that can
@@ -324,6 +370,15 @@ fn load_text<'a>(
 ) -> Result<Cow<'a, str>, String> {
     match text {
         Text::Inline(t) => Ok(Cow::Borrowed(t)),
+        Text::File(path) => {
+            let t = p
+                .read_file(path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?;
+            if compiled::hash128(t.as_bytes()) != *hash {
+                return Err(format!("{path} changed during the request"));
+            }
+            Ok(Cow::Owned(t))
+        }
         Text::Stored => {
             let key = text_key(hash);
             let raw = p
@@ -404,6 +459,13 @@ pub fn stale_cache_record(
     key: &str,
     now_ms: i64,
 ) -> Result<bool, crate::platform::KvError> {
+    if key.starts_with(STAMP_PREFIX) {
+        // Rewritten by the next request that needs it.
+        let Some(raw) = p.kv_get(key)? else {
+            return Ok(false);
+        };
+        return Ok(written_at(&raw, 0).saturating_add(ENTRY_MAX_AGE_MS) < now_ms);
+    }
     let hash = if let Some(rest) = key.strip_prefix(COMPILED_PREFIX) {
         match rest.split_once('/') {
             Some((v, h)) if v == ENCODING_VERSION.to_string() => h,
@@ -431,19 +493,84 @@ pub fn stale_cache_record(
     } else {
         0
     };
-    let written = raw.get(at..at + 8).map_or(0, |b| {
-        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    });
-    Ok(written.saturating_add(ENTRY_MAX_AGE_MS) < now_ms)
+    Ok(written_at(&raw, at).saturating_add(ENTRY_MAX_AGE_MS) < now_ms)
 }
 
+fn written_at(raw: &[u8], at: usize) -> i64 {
+    raw.get(at..at + 8).map_or(0, |b| {
+        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    })
+}
+
+/// What the stamp record of a bundled file says.
+enum Stamped {
+    /// The entry of the text it names, opened; the file is not read.
+    Hit(Box<Rules>),
+    /// The text it names (if any) has no good entry: read the file.
+    Miss(Option<[u8; 16]>),
+    /// Unreadable: read the file, and write nothing (a store that fails reads would
+    /// take a write per request).
+    Unreadable,
+}
+
+fn by_stamp(p: &dyn Platform, key: &str, path: &str) -> Stamped {
+    let hash = match p.kv_get(key) {
+        Ok(v) => match v.as_deref().and_then(stamped_hash) {
+            Some(hash) => hash,
+            None => return Stamped::Miss(None),
+        },
+        Err(_) => return Stamped::Unreadable,
+    };
+    // A missing or damaged entry: the full path below reads, logs and rewrites it.
+    match p.kv_get(&entry_key(&hash)) {
+        Ok(Some(bytes)) => match View::open(bytes, &hash) {
+            Ok(view) => Stamped::Hit(Box::new(Rules {
+                hash,
+                text: Text::File(path.to_string()),
+                entry: Entry::Cached(view),
+                parsed: OnceCell::new(),
+            })),
+            Err(_) => Stamped::Miss(Some(hash)),
+        },
+        _ => Stamped::Miss(Some(hash)),
+    }
+}
+
+/// The bundled file's rules. When the host stamps the file (docs/rules-cache.md), a
+/// settled stamp seen before names the text's hash and the file is not read; else
+/// the file is read and hashed, and its settled stamp recorded (one small write per
+/// new stamp: an edit, a restart that copies the files anew).
 fn bundled(p: &dyn Platform, cfg: &Config, warning: Option<String>) -> Result<Effective, String> {
-    let text = p
-        .read_file(&cfg.rules_file)
-        .map_err(|e| format!("cannot read {}: {e}", cfg.rules_file))?;
-    let hash = compiled::hash128(text.as_bytes());
-    let rules = cached_or_parsed(p, hash, Text::Inline(text))
-        .map_err(|e| format!("{}: {e}", cfg.rules_file))?;
+    let path = &cfg.rules_file;
+    let stamp = p
+        .file_stamp(path)
+        .and_then(|s| stamp_key(path, &s, p.now_ms()));
+    let stamped = match &stamp {
+        Some(key) => by_stamp(p, key, path),
+        None => Stamped::Unreadable,
+    };
+    let (hash, rules) = match stamped {
+        Stamped::Hit(rules) => (rules.hash, *rules),
+        miss => {
+            let text = p
+                .read_file(path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?;
+            let hash = compiled::hash128(text.as_bytes());
+            let rules = cached_or_parsed(p, hash, Text::Inline(text))
+                .map_err(|e| format!("{path}: {e}"))?;
+            if let (Some(key), Stamped::Miss(named)) = (&stamp, miss) {
+                if named != Some(hash) {
+                    // Losing it costs a read and a hash per request until written.
+                    if let Err(e) = p.kv_set(key, &stamp_record(&hash, p.now_ms())) {
+                        p.log(&format!(
+                            "remediator: WARNING rules file stamp not recorded: {e}"
+                        ));
+                    }
+                }
+            }
+            (hash, rules)
+        }
+    };
     Ok(Effective {
         rules,
         version: content_version(&hash),
