@@ -16,7 +16,7 @@ use crate::audit::rfc3339;
 use crate::config::Config;
 use crate::platform::{FileStamp, Platform, SendError};
 use crate::problem::Problem;
-use crate::rules::compiled::{self, Corrupt, View, ENCODING_VERSION};
+use crate::rules::compiled::{self, Corrupt, View, ENCODING_VERSION, NEED_RECORDS};
 use crate::rules::{self, Rule, RuleSet, RulesFormat};
 use crate::state;
 
@@ -175,6 +175,12 @@ const ENTRY_MAX_AGE_MS: i64 = 7 * 86_400_000;
 const COMPILED_PREFIX: &str = "rules/compiled/";
 const TEXT_PREFIX: &str = "rules/text/";
 const STAMP_PREFIX: &str = "rules/stamp/";
+const RECORDS_PREFIX: &str = "rules/records/";
+/// An entry whose records part is larger than this is stored as two values, the
+/// index and the records: a request reads the records only when a rule is decoded
+/// (a no-match request with 1,000 rules then copies ~25 KB, not ~85 KB). Smaller
+/// ones stay one value (one read, one write).
+const SPLIT_ABOVE: usize = 8 * 1024;
 /// A bundled file's stamp stands in for its content only once both of its times are
 /// this far in the past: a write in the same clock tick as the one the stamp shows
 /// would keep the stamp (git's "racily clean" files). A later write is stamped later.
@@ -225,6 +231,12 @@ fn stamped_hash(v: &[u8]) -> Option<[u8; 16]> {
         return None;
     }
     v[8..24].try_into().ok()
+}
+
+/// `rules/records/<V>/<H>`: the records part of the entry `rules/compiled/<V>/<H>`,
+/// when it is stored apart.
+pub fn records_key(hash: &[u8; 16]) -> String {
+    format!("{RECORDS_PREFIX}{ENCODING_VERSION}/{}", compiled::hex(hash))
 }
 
 /// `rules/text/<H>`: a fetched rules text (8 bytes of write time, then the text).
@@ -322,7 +334,7 @@ impl Rules {
         let Entry::Cached(view) = &self.entry else {
             return Ok(None);
         };
-        match view.find(problem) {
+        match self.with_records(p, view, |v| v.find(problem)) {
             Ok(found) => Ok(found.map(|(_, rule)| Cow::Owned(rule))),
             Err(corrupt) => Ok(self.recover(p, corrupt)?.find(problem).map(Cow::Borrowed)),
         }
@@ -336,9 +348,29 @@ impl Rules {
         let Entry::Cached(view) = &self.entry else {
             return Err("no rules".into());
         };
-        match view.decode_all() {
+        match self.with_records(p, view, View::decode_all) {
             Ok(set) => Ok(Cow::Owned(set)),
             Err(corrupt) => self.recover(p, corrupt).map(Cow::Borrowed),
+        }
+    }
+
+    /// `read(view)`, reading the entry's records part first if it turns out needed.
+    fn with_records<T>(
+        &self,
+        p: &dyn Platform,
+        view: &View,
+        read: impl Fn(&View) -> Result<T, Corrupt>,
+    ) -> Result<T, Corrupt> {
+        match read(view) {
+            Err(e) if e == NEED_RECORDS => {
+                let records = p
+                    .kv_get(&records_key(&self.hash))
+                    .map_err(|_| Corrupt("records part unreadable"))?
+                    .ok_or(Corrupt("records part missing"))?;
+                view.supply_records(records)?;
+                read(view)
+            }
+            other => other,
         }
     }
 
@@ -395,13 +427,24 @@ fn load_text<'a>(
     }
 }
 
-/// Write the entry of `set` unless it is too large. Losing it costs a parse later.
+/// Write the entry of `set` unless it is too large: one value, or the index and the
+/// records apart ([`SPLIT_ABOVE`]), records first (an index found without them costs
+/// a parse and a rewrite, not a wrong answer). Losing it costs a parse later.
 fn store(p: &dyn Platform, hash: &[u8; 16], set: &RuleSet) {
     let bytes = compiled::encode(set, hash, p.now_ms());
     if bytes.len() > MAX_ENTRY_BYTES {
         return;
     }
-    if let Err(e) = p.kv_set(&entry_key(hash), &bytes) {
+    let split = compiled::index_len(&bytes).unwrap_or(bytes.len());
+    let written = if bytes.len() - split <= SPLIT_ABOVE {
+        p.kv_set(&entry_key(hash), &bytes)
+    } else {
+        p.kv_set_many(&[
+            (records_key(hash), bytes[split..].to_vec()),
+            (entry_key(hash), bytes[..split].to_vec()),
+        ])
+    };
+    if let Err(e) = written {
         p.log(&format!(
             "remediator: WARNING rules cache entry not written: {e}"
         ));
@@ -459,6 +502,16 @@ pub fn stale_cache_record(
     key: &str,
     now_ms: i64,
 ) -> Result<bool, crate::platform::KvError> {
+    if let Some(rest) = key.strip_prefix(RECORDS_PREFIX) {
+        // With its index: of another version, or whose index is gone or stale.
+        return match rest.split_once('/') {
+            Some((v, h)) if v == ENCODING_VERSION.to_string() => {
+                let index = format!("{COMPILED_PREFIX}{v}/{h}");
+                Ok(p.kv_get(&index)?.is_none() || stale_cache_record(p, &index, now_ms)?)
+            }
+            _ => Ok(true),
+        };
+    }
     if key.starts_with(STAMP_PREFIX) {
         // Rewritten by the next request that needs it.
         let Some(raw) = p.kv_get(key)? else {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use remediator::platform::FileStamp;
 use remediator::rules::compiled::{hash128, hex};
-use remediator::rules_source::{entry_key, stamp_key, text_key, SETTLED_MS};
+use remediator::rules_source::{entry_key, records_key, stamp_key, text_key, SETTLED_MS};
 use serde_json::Value;
 use support::*;
 
@@ -263,11 +263,13 @@ fn damaged_entry_is_replaced(damage: impl Fn(&mut Vec<u8>)) {
     assert_eq!(warnings(&r).len(), 1);
 }
 
-/// Where rule `i`'s record starts: the rule offsets are the first part of the
-/// structure, whose offset is the first of the header's section offsets (at 68).
+/// Where rule `i`'s record starts in a whole entry: the rule offsets are the first
+/// part of the structure, whose offset is the first of the header's section offsets
+/// (at 68), and count from the records part, which starts where the index ends (the
+/// header says at 108).
 fn record_of(e: &[u8], i: usize) -> usize {
     let u32_at = |at: usize| u32::from_le_bytes(e[at..at + 4].try_into().unwrap()) as usize;
-    u32_at(u32_at(68) + 4 * i)
+    u32_at(108) + u32_at(u32_at(68) + 4 * i)
 }
 
 #[test]
@@ -635,4 +637,138 @@ fn the_sweep_removes_stamp_records_after_7_days() {
     // The next request records it again (the file's stamp is unchanged).
     assert_eq!(rule_of(&r), ["v1-rule"]);
     assert_eq!(stamp(&r), Some(key));
+}
+
+// ------------------------------------------------ a large entry: index and records apart
+
+/// 400 rules (a records part over 8 KB), the last matching `HighFailureRate`.
+fn many_rules() -> String {
+    let mut t = String::from("rules:\n");
+    for i in 0..400 {
+        t += &format!(
+            "  - name: r{i}\n    match: {{title: Svc{i}Down}}\n    actions: [{{flag: F{i}, state: on}}]\n"
+        );
+    }
+    t + "  - name: last\n    match: {title: HighFailureRate}\n    actions: [{flag: EnablePromotion, state: off}]\n"
+}
+
+fn no_match(i: usize) -> Vec<u8> {
+    alertmanager("firing", &[(&format!("NoRuleForThis{i}"), None, &[])])
+}
+
+#[test]
+fn a_large_entry_is_two_values_and_a_request_without_a_candidate_reads_only_the_index() {
+    let rules = many_rules();
+    let hash = hash128(rules.as_bytes());
+    let r = Recorder::new();
+    r.set_rules(&rules);
+    let (status, report) = r.post("/", &no_match(0));
+    assert_eq!(status, 200, "{report}");
+    let writes: Vec<String> = writes_since(&r, 0)
+        .into_iter()
+        .filter(|w| w.contains(" rules/"))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("set {}", records_key(&hash)),
+            format!("set {}", entry_key(&hash))
+        ]
+    );
+    let (index, records) = (
+        r.kv.borrow()[&entry_key(&hash)].len(),
+        r.kv.borrow()[&records_key(&hash)].len(),
+    );
+    assert!(records > 8 * 1024 && index < records, "{index} {records}");
+    // The records cannot be read: a request with no candidate does not notice.
+    r.kv_get_fails.borrow_mut().push("rules/records/".into());
+    let (status, report) = r.post("/", &no_match(1));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(rules_matched(&report), ["-"]);
+    assert!(warnings(&r).is_empty(), "{:?}", warnings(&r));
+    // One that must decode a rule does: the parse's verdict, a warning.
+    let (status, report) = r.post("/", &failure_rate("firing"));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(rules_matched(&report), ["last"]);
+    let w = warnings(&r);
+    assert!(
+        w.len() == 1 && w[0].contains("records part unreadable"),
+        "{w:?}"
+    );
+    // Readable again: read with the index, no warning, nothing written.
+    r.kv_get_fails.borrow_mut().clear();
+    let from = r.kv_log.borrow().len();
+    let (_, report) = r.post(
+        "/",
+        &alertmanager(
+            "firing",
+            &[("Svc7Down", None, &[]), ("HighFailureRate", None, &[])],
+        ),
+    );
+    assert_eq!(rules_matched(&report), ["r7", "last"]);
+    assert_eq!(warnings(&r).len(), 1);
+    assert!(!writes_since(&r, from).iter().any(|w| w.contains(" rules/")));
+}
+
+#[test]
+fn a_missing_or_damaged_records_part_costs_a_parse_and_is_rewritten() {
+    let rules = many_rules();
+    let hash = hash128(rules.as_bytes());
+    let expected = fresh(&rules, &failure_rate("firing"));
+    assert_eq!(expected, ["last"]);
+    for damage in [
+        &(|r: &Recorder| {
+            r.kv.borrow_mut().remove(&records_key(&hash));
+        }) as &dyn Fn(&Recorder),
+        // In the last record, the one decoded (the others are checked when decoded).
+        &|r: &Recorder| {
+            let mut kv = r.kv.borrow_mut();
+            let v = kv.get_mut(&records_key(&hash)).unwrap();
+            let at = v.len() - 10;
+            v[at] ^= 0x20;
+        },
+        &|r: &Recorder| {
+            r.kv.borrow_mut()
+                .get_mut(&records_key(&hash))
+                .unwrap()
+                .truncate(50);
+        },
+    ] {
+        let r = Recorder::new();
+        r.set_rules(&rules);
+        r.post("/", &no_match(0));
+        let good = r.kv.borrow()[&records_key(&hash)].clone();
+        damage(&r);
+        let (status, report) = r.post("/", &failure_rate("firing"));
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(rules_matched(&report), expected);
+        let w = warnings(&r);
+        assert!(
+            w.len() == 1 && w[0].contains("rules cache entry corrupt"),
+            "{w:?}"
+        );
+        assert_eq!(r.kv.borrow()[&records_key(&hash)], good, "rewritten");
+        let (_, report) = r.post("/", &failure_rate("firing"));
+        assert_eq!(rules_matched(&report), expected);
+        assert_eq!(warnings(&r).len(), 1);
+    }
+}
+
+#[test]
+fn the_sweep_removes_records_without_their_index_or_of_another_version() {
+    let rules = many_rules();
+    let hash = hash128(rules.as_bytes());
+    let r = Recorder::new();
+    r.set_rules(&rules);
+    r.post("/", &no_match(0));
+    let records = r.kv.borrow()[&records_key(&hash)].clone();
+    let orphan = records_key(&hash128(b"a text whose index is gone"));
+    let other_version = format!("rules/records/1/{}", hex(&hash));
+    for k in [&orphan, &other_version] {
+        r.kv.borrow_mut().insert(k.clone(), records.clone());
+    }
+    remediator::claim::sweep::sweep(&r.platform, r.now.get(), 0).unwrap();
+    let kv = r.kv.borrow();
+    assert!(!kv.contains_key(&orphan) && !kv.contains_key(&other_version));
+    assert!(kv.contains_key(&records_key(&hash)) && kv.contains_key(&entry_key(&hash)));
 }
