@@ -493,25 +493,16 @@ fn cached_or_parsed(p: &dyn Platform, hash: [u8; 16], text: Text) -> Result<Rule
     })
 }
 
-/// Whether the sweep should remove `key`, a rules cache entry or stored text: one
-/// of another encoding version, or of a text other than the current rules URL's
-/// written more than 7 days ago (the bundled file's entry, if removed, is written
-/// again by the next request).
+/// Whether the sweep should remove `key`, a rules cache entry (index or records
+/// part), stored text or stamp record: one of another encoding version; records
+/// whose index is gone; a stamp record written more than 7 days ago; or one of a text
+/// other than the current rules URL's written more than 7 days ago (the bundled
+/// file's entry and stamp, if removed, are written again by the next request).
 pub fn stale_cache_record(
     p: &dyn Platform,
     key: &str,
     now_ms: i64,
 ) -> Result<bool, crate::platform::KvError> {
-    if let Some(rest) = key.strip_prefix(RECORDS_PREFIX) {
-        // With its index: of another version, or whose index is gone or stale.
-        return match rest.split_once('/') {
-            Some((v, h)) if v == ENCODING_VERSION.to_string() => {
-                let index = format!("{COMPILED_PREFIX}{v}/{h}");
-                Ok(p.kv_get(&index)?.is_none() || stale_cache_record(p, &index, now_ms)?)
-            }
-            _ => Ok(true),
-        };
-    }
     if key.starts_with(STAMP_PREFIX) {
         // Rewritten by the next request that needs it.
         let Some(raw) = p.kv_get(key)? else {
@@ -519,13 +510,21 @@ pub fn stale_cache_record(
         };
         return Ok(written_at(&raw, 0).saturating_add(ENTRY_MAX_AGE_MS) < now_ms);
     }
-    let hash = if let Some(rest) = key.strip_prefix(COMPILED_PREFIX) {
+    // A records part goes with its index (`rules/compiled/<V>/<H>`).
+    let (hash, records_of) = if let Some(rest) = key.strip_prefix(RECORDS_PREFIX) {
         match rest.split_once('/') {
-            Some((v, h)) if v == ENCODING_VERSION.to_string() => h,
+            Some((v, h)) if v == ENCODING_VERSION.to_string() => {
+                (h, Some(format!("{COMPILED_PREFIX}{v}/{h}")))
+            }
+            _ => return Ok(true),
+        }
+    } else if let Some(rest) = key.strip_prefix(COMPILED_PREFIX) {
+        match rest.split_once('/') {
+            Some((v, h)) if v == ENCODING_VERSION.to_string() => (h, None),
             _ => return Ok(true),
         }
     } else if let Some(h) = key.strip_prefix(TEXT_PREFIX) {
-        h
+        (h, None)
     } else {
         return Ok(false);
     };
@@ -537,14 +536,15 @@ pub fn stale_cache_record(
     if current.as_deref() == Some(hash) {
         return Ok(false);
     }
-    let Some(raw) = p.kv_get(key)? else {
-        return Ok(false);
+    // Both start with their write time: the entry (index) at byte 24, the text at 0.
+    let (read, at) = match &records_of {
+        Some(index) => (index.as_str(), 24),
+        None if key.starts_with(COMPILED_PREFIX) => (key, 24),
+        None => (key, 0),
     };
-    // Both start with their write time: the entry at byte 24, the text at 0.
-    let at = if key.starts_with(COMPILED_PREFIX) {
-        24
-    } else {
-        0
+    let Some(raw) = p.kv_get(read)? else {
+        // Records whose index is gone are never read.
+        return Ok(records_of.is_some());
     };
     Ok(written_at(&raw, at).saturating_add(ENTRY_MAX_AGE_MS) < now_ms)
 }

@@ -768,7 +768,15 @@ fn the_sweep_removes_records_without_their_index_or_of_another_version() {
         r.kv.borrow_mut().insert(k.clone(), records.clone());
     }
     remediator::claim::sweep::sweep(&r.platform, r.now.get(), 0).unwrap();
+    {
+        let kv = r.kv.borrow();
+        assert!(!kv.contains_key(&orphan) && !kv.contains_key(&other_version));
+        assert!(kv.contains_key(&records_key(&hash)) && kv.contains_key(&entry_key(&hash)));
+    }
+    // Written 8 days ago: both go (the bundled file's are written again when needed).
+    let eight_days_ago = (r.now.get() - 8 * 86_400_000).to_le_bytes();
+    r.kv.borrow_mut().get_mut(&entry_key(&hash)).unwrap()[24..32].copy_from_slice(&eight_days_ago);
+    remediator::claim::sweep::sweep(&r.platform, r.now.get(), 0).unwrap();
     let kv = r.kv.borrow();
-    assert!(!kv.contains_key(&orphan) && !kv.contains_key(&other_version));
-    assert!(kv.contains_key(&records_key(&hash)) && kv.contains_key(&entry_key(&hash)));
+    assert!(!kv.contains_key(&records_key(&hash)) && !kv.contains_key(&entry_key(&hash)));
 }
