@@ -185,6 +185,11 @@ const SPLIT_ABOVE: usize = 8 * 1024;
 /// this far in the past: a write in the same clock tick as the one the stamp shows
 /// would keep the stamp (git's "racily clean" files). A later write is stamped later.
 pub const SETTLED_MS: i64 = 2_000;
+/// How long a stamp record stands in before the file is read and hashed again (and
+/// the record rewritten): bounds the one edit a stamp does not see (in place, same
+/// size, mtime set back; docs/rules-cache.md) to this long, for one read and one
+/// 28-byte write per stamp per period.
+pub const STAMP_TRUST_MS: i64 = 5 * 60_000;
 
 /// `rules/compiled/<V>/<H>`: the encoded rules of the text hashed H, never overwritten.
 pub fn entry_key(hash: &[u8; 16]) -> String {
@@ -226,8 +231,14 @@ fn stamp_record(hash: &[u8; 16], now_ms: i64) -> Vec<u8> {
     v
 }
 
-fn stamped_hash(v: &[u8]) -> Option<[u8; 16]> {
+/// The hash a stamp record names, if it is whole and younger than [`STAMP_TRUST_MS`].
+fn stamped_hash(v: &[u8], now_ms: i64) -> Option<[u8; 16]> {
     if v.len() != 28 || compiled::hash128(&v[..24])[..4] != v[24..] {
+        return None;
+    }
+    // Stamps are of one node's files, written on its clock: a record from the future
+    // is damaged (or the clock jumped), and expires as an old one does.
+    if now_ms.saturating_sub(written_at(v, 0)).abs() >= STAMP_TRUST_MS {
         return None;
     }
     v[8..24].try_into().ok()
@@ -559,7 +570,8 @@ fn written_at(raw: &[u8], at: usize) -> i64 {
 enum Stamped {
     /// The entry of the text it names, opened; the file is not read.
     Hit(Box<Rules>),
-    /// The text it names (if any) has no good entry: read the file.
+    /// No record, or a damaged or expired one (`None`), or the text it names has no
+    /// good entry: read the file.
     Miss(Option<[u8; 16]>),
     /// Unreadable: read the file, and write nothing (a store that fails reads would
     /// take a write per request).
@@ -568,7 +580,7 @@ enum Stamped {
 
 fn by_stamp(p: &dyn Platform, key: &str, path: &str) -> Stamped {
     let hash = match p.kv_get(key) {
-        Ok(v) => match v.as_deref().and_then(stamped_hash) {
+        Ok(v) => match v.as_deref().and_then(|v| stamped_hash(v, p.now_ms())) {
             Some(hash) => hash,
             None => return Stamped::Miss(None),
         },

@@ -10,7 +10,9 @@ use std::rc::Rc;
 
 use remediator::platform::FileStamp;
 use remediator::rules::compiled::{hash128, hex};
-use remediator::rules_source::{entry_key, records_key, stamp_key, text_key, SETTLED_MS};
+use remediator::rules_source::{
+    entry_key, records_key, stamp_key, text_key, SETTLED_MS, STAMP_TRUST_MS,
+};
 use serde_json::Value;
 use support::*;
 
@@ -779,4 +781,30 @@ fn the_sweep_removes_records_without_their_index_or_of_another_version() {
     remediator::claim::sweep::sweep(&r.platform, r.now.get(), 0).unwrap();
     let kv = r.kv.borrow();
     assert!(!kv.contains_key(&records_key(&hash)) && !kv.contains_key(&entry_key(&hash)));
+}
+
+#[test]
+fn the_edit_a_stamp_cannot_see_takes_effect_within_stamp_trust_ms() {
+    // Written in place, same size, its modification time set back to the old one:
+    // identity, size and both times as before (docs/rules-cache.md, "Not seen").
+    let r = stating(V1);
+    r.advance(SETTLED_MS);
+    assert_eq!(rule_of(&r), ["v1-rule"]);
+    let old = r.file_meta.borrow()[RULES_FILE].stamp;
+    r.advance(1_000);
+    r.set_rules(V1_SAME_SIZE);
+    r.set_file_modified(RULES_FILE, old.modified_ns.unwrap());
+    assert_eq!(r.file_meta.borrow()[RULES_FILE].stamp, old);
+    assert_eq!(rule_of(&r), ["v1-rule"], "not seen: the stamp is unchanged");
+    // Once the record is STAMP_TRUST_MS old, the file is read again: seen, and the
+    // record rewritten (one write), then trusted again.
+    r.advance(STAMP_TRUST_MS);
+    let from = r.kv_log.borrow().len();
+    assert_eq!(rule_of(&r), ["v3-rule"]);
+    assert_eq!(stamp_writes(&r, from), 1);
+    let reads = r.file_reads.get();
+    let from = r.kv_log.borrow().len();
+    assert_eq!(rule_of(&r), ["v3-rule"]);
+    assert_eq!(r.file_reads.get(), reads);
+    assert_eq!(stamp_writes(&r, from), 0);
 }
