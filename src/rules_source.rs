@@ -178,7 +178,7 @@ const STAMP_PREFIX: &str = "rules/stamp/";
 const RECORDS_PREFIX: &str = "rules/records/";
 /// An entry whose records part is larger than this is stored as two values, the
 /// index and the records: a request reads the records only when a rule is decoded
-/// (a no-match request with 1,000 rules then copies ~25 KB, not ~85 KB). Smaller
+/// (a no-match request with 1,000 rules then copies ~28 KB, not ~96 KB). Smaller
 /// ones stay one value (one read, one write).
 const SPLIT_ABOVE: usize = 8 * 1024;
 /// A bundled file's stamp stands in for its content only once both of its times are
@@ -200,7 +200,7 @@ pub fn entry_key(hash: &[u8; 16]) -> String {
 }
 
 /// `rules/stamp/<S>`: which text (its hash) the bundled file `path` held when the host
-/// stamped it `stamp` (docs/rules-cache.md, "Bundled rules: the stamp"); `None` while
+/// stamped it `stamp` (docs/rules-cache.md, "Bundled rules: the file's stamp"); `None` while
 /// the stamp may not stand in for the content: the host gives no times, or the file
 /// changed less than [`SETTLED_MS`] before `now_ms`, or its times are in the future.
 pub fn stamp_key(path: &str, stamp: &FileStamp, now_ms: i64) -> Option<String> {

@@ -2,15 +2,18 @@
 //! that a request searches its matching index in place and decodes only the rules
 //! that can match, compiling only their regexes. Pure: bytes in, bytes out.
 //!
-//! Every read is bounds-checked. The header and the structure (offsets, index) carry
-//! a checksum checked when the entry is opened; each record and each index key its
-//! own, checked when it is decoded or compared: a damaged entry reads as [`Corrupt`],
-//! never as another rule or another candidate.
+//! Every read is bounds-checked. The index (header and structure: offsets, and the
+//! index tables with their keys) carries a checksum checked when the entry is
+//! opened; each record its own, checked when it is decoded: a damaged entry reads as
+//! [`Corrupt`], never as another rule or another candidate.
 //!
-//! Layout, integers little-endian (lengths, counts and ids LEB128): the header
-//! ([`HEADER_LEN`] bytes), the rule records, the notify blocks (one per distinct
-//! `notify` list, shared), then the structure: rule and notify offsets, and the
-//! index tables, whose keys point at their bytes in the records.
+//! Layout, integers little-endian (lengths, counts and ids LEB128): the index, i.e.
+//! the header ([`HEADER_LEN`] bytes) and the structure (rule and notify offsets into
+//! the records part, the index tables, each key stored in its table), then the
+//! records part: the rule records and the notify blocks (one per distinct `notify`
+//! list, shared). The two parts may be stored apart ([`index_len`]): a search reads
+//! the index only, and [`View`] asks for the records ([`NEED_RECORDS`]) when a rule
+//! must be decoded.
 
 use std::sync::Arc;
 use std::time::Duration;
