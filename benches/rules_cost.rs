@@ -12,8 +12,9 @@
 //! `hash128` (the content version now), `utf8`, `source_json` (the URL cache record
 //! as it held the text, deserialized), `open` and `find` (the cache entry opened, and
 //! searched for ALERTNAME), `text` (prints the rules file). Per request, through the
-//! whole handler over the test double: `bundled` and `url` (ALERTNAME: `cpu_usage`
-//! acts, `NoRuleForThis` matches nothing; one warm-up request first).
+//! whole handler over the test double: `bundled` (the file's stamp standing in for
+//! it) and `url` (ALERTNAME: `cpu_usage` acts, `NoRuleForThis` matches nothing; one
+//! warm-up request first).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -213,7 +214,10 @@ fn main() {
             let alertname = rest.first().map_or("cpu_usage", String::as_str);
             let r = support::Recorder::new();
             if phase == "bundled" {
-                r.set_rules(&text);
+                // A host that stats files, the file settled: its stamp stands in for it.
+                r.stat_files.set(true);
+                r.replace_file("/remediation.yaml", &text);
+                r.advance(remediator::rules_source::SETTLED_MS);
             } else {
                 r.set_var("rules_origin", "http://rules.example");
                 let served = text.clone();

@@ -43,6 +43,22 @@ impl std::fmt::Display for KvError {
     }
 }
 
+/// What the host says about a file without reading it (WASI `stat-at` and
+/// `metadata-hash-at`): enough to notice a new file or a write, not what was written.
+/// The rules source decides when it may stand in for the content
+/// (`rules_source`, docs/rules-cache.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// The host's hash of the file's identity (wasmtime: device and inode).
+    pub identity: [u64; 2],
+    pub size: u64,
+    /// Last data modification, ns since the Unix epoch (user space can set it).
+    pub modified_ns: Option<i128>,
+    /// WASI's "status change" time, ns since the Unix epoch: wasmtime reports the
+    /// birth time, POSIX hosts may report ctime; user space can set neither.
+    pub changed_ns: Option<i128>,
+}
+
 /// What the shell provides to the core.
 pub trait Platform {
     /// Send one request; `timeout` bounds connect and each wait for data.
@@ -67,6 +83,12 @@ pub trait Platform {
     fn variable(&self, name: &str) -> Option<String>;
     /// Read a bundled file (Spin `files`).
     fn read_file(&self, path: &str) -> std::io::Result<String>;
+    /// The stamp of a bundled file, `None` when the host cannot tell (then the file
+    /// is read and hashed every time). This default, for doubles, cannot tell.
+    fn file_stamp(&self, path: &str) -> Option<FileStamp> {
+        let _ = path;
+        None
+    }
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn kv_delete(&self, key: &str) -> Result<(), KvError>;

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::rfc3339;
 use crate::config::Config;
-use crate::platform::{Platform, SendError};
+use crate::platform::{FileStamp, Platform, SendError};
 use crate::problem::Problem;
-use crate::rules::compiled::{self, Corrupt, View, ENCODING_VERSION};
+use crate::rules::compiled::{self, Corrupt, View, ENCODING_VERSION, NEED_RECORDS};
 use crate::rules::{self, Rule, RuleSet, RulesFormat};
 use crate::state;
 
@@ -174,6 +174,22 @@ pub const MAX_ENTRY_BYTES: usize = 1_000_000;
 const ENTRY_MAX_AGE_MS: i64 = 7 * 86_400_000;
 const COMPILED_PREFIX: &str = "rules/compiled/";
 const TEXT_PREFIX: &str = "rules/text/";
+const STAMP_PREFIX: &str = "rules/stamp/";
+const RECORDS_PREFIX: &str = "rules/records/";
+/// An entry whose records part is larger than this is stored as two values, the
+/// index and the records: a request reads the records only when a rule is decoded
+/// (a no-match request with 1,000 rules then copies ~28 KB, not ~96 KB). Smaller
+/// ones stay one value (one read, one write).
+const SPLIT_ABOVE: usize = 8 * 1024;
+/// A bundled file's stamp stands in for its content only once both of its times are
+/// this far in the past: a write in the same clock tick as the one the stamp shows
+/// would keep the stamp (git's "racily clean" files). A later write is stamped later.
+pub const SETTLED_MS: i64 = 2_000;
+/// How long a stamp record stands in before the file is read and hashed again (and
+/// the record rewritten): bounds the one edit a stamp does not see (in place, same
+/// size, mtime set back; docs/rules-cache.md) to this long, for one read and one
+/// 28-byte write per stamp per period.
+pub const STAMP_TRUST_MS: i64 = 5 * 60_000;
 
 /// `rules/compiled/<V>/<H>`: the encoded rules of the text hashed H, never overwritten.
 pub fn entry_key(hash: &[u8; 16]) -> String {
@@ -181,6 +197,57 @@ pub fn entry_key(hash: &[u8; 16]) -> String {
         "{COMPILED_PREFIX}{ENCODING_VERSION}/{}",
         compiled::hex(hash)
     )
+}
+
+/// `rules/stamp/<S>`: which text (its hash) the bundled file `path` held when the host
+/// stamped it `stamp` (docs/rules-cache.md, "Bundled rules: the file's stamp"); `None` while
+/// the stamp may not stand in for the content: the host gives no times, or the file
+/// changed less than [`SETTLED_MS`] before `now_ms`, or its times are in the future.
+pub fn stamp_key(path: &str, stamp: &FileStamp, now_ms: i64) -> Option<String> {
+    let (modified, changed) = (stamp.modified_ns?, stamp.changed_ns?);
+    let settled = (i128::from(now_ms) - i128::from(SETTLED_MS)) * 1_000_000;
+    if modified > settled || changed > settled {
+        return None;
+    }
+    let mut b = path.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(&stamp.identity[0].to_le_bytes());
+    b.extend_from_slice(&stamp.identity[1].to_le_bytes());
+    b.extend_from_slice(&stamp.size.to_le_bytes());
+    b.extend_from_slice(&modified.to_le_bytes());
+    b.extend_from_slice(&changed.to_le_bytes());
+    Some(format!(
+        "{STAMP_PREFIX}{}",
+        compiled::hex(&compiled::hash128(&b))
+    ))
+}
+
+/// A stamp record: write time (8 bytes), the text's hash (16), a checksum of both (4).
+fn stamp_record(hash: &[u8; 16], now_ms: i64) -> Vec<u8> {
+    let mut v = now_ms.to_le_bytes().to_vec();
+    v.extend_from_slice(hash);
+    let sum = compiled::hash128(&v);
+    v.extend_from_slice(&sum[..4]);
+    v
+}
+
+/// The hash a stamp record names, if it is whole and younger than [`STAMP_TRUST_MS`].
+fn stamped_hash(v: &[u8], now_ms: i64) -> Option<[u8; 16]> {
+    if v.len() != 28 || compiled::hash128(&v[..24])[..4] != v[24..] {
+        return None;
+    }
+    // Stamps are of one node's files, written on its clock: a record from the future
+    // is damaged (or the clock jumped), and expires as an old one does.
+    if now_ms.saturating_sub(written_at(v, 0)).abs() >= STAMP_TRUST_MS {
+        return None;
+    }
+    v[8..24].try_into().ok()
+}
+
+/// `rules/records/<V>/<H>`: the records part of the entry `rules/compiled/<V>/<H>`,
+/// when it is stored apart.
+pub fn records_key(hash: &[u8; 16]) -> String {
+    format!("{RECORDS_PREFIX}{ENCODING_VERSION}/{}", compiled::hex(hash))
 }
 
 /// `rules/text/<H>`: a fetched rules text (8 bytes of write time, then the text).
@@ -209,6 +276,8 @@ fn parse_hex(h: &str) -> Option<[u8; 16]> {
 enum Text {
     Inline(String),
     Stored,
+    /// The bundled file, found by its stamp and not read.
+    File(String),
 }
 
 /// The effective rules: parsed, or a cache entry read in place (the rules that can
@@ -276,7 +345,7 @@ impl Rules {
         let Entry::Cached(view) = &self.entry else {
             return Ok(None);
         };
-        match view.find(problem) {
+        match self.with_records(p, view, |v| v.find(problem)) {
             Ok(found) => Ok(found.map(|(_, rule)| Cow::Owned(rule))),
             Err(corrupt) => Ok(self.recover(p, corrupt)?.find(problem).map(Cow::Borrowed)),
         }
@@ -290,9 +359,29 @@ impl Rules {
         let Entry::Cached(view) = &self.entry else {
             return Err("no rules".into());
         };
-        match view.decode_all() {
+        match self.with_records(p, view, View::decode_all) {
             Ok(set) => Ok(Cow::Owned(set)),
             Err(corrupt) => self.recover(p, corrupt).map(Cow::Borrowed),
+        }
+    }
+
+    /// `read(view)`, reading the entry's records part first if it turns out needed.
+    fn with_records<T>(
+        &self,
+        p: &dyn Platform,
+        view: &View,
+        read: impl Fn(&View) -> Result<T, Corrupt>,
+    ) -> Result<T, Corrupt> {
+        match read(view) {
+            Err(e) if e == NEED_RECORDS => {
+                let records = p
+                    .kv_get(&records_key(&self.hash))
+                    .map_err(|_| Corrupt("records part unreadable"))?
+                    .ok_or(Corrupt("records part missing"))?;
+                view.supply_records(records)?;
+                read(view)
+            }
+            other => other,
         }
     }
 
@@ -324,6 +413,15 @@ fn load_text<'a>(
 ) -> Result<Cow<'a, str>, String> {
     match text {
         Text::Inline(t) => Ok(Cow::Borrowed(t)),
+        Text::File(path) => {
+            let t = p
+                .read_file(path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?;
+            if compiled::hash128(t.as_bytes()) != *hash {
+                return Err(format!("{path} changed during the request"));
+            }
+            Ok(Cow::Owned(t))
+        }
         Text::Stored => {
             let key = text_key(hash);
             let raw = p
@@ -340,13 +438,24 @@ fn load_text<'a>(
     }
 }
 
-/// Write the entry of `set` unless it is too large. Losing it costs a parse later.
+/// Write the entry of `set` unless it is too large: one value, or the index and the
+/// records apart ([`SPLIT_ABOVE`]), records first (an index found without them costs
+/// a parse and a rewrite, not a wrong answer). Losing it costs a parse later.
 fn store(p: &dyn Platform, hash: &[u8; 16], set: &RuleSet) {
     let bytes = compiled::encode(set, hash, p.now_ms());
     if bytes.len() > MAX_ENTRY_BYTES {
         return;
     }
-    if let Err(e) = p.kv_set(&entry_key(hash), &bytes) {
+    let split = compiled::index_len(&bytes).unwrap_or(bytes.len());
+    let written = if bytes.len() - split <= SPLIT_ABOVE {
+        p.kv_set(&entry_key(hash), &bytes)
+    } else {
+        p.kv_set_many(&[
+            (records_key(hash), bytes[split..].to_vec()),
+            (entry_key(hash), bytes[..split].to_vec()),
+        ])
+    };
+    if let Err(e) = written {
         p.log(&format!(
             "remediator: WARNING rules cache entry not written: {e}"
         ));
@@ -395,22 +504,38 @@ fn cached_or_parsed(p: &dyn Platform, hash: [u8; 16], text: Text) -> Result<Rule
     })
 }
 
-/// Whether the sweep should remove `key`, a rules cache entry or stored text: one
-/// of another encoding version, or of a text other than the current rules URL's
-/// written more than 7 days ago (the bundled file's entry, if removed, is written
-/// again by the next request).
+/// Whether the sweep should remove `key`, a rules cache entry (index or records
+/// part), stored text or stamp record: one of another encoding version; records
+/// whose index is gone; a stamp record written more than 7 days ago; or one of a text
+/// other than the current rules URL's written more than 7 days ago (the bundled
+/// file's entry and stamp, if removed, are written again by the next request).
 pub fn stale_cache_record(
     p: &dyn Platform,
     key: &str,
     now_ms: i64,
 ) -> Result<bool, crate::platform::KvError> {
-    let hash = if let Some(rest) = key.strip_prefix(COMPILED_PREFIX) {
+    if key.starts_with(STAMP_PREFIX) {
+        // Rewritten by the next request that needs it.
+        let Some(raw) = p.kv_get(key)? else {
+            return Ok(false);
+        };
+        return Ok(written_at(&raw, 0).saturating_add(ENTRY_MAX_AGE_MS) < now_ms);
+    }
+    // A records part goes with its index (`rules/compiled/<V>/<H>`).
+    let (hash, records_of) = if let Some(rest) = key.strip_prefix(RECORDS_PREFIX) {
         match rest.split_once('/') {
-            Some((v, h)) if v == ENCODING_VERSION.to_string() => h,
+            Some((v, h)) if v == ENCODING_VERSION.to_string() => {
+                (h, Some(format!("{COMPILED_PREFIX}{v}/{h}")))
+            }
+            _ => return Ok(true),
+        }
+    } else if let Some(rest) = key.strip_prefix(COMPILED_PREFIX) {
+        match rest.split_once('/') {
+            Some((v, h)) if v == ENCODING_VERSION.to_string() => (h, None),
             _ => return Ok(true),
         }
     } else if let Some(h) = key.strip_prefix(TEXT_PREFIX) {
-        h
+        (h, None)
     } else {
         return Ok(false);
     };
@@ -422,28 +547,95 @@ pub fn stale_cache_record(
     if current.as_deref() == Some(hash) {
         return Ok(false);
     }
-    let Some(raw) = p.kv_get(key)? else {
-        return Ok(false);
+    // Both start with their write time: the entry (index) at byte 24, the text at 0.
+    let (read, at) = match &records_of {
+        Some(index) => (index.as_str(), 24),
+        None if key.starts_with(COMPILED_PREFIX) => (key, 24),
+        None => (key, 0),
     };
-    // Both start with their write time: the entry at byte 24, the text at 0.
-    let at = if key.starts_with(COMPILED_PREFIX) {
-        24
-    } else {
-        0
+    let Some(raw) = p.kv_get(read)? else {
+        // Records whose index is gone are never read.
+        return Ok(records_of.is_some());
     };
-    let written = raw.get(at..at + 8).map_or(0, |b| {
-        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-    });
-    Ok(written.saturating_add(ENTRY_MAX_AGE_MS) < now_ms)
+    Ok(written_at(&raw, at).saturating_add(ENTRY_MAX_AGE_MS) < now_ms)
 }
 
+fn written_at(raw: &[u8], at: usize) -> i64 {
+    raw.get(at..at + 8).map_or(0, |b| {
+        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    })
+}
+
+/// What the stamp record of a bundled file says.
+enum Stamped {
+    /// The entry of the text it names, opened; the file is not read.
+    Hit(Box<Rules>),
+    /// No record, or a damaged or expired one (`None`), or the text it names has no
+    /// good entry: read the file.
+    Miss(Option<[u8; 16]>),
+    /// Unreadable: read the file, and write nothing (a store that fails reads would
+    /// take a write per request).
+    Unreadable,
+}
+
+fn by_stamp(p: &dyn Platform, key: &str, path: &str) -> Stamped {
+    let hash = match p.kv_get(key) {
+        Ok(v) => match v.as_deref().and_then(|v| stamped_hash(v, p.now_ms())) {
+            Some(hash) => hash,
+            None => return Stamped::Miss(None),
+        },
+        Err(_) => return Stamped::Unreadable,
+    };
+    // A missing or damaged entry: the full path below reads, logs and rewrites it.
+    match p.kv_get(&entry_key(&hash)) {
+        Ok(Some(bytes)) => match View::open(bytes, &hash) {
+            Ok(view) => Stamped::Hit(Box::new(Rules {
+                hash,
+                text: Text::File(path.to_string()),
+                entry: Entry::Cached(view),
+                parsed: OnceCell::new(),
+            })),
+            Err(_) => Stamped::Miss(Some(hash)),
+        },
+        _ => Stamped::Miss(Some(hash)),
+    }
+}
+
+/// The bundled file's rules. When the host stamps the file (docs/rules-cache.md), a
+/// settled stamp seen before names the text's hash and the file is not read; else
+/// the file is read and hashed, and its settled stamp recorded (one small write per
+/// new stamp: an edit, a restart that copies the files anew).
 fn bundled(p: &dyn Platform, cfg: &Config, warning: Option<String>) -> Result<Effective, String> {
-    let text = p
-        .read_file(&cfg.rules_file)
-        .map_err(|e| format!("cannot read {}: {e}", cfg.rules_file))?;
-    let hash = compiled::hash128(text.as_bytes());
-    let rules = cached_or_parsed(p, hash, Text::Inline(text))
-        .map_err(|e| format!("{}: {e}", cfg.rules_file))?;
+    let path = &cfg.rules_file;
+    let stamp = p
+        .file_stamp(path)
+        .and_then(|s| stamp_key(path, &s, p.now_ms()));
+    let stamped = match &stamp {
+        Some(key) => by_stamp(p, key, path),
+        None => Stamped::Unreadable,
+    };
+    let (hash, rules) = match stamped {
+        Stamped::Hit(rules) => (rules.hash, *rules),
+        miss => {
+            let text = p
+                .read_file(path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?;
+            let hash = compiled::hash128(text.as_bytes());
+            let rules = cached_or_parsed(p, hash, Text::Inline(text))
+                .map_err(|e| format!("{path}: {e}"))?;
+            if let (Some(key), Stamped::Miss(named)) = (&stamp, miss) {
+                if named != Some(hash) {
+                    // Losing it costs a read and a hash per request until written.
+                    if let Err(e) = p.kv_set(key, &stamp_record(&hash, p.now_ms())) {
+                        p.log(&format!(
+                            "remediator: WARNING rules file stamp not recorded: {e}"
+                        ));
+                    }
+                }
+            }
+            (hash, rules)
+        }
+    };
     Ok(Effective {
         rules,
         version: content_version(&hash),

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
+use crate::platform::{FileStamp, KvError, OutboundRequest, OutboundResponse, Platform, SendError};
 
 /// Every variable of spin.toml's `[variables]` with its default.
 pub fn spin_defaults() -> BTreeMap<String, String> {
@@ -100,7 +100,24 @@ pub struct MemoryPlatform {
     /// Sets of keys starting with one of these fail, nothing written (a `set_many`
     /// with any such key writes none of them).
     pub kv_set_fails: RefCell<Vec<String>>,
+    /// Whether [`Platform::file_stamp`] answers (off: a host that cannot stat, the
+    /// default). On, files are stamped as a filesystem does: see [`FileMeta`].
+    pub stat_files: Cell<bool>,
+    pub file_meta: RefCell<BTreeMap<String, FileMeta>>,
+    /// [`Platform::read_file`] calls.
+    pub file_reads: Cell<u64>,
     responder: RefCell<Responder>,
+}
+
+/// A file's metadata as a filesystem keeps it, for [`MemoryPlatform::file_stamp`]:
+/// a file first seen is new (a new identity, both times now); one whose text changed
+/// since it was last stamped was written in place (same identity and birth time,
+/// modified now). [`MemoryPlatform::replace_file`] and
+/// [`MemoryPlatform::set_file_modified`] model a rename over it and `utimes`.
+#[derive(Debug, Clone)]
+pub struct FileMeta {
+    pub text: String,
+    pub stamp: FileStamp,
 }
 
 impl MemoryPlatform {
@@ -122,6 +139,9 @@ impl MemoryPlatform {
             random: Cell::new(0),
             kv_get_fails: RefCell::new(Vec::new()),
             kv_set_fails: RefCell::new(Vec::new()),
+            stat_files: Cell::new(false),
+            file_meta: RefCell::new(BTreeMap::new()),
+            file_reads: Cell::new(0),
             responder: RefCell::new(responder),
         }
     }
@@ -148,6 +168,46 @@ impl MemoryPlatform {
         {
             true => Err(KvError(format!("{key}: injected write failure"))),
             false => Ok(()),
+        }
+    }
+
+    /// `path`'s metadata brought up to date with its text (see [`FileMeta`]).
+    fn sync_file_meta(&self, path: &str) -> Option<FileStamp> {
+        let text = self.files.borrow().get(path)?.clone();
+        let now = i128::from(self.now.get()) * 1_000_000;
+        let mut meta = self.file_meta.borrow_mut();
+        let n = meta.len() as u64;
+        let m = meta.entry(path.to_string()).or_insert_with(|| FileMeta {
+            text: text.clone(),
+            stamp: FileStamp {
+                identity: [n + 1, 0x1d],
+                size: text.len() as u64,
+                modified_ns: Some(now),
+                changed_ns: Some(now),
+            },
+        });
+        if m.text != text {
+            m.stamp.size = text.len() as u64;
+            m.stamp.modified_ns = Some(now);
+            m.text = text;
+        }
+        Some(m.stamp)
+    }
+
+    /// `path` replaced by a new file holding `text` (written elsewhere, renamed over
+    /// it; or a new deployment's copy): a new birth time, and an identity that may be
+    /// the old one (file systems reuse inode numbers).
+    pub fn replace_file(&self, path: &str, text: &str) {
+        self.files.borrow_mut().insert(path.into(), text.into());
+        self.file_meta.borrow_mut().remove(path);
+        self.sync_file_meta(path);
+    }
+
+    /// `utimes`: `path`'s modification time set to `ns` (after any pending write).
+    pub fn set_file_modified(&self, path: &str, ns: i128) {
+        self.sync_file_meta(path);
+        if let Some(m) = self.file_meta.borrow_mut().get_mut(path) {
+            m.stamp.modified_ns = Some(ns);
         }
     }
 
@@ -183,11 +243,19 @@ impl Platform for MemoryPlatform {
     }
 
     fn read_file(&self, path: &str) -> std::io::Result<String> {
+        self.file_reads.set(self.file_reads.get() + 1);
         self.files
             .borrow()
             .get(path)
             .cloned()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    }
+
+    fn file_stamp(&self, path: &str) -> Option<FileStamp> {
+        if !self.stat_files.get() {
+            return None;
+        }
+        self.sync_file_meta(path)
     }
 
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {

@@ -10,7 +10,9 @@ use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
 use wasi::clocks::monotonic_clock;
 use wasi::io::streams::{InputStream, StreamError};
 
-use remediator::platform::{KvError, OutboundRequest, OutboundResponse, Platform, SendError};
+use remediator::platform::{
+    FileStamp, KvError, OutboundRequest, OutboundResponse, Platform, SendError,
+};
 
 // The native handler form: the response is written here, not by the SDK's
 // `IntoResponse` path, whose `anyhow` errors link std's backtrace printer and
@@ -139,6 +141,35 @@ impl Platform for SpinPlatform {
 
     fn read_file(&self, path: &str) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    /// `stat-at` and `metadata-hash-at` on the preopen that holds `path` (the
+    /// longest whose name is a prefix of it, as wasi-libc resolves it): two host
+    /// calls, the file not read.
+    fn file_stamp(&self, path: &str) -> Option<FileStamp> {
+        use wasi::filesystem::types::{Datetime, PathFlags};
+        let dirs = wasi::filesystem::preopens::get_directories();
+        let (dir, rel) = dirs
+            .iter()
+            .filter_map(|(dir, name)| {
+                let name = name.trim_end_matches('/');
+                let rest = path.strip_prefix(name)?;
+                (rest.starts_with('/') || name.is_empty())
+                    .then(|| (dir, name.len(), rest.trim_start_matches('/')))
+            })
+            .max_by_key(|(_, len, _)| *len)
+            .map(|(dir, _, rel)| (dir, rel))?;
+        let stat = dir.stat_at(PathFlags::SYMLINK_FOLLOW, rel).ok()?;
+        let id = dir.metadata_hash_at(PathFlags::SYMLINK_FOLLOW, rel).ok()?;
+        let ns = |t: Option<Datetime>| {
+            t.map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanoseconds))
+        };
+        Some(FileStamp {
+            identity: [id.lower, id.upper],
+            size: stat.size,
+            modified_ns: ns(stat.data_modification_timestamp),
+            changed_ns: ns(stat.status_change_timestamp),
+        })
     }
 
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {

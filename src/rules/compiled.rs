@@ -2,15 +2,18 @@
 //! that a request searches its matching index in place and decodes only the rules
 //! that can match, compiling only their regexes. Pure: bytes in, bytes out.
 //!
-//! Every read is bounds-checked. The header and the structure (offsets, index) carry
-//! a checksum checked when the entry is opened; each record and each index key its
-//! own, checked when it is decoded or compared: a damaged entry reads as [`Corrupt`],
-//! never as another rule or another candidate.
+//! Every read is bounds-checked. The index (header and structure: offsets, and the
+//! index tables with their keys) carries a checksum checked when the entry is
+//! opened; each record its own, checked when it is decoded: a damaged entry reads as
+//! [`Corrupt`], never as another rule or another candidate.
 //!
-//! Layout, integers little-endian (lengths, counts and ids LEB128): the header
-//! ([`HEADER_LEN`] bytes), the rule records, the notify blocks (one per distinct
-//! `notify` list, shared), then the structure: rule and notify offsets, and the
-//! index tables, whose keys point at their bytes in the records.
+//! Layout, integers little-endian (lengths, counts and ids LEB128): the index, i.e.
+//! the header ([`HEADER_LEN`] bytes) and the structure (rule and notify offsets into
+//! the records part, the index tables, each key stored in its table), then the
+//! records part: the rule records and the notify blocks (one per distinct `notify`
+//! list, shared). The two parts may be stored apart ([`index_len`]): a search reads
+//! the index only, and [`View`] asks for the records ([`NEED_RECORDS`]) when a rule
+//! must be decoded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +28,7 @@ use crate::problem::Problem;
 
 /// Bump on any change of the bytes [`encode`] writes (the golden test in this file
 /// says when): entries are keyed by it, so an upgrade never reads an old encoding.
-pub const ENCODING_VERSION: u32 = 1;
+pub const ENCODING_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 4] = b"RMRC";
 /// Where the checksummed part of the header starts (after magic, version, hash,
@@ -34,7 +37,9 @@ const SUMMED_FROM: usize = 40;
 /// Offsets in the header of the sections, each a u32.
 const SECTIONS_AT: usize = 68;
 const SECTIONS: usize = 10;
-pub const HEADER_LEN: usize = SECTIONS_AT + 4 * SECTIONS;
+/// Where the header keeps the index's length (where the records start), a u32.
+const SPLIT_AT: usize = SECTIONS_AT + 4 * SECTIONS;
+pub const HEADER_LEN: usize = SPLIT_AT + 4;
 // Section numbers.
 const RULE_OFFSETS: usize = 0;
 const NOTIFY_OFFSETS: usize = 1;
@@ -48,6 +53,10 @@ const SCAN: usize = 8;
 const CATCH_ALL: usize = 9;
 /// Deepest notify body decoded (the YAML parser refuses deeper ones anyway).
 const MAX_DEPTH: usize = 256;
+
+/// A rule had to be decoded from an entry opened from its index alone: supply the
+/// records part ([`View::supply_records`]) and ask again.
+pub const NEED_RECORDS: Corrupt = Corrupt("records part not read");
 
 /// The entry is damaged or not what it says it is: parse the rules instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,17 +122,6 @@ fn sum64(b: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// An index key's checksum (FNV-1a), computed for every key a search compares: a
-/// byte loop, cheaper than [`hash128`] on a few bytes (whose tail copy is a
-/// `memory.copy` call in wasm).
-fn key_sum(k: &[u8]) -> [u8; 4] {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in k {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h.to_le_bytes()
-}
-
 /// A record's checksum: it only has to notice damage.
 fn sum32(b: &[u8]) -> [u8; 4] {
     let h = hash128(b);
@@ -185,16 +183,10 @@ impl Out {
         }
     }
     /// A key -> rule ids table, sorted by key bytes: the count and a fixed-size
-    /// offset per key (for binary search), then per key: where its bytes are, its
-    /// length, its checksum, the id count and ids. A key is a substring of its rule's
-    /// record (a title, a matcher value, a regex's literal), so its bytes are found
-    /// there rather than stored twice; its checksum is checked whenever it is
-    /// compared, so a damaged record cannot hide a candidate.
-    fn table<'a>(
-        &mut self,
-        map: impl Iterator<Item = (&'a String, &'a Vec<u32>)>,
-        records: &[std::ops::Range<usize>],
-    ) -> u32 {
+    /// offset per key (for binary search), then per key: its length, its bytes, the
+    /// id count and ids. The keys are in the index (covered by its checksum), so a
+    /// search reads the index value only.
+    fn table<'a>(&mut self, map: impl Iterator<Item = (&'a String, &'a Vec<u32>)>) -> u32 {
         let mut entries: Vec<(&String, &Vec<u32>)> = map.collect();
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let at = self.len();
@@ -204,36 +196,17 @@ impl Out {
         for (n, (key, ids)) in entries.iter().enumerate() {
             let entry = self.len();
             self.put_u32(first + 4 * n, entry);
-            let k = key.as_bytes();
-            let found = ids.iter().find_map(|&i| {
-                let r = records.get(i as usize)?;
-                let rec = &self.0[r.clone()];
-                if k.is_empty() {
-                    return Some(r.start);
-                }
-                rec.windows(k.len())
-                    .position(|w| w == k)
-                    .map(|p| r.start + p)
-            });
-            self.u32(found.unwrap_or(0) as u32);
-            self.count(k.len());
-            self.0.extend_from_slice(&key_sum(k));
+            self.str(key);
             self.count(ids.len());
             for &i in ids.iter() {
                 self.var(u64::from(i));
-            }
-            if found.is_none() {
-                // Not in a record (cannot happen for keys Index::build makes): here.
-                let bytes_at = self.len();
-                self.put_u32(entry as usize, bytes_at);
-                self.0.extend_from_slice(k);
             }
         }
         at
     }
     /// A prefix table: the table's offset, then the key lengths in use.
-    fn keyed(&mut self, k: &Keyed, records: &[std::ops::Range<usize>]) -> u32 {
-        let table = self.table(k.map.iter(), records);
+    fn keyed(&mut self, k: &Keyed) -> u32 {
+        let table = self.table(k.map.iter());
         let at = self.len();
         self.u32(table);
         self.count(k.lens.len());
@@ -285,7 +258,9 @@ pub fn encode(set: &RuleSet, hash: &[u8; 16], written_at_ms: i64) -> Vec<u8> {
         });
         block_of.push(n);
     }
-    // Records, then notify blocks: each a checksum of what follows it, then the body.
+    // Records, then notify blocks, in their own part (after the index): each a
+    // checksum of what follows it, then the body.
+    let mut rec = Out(Vec::with_capacity(64 * 1024));
     let item = |o: &mut Out, body: &dyn Fn(&mut Out)| {
         let at = o.0.len();
         o.u32(0);
@@ -296,20 +271,20 @@ pub fn encode(set: &RuleSet, hash: &[u8; 16], written_at_ms: i64) -> Vec<u8> {
     };
     let mut records = Vec::with_capacity(set.rules.len());
     for (i, r) in set.rules.iter().enumerate() {
-        records.push(item(&mut o, &|o| rule(o, r, block_of[i])));
+        records.push(item(&mut rec, &|o| rule(o, r, block_of[i])));
     }
     let mut block_at = Vec::with_capacity(blocks.len());
     for b in &blocks {
-        block_at.push(item(&mut o, &|o| notify_block(o, b)));
+        block_at.push(item(&mut rec, &|o| notify_block(o, b)));
     }
 
-    // The structure: offsets (absolute), then the index as `Index::build` made it
-    // for `RuleSet::find`.
+    // The structure, right after the header: offsets (into the records part), then
+    // the index as `Index::build` made it for `RuleSet::find`.
     sections[RULE_OFFSETS] = o.len();
     for r in &records {
         o.u32(r.start as u32);
     }
-    o.u32(records.last().map_or(HEADER_LEN, |r| r.end) as u32);
+    o.u32(records.last().map_or(0, |r| r.end) as u32);
     sections[NOTIFY_OFFSETS] = o.len();
     o.u32(blocks.len() as u32);
     for b in &block_at {
@@ -317,9 +292,9 @@ pub fn encode(set: &RuleSet, hash: &[u8; 16], written_at_ms: i64) -> Vec<u8> {
     }
     o.u32(block_at.last().map_or(0, |b| b.end) as u32);
     let ix: &Index = &set.index;
-    sections[EXACT] = o.table(ix.exact.iter(), &records);
-    sections[PREFIX] = o.keyed(&ix.prefix, &records);
-    sections[CONTAINS] = o.keyed(&ix.contains.keyed, &records);
+    sections[EXACT] = o.table(ix.exact.iter());
+    sections[PREFIX] = o.keyed(&ix.prefix);
+    sections[CONTAINS] = o.keyed(&ix.contains.keyed);
     // The first two bytes of the substring keys, as a sorted list rather than the
     // index's 8 KB bit set: few distinct pairs, and every byte is read per request.
     sections[FIRST2] = o.len();
@@ -334,13 +309,13 @@ pub fn encode(set: &RuleSet, hash: &[u8; 16], written_at_ms: i64) -> Vec<u8> {
     let eq: Vec<(&String, u32)> = ix
         .label_eq
         .iter()
-        .map(|(name, map)| (name, o.table(map.iter(), &records)))
+        .map(|(name, map)| (name, o.table(map.iter())))
         .collect();
     sections[LABEL_EQ] = label_list(&mut o, eq);
     let pre: Vec<(&String, u32)> = ix
         .label_prefix
         .iter()
-        .map(|(name, k)| (name, o.keyed(k, &records)))
+        .map(|(name, k)| (name, o.keyed(k)))
         .collect();
     sections[LABEL_PREFIX] = label_list(&mut o, pre);
     sections[SCAN] = o.len();
@@ -350,17 +325,26 @@ pub fn encode(set: &RuleSet, hash: &[u8; 16], written_at_ms: i64) -> Vec<u8> {
     for (i, s) in sections.iter().enumerate() {
         o.put_u32(SECTIONS_AT + 4 * i, *s);
     }
-    let total = o.len();
-    o.put_u32(40, total);
+    let split = o.len();
+    o.put_u32(SPLIT_AT, split);
+    o.put_u32(40, split + rec.len());
     // Last: the header and the structure are final.
-    let sum = structure_sum(&o.0, sections[RULE_OFFSETS] as usize);
+    let sum = index_sum(&o.0);
     o.0[32..40].copy_from_slice(&sum.to_le_bytes());
+    o.0.extend_from_slice(&rec.0);
     o.0
 }
 
-/// The checksum of the header (after the checksum) and the structure.
-fn structure_sum(b: &[u8], structure: usize) -> u64 {
-    sum64(&b[SUMMED_FROM..HEADER_LEN]) ^ sum64(&b[structure..]).rotate_left(1)
+/// The checksum of the index: the header after the checksum, and the structure.
+fn index_sum(index: &[u8]) -> u64 {
+    sum64(&index[SUMMED_FROM..])
+}
+
+/// Where an entry's records part starts (the index's length), if it says.
+pub fn index_len(entry: &[u8]) -> Option<usize> {
+    let b = Buf(entry);
+    let split = b.at(SPLIT_AT).ok()?;
+    (HEADER_LEN..=entry.len()).contains(&split).then_some(split)
 }
 
 /// Per label name: the name and the offset of its table.
@@ -606,8 +590,7 @@ impl<'a> Buf<'a> {
             .collect())
     }
 
-    /// The ids of `key` in the table at `table` (binary search on the key bytes;
-    /// each key compared is checked against its checksum first).
+    /// The ids of `key` in the table at `table` (binary search on the key bytes).
     fn table_get(self, table: usize, key: &[u8], out: &mut Vec<u32>) -> Result<(), Corrupt> {
         let n = self.at(table)?;
         let (mut lo, mut hi) = (0usize, n);
@@ -616,14 +599,10 @@ impl<'a> Buf<'a> {
             let entry = self.at(table + 4 + 4 * mid)?;
             let mut c = Cur {
                 b: self.0,
-                at: entry + 4,
+                at: entry,
             };
             let len = c.count()?;
-            let sum = c.take(4)?;
-            let k = self.bytes(self.at(entry)?, len)?;
-            if key_sum(k) != sum {
-                return Err(Corrupt("index key"));
-            }
+            let k = c.take(len)?;
             match k.cmp(key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -780,7 +759,13 @@ impl<'a> Cur<'a> {
 /// An opened entry: its header checked, nothing decoded.
 #[derive(Debug)]
 pub struct View {
+    /// The index, or the whole entry (index, then records).
     bytes: Vec<u8>,
+    /// The index's length: where the records start in the whole entry.
+    split: usize,
+    total: usize,
+    /// The records part, when it was read apart ([`View::supply_records`]).
+    records: std::cell::OnceCell<Vec<u8>>,
     format: RulesFormat,
     max_changes: Option<(u32, Duration)>,
     count: usize,
@@ -801,7 +786,8 @@ impl View {
         if b.bytes(8, 16)? != hash {
             return Err(Corrupt("another rules text"));
         }
-        if b.at(40)? != bytes.len() || bytes.len() < HEADER_LEN {
+        let (total, split) = (b.at(40)?, b.at(SPLIT_AT)?);
+        if !(HEADER_LEN..=total).contains(&split) || ![split, total].contains(&bytes.len()) {
             return Err(Corrupt("truncated"));
         }
         let mut sections = [0usize; SECTIONS];
@@ -809,11 +795,10 @@ impl View {
             *s = b.at(SECTIONS_AT + 4 * i)?;
         }
         let count = b.at(64)?;
-        let structure = sections[RULE_OFFSETS];
-        if !(HEADER_LEN..=bytes.len()).contains(&structure) {
+        if sections[RULE_OFFSETS] != HEADER_LEN {
             return Err(Corrupt("layout"));
         }
-        if structure_sum(&bytes, structure) != b.u64(32)? {
+        if index_sum(&bytes[..split]) != b.u64(32)? {
             return Err(Corrupt("checksum"));
         }
         let format = match b.bytes(44, 1)?[0] {
@@ -838,11 +823,38 @@ impl View {
             count,
             sections,
             bytes,
+            split,
+            total,
+            records: std::cell::OnceCell::new(),
         })
     }
 
+    /// The index only (reads of records never go there).
     fn buf(&self) -> Buf<'_> {
-        Buf(&self.bytes)
+        Buf(&self.bytes[..self.split])
+    }
+
+    /// Whether the entry was opened from its index alone and its records part has
+    /// not been supplied: decoding a rule then says [`NEED_RECORDS`].
+    pub fn needs_records(&self) -> bool {
+        self.bytes.len() < self.total && self.records.get().is_none()
+    }
+
+    /// The records part, read apart from the index. Its records are checked when
+    /// decoded, as in a whole entry.
+    pub fn supply_records(&self, records: Vec<u8>) -> Result<(), Corrupt> {
+        if records.len() != self.total - self.split {
+            return Err(Corrupt("records part of another length"));
+        }
+        let _ = self.records.set(records);
+        Ok(())
+    }
+
+    fn records(&self) -> Result<&[u8], Corrupt> {
+        if self.bytes.len() == self.total {
+            return Ok(&self.bytes[self.split..]);
+        }
+        self.records.get().map(Vec::as_slice).ok_or(NEED_RECORDS)
     }
 
     pub fn format(&self) -> RulesFormat {
@@ -868,7 +880,8 @@ impl View {
         let b = self.buf();
         let start = b.at(list + 4 * i)?;
         let end = b.at(list + 4 * i + 4)?;
-        let raw = b.bytes(start, end.checked_sub(start).ok_or(Corrupt("layout"))?)?;
+        let raw =
+            Buf(self.records()?).bytes(start, end.checked_sub(start).ok_or(Corrupt("layout"))?)?;
         let (sum, body) = raw.split_at_checked(4).ok_or(Corrupt("record too short"))?;
         if sum32(body) != sum {
             return Err(Corrupt("record checksum"));
@@ -888,7 +901,7 @@ impl View {
             b.occurring_in(s[CONTAINS], s[FIRST2], t, &mut candidates)?;
         }
         let mut c = Cur {
-            b: &self.bytes,
+            b: &self.bytes[..self.split],
             at: s[LABEL_EQ],
         };
         for _ in 0..c.count()? {
@@ -898,7 +911,7 @@ impl View {
             b.table_get(table, v.as_bytes(), &mut candidates)?;
         }
         let mut c = Cur {
-            b: &self.bytes,
+            b: &self.bytes[..self.split],
             at: s[LABEL_PREFIX],
         };
         for _ in 0..c.count()? {
@@ -1316,14 +1329,14 @@ rules:
     #[test]
     fn encoding_is_pinned() {
         let golden = [
-            (EVERY_FIELD, "3c344a5b1a294fc23519115a39052373"),
+            (EVERY_FIELD, "d0a18285216c57ecf65fb93985768248"),
             (
                 include_str!("../../tests/fixtures/rules/tutorial.yaml"),
-                "266d27f730912913377bb1e0e05ca2b5",
+                "11bb4024d000d5c71fc7a5cef209ad32",
             ),
             (
                 include_str!("../../cli/tests/fixtures/rules/keptn-08.yaml"),
-                "7aaac69c15df8d1e4c3d30b3551a7eb2",
+                "5986ac45013e01e175359612a5b8035a",
             ),
         ];
         for (text, pinned) in golden {
@@ -1335,7 +1348,51 @@ rules:
                 "the encoding changed: bump ENCODING_VERSION and update this hash"
             );
         }
-        assert_eq!(ENCODING_VERSION, 1);
+        assert_eq!(ENCODING_VERSION, 2);
+    }
+
+    /// An entry read as two parts: the index answers what needs no rule decoded,
+    /// says [`NEED_RECORDS`] otherwise, and with the records supplied answers as the
+    /// whole entry does.
+    #[test]
+    fn the_index_alone_answers_or_asks_for_the_records() {
+        let (mut asked, mut answered) = (0, 0);
+        let tutorial = include_str!("../../tests/fixtures/rules/tutorial.yaml");
+        for text in [EVERY_FIELD, tutorial] {
+            let (set, hash, whole) = entry(text);
+            let split = index_len(&whole.bytes).unwrap();
+            assert!(split < whole.bytes.len());
+            let index = View::open(whole.bytes[..split].to_vec(), &hash).unwrap();
+            assert!(index.needs_records() && !whole.needs_records());
+            for p in [
+                problem("HighFailureRate", &[("service", "carts")]),
+                problem("Disk1", &[]),
+                problem("nothing at all", &[]),
+                problem("x", &[("severity", "critical")]),
+            ] {
+                let parsed = set.find(&p).map(|r| r.describe());
+                match index.find(&p) {
+                    Err(e) => {
+                        assert_eq!(e, NEED_RECORDS);
+                        asked += 1;
+                    }
+                    Ok(found) => {
+                        assert_eq!(found.map(|(_, r)| r.describe()), parsed);
+                        answered += 1;
+                    }
+                }
+                assert_eq!(whole.find(&p).unwrap().map(|(_, r)| r.describe()), parsed);
+            }
+            assert_eq!(index.decode_all().unwrap_err(), NEED_RECORDS);
+            assert!(index.supply_records(vec![0; 3]).is_err());
+            index.supply_records(whole.bytes[split..].to_vec()).unwrap();
+            assert!(!index.needs_records());
+            assert_eq!(
+                format!("{:?}", index.decode_all().unwrap().rules),
+                format!("{:?}", set.rules)
+            );
+        }
+        assert!(asked > 0 && answered > 0, "{asked} {answered}");
     }
 
     /// `rules_version` and the entry keys are this hash: pinned, and sensitive to
@@ -1398,16 +1455,34 @@ rules:
         for cut in 0..bytes.len() {
             refused += check(bytes[..cut].to_vec(), &format!("truncated at {cut}"));
         }
-        assert_eq!(refused, bytes.len(), "every truncation is refused at open");
+        // Cut where the records start, it is the index alone (as stored apart).
+        assert_eq!(
+            refused,
+            bytes.len() - 1,
+            "every truncation is refused at open, but the index's"
+        );
+        let split = index_len(&bytes).unwrap();
+        assert!(View::open(bytes[..split].to_vec(), &hash).is_ok());
         for i in 0..bytes.len() {
             for bit in [0x01, 0x80] {
                 let mut b = bytes.clone();
                 b[i] ^= bit;
-                check(b, &format!("byte {i} ^ {bit:#x}"));
+                check(b.clone(), &format!("byte {i} ^ {bit:#x}"));
+                // The same damage with the parts read apart.
+                if let Ok(view) = View::open(b[..split].to_vec(), &hash) {
+                    if view.supply_records(b[split..].to_vec()).is_ok() {
+                        for p in &problems {
+                            if let Ok(found) = view.find(p) {
+                                let parsed = set.find(p).map(|r| r.describe());
+                                assert_eq!(found.map(|(_, r)| r.describe()), parsed, "{i}");
+                            }
+                        }
+                    }
+                }
             }
         }
         let mut other = bytes.clone();
-        other[4] = 2;
+        other[4] = 1;
         assert_eq!(
             View::open(other, &hash).unwrap_err(),
             Corrupt("another encoding version")
