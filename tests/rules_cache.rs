@@ -670,12 +670,14 @@ fn a_large_entry_is_two_values_and_a_request_without_a_candidate_reads_only_the_
         .into_iter()
         .filter(|w| w.contains(" rules/"))
         .collect();
+    // One transaction, the records before the index that names them.
     assert_eq!(
         writes,
-        [
-            format!("set {}", records_key(&hash)),
-            format!("set {}", entry_key(&hash))
-        ]
+        [format!(
+            "set_many {} {}",
+            records_key(&hash),
+            entry_key(&hash)
+        )]
     );
     let (index, records) = (
         r.kv.borrow()[&entry_key(&hash)].len(),
