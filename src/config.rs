@@ -108,6 +108,9 @@ pub struct Config {
     pub max_changes: Option<(u32, Duration)>,
     /// Notify channels, configured or not, in slot order.
     pub channels: Vec<Channel>,
+    /// Whether every variable was read ([`Config::load`]), not only a webhook's
+    /// first needs ([`Config::load_webhook`]).
+    complete: bool,
 }
 
 impl Config {
@@ -116,11 +119,27 @@ impl Config {
     /// goes into an outbound request is validated here, so that building one
     /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var)
+        Config::load_dyn(&var, true)
     }
 
-    /// One copy of the loader, not one per caller's closure (it is large).
-    fn load_dyn(var: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    /// What a webhook needs before it knows whether any rule matches: the webhook
+    /// credentials, where the rules are, `dry_run`, `outbound_budget_ms` and
+    /// `audit_unmatched`, validated as [`Config::load`] does (same messages). Every
+    /// other field is left at its default and [`Config::is_complete`] is false: such
+    /// a value may only serve a delivery that acts on nothing (issue 13: each variable
+    /// is a host call on every request, and most are only needed to act).
+    pub fn load_webhook(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::load_dyn(&var, false)
+    }
+
+    /// Whether every variable was read and validated ([`Config::load`]).
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// One copy of the loader, not one per caller's closure (it is large). `all`:
+    /// every variable, in the order of their checks; else only the webhook's.
+    fn load_dyn(var: &dyn Fn(&str) -> Option<String>, all: bool) -> Result<Config, String> {
         let get = |name: &str| -> Result<String, String> {
             var(name)
                 .map(|v| v.trim().to_string())
@@ -154,9 +173,21 @@ impl Config {
                         )
                     })
             };
-        let timeout_ms = number("outbound_timeout_ms", 1..=60_000, "milliseconds")?;
-        let scale_url = origin("scale_url", &get("scale_url")?)?;
-        let scale_path = uri_path("scale_path", &scale_url, &get("scale_path")?)?;
+        // A variable only `all` reads: else its default, unread.
+        let rest = |read: &dyn Fn() -> Result<String, String>| -> Result<String, String> {
+            if all {
+                read()
+            } else {
+                Ok(String::new())
+            }
+        };
+        let timeout_ms = if all {
+            number("outbound_timeout_ms", 1..=60_000, "milliseconds")?
+        } else {
+            0
+        };
+        let scale_url = rest(&|| origin("scale_url", &get("scale_url")?))?;
+        let scale_path = rest(&|| uri_path("scale_path", &scale_url, &get("scale_path")?))?;
         let basic_user = get("webhook_basic_user")?;
         let basic_password = Secret::new(get("webhook_basic_password")?);
         match (basic_user.is_empty(), basic_password.is_empty()) {
@@ -183,7 +214,7 @@ impl Config {
         )?;
         // The notify channels; a loop here, not a function, keeps the closures inline.
         let mut channels: Vec<Channel> = Vec::new();
-        for n in 1..=NOTIFY_CHANNELS {
+        for n in (1..=NOTIFY_CHANNELS).filter(|_| all) {
             let var = |what: &str| format!("notify_{n}_{what}");
             let name = get(&var("name"))?;
             let origin = match get(&var("origin"))?.as_str() {
@@ -225,14 +256,24 @@ impl Config {
                 path: Secret::new(path),
             });
         }
+        let unleash_url = rest(&|| origin("unleash_url", &get("unleash_url")?))?;
+        let unleash_token = match all {
+            true => unleash_token(token("unleash_token")?),
+            false => Secret::default(),
+        };
+        let (unleash_project, unleash_environment) = match all {
+            true => (name("unleash_project")?, name("unleash_environment")?),
+            // Never used unread (see load_webhook); a valid name all the same.
+            false => (UnleashName::parse("unread")?, UnleashName::parse("unread")?),
+        };
         Ok(Config {
-            unleash_url: origin("unleash_url", &get("unleash_url")?)?,
-            unleash_token: unleash_token(token("unleash_token")?),
-            unleash_project: name("unleash_project")?,
-            unleash_environment: name("unleash_environment")?,
+            unleash_url,
+            unleash_token,
+            unleash_project,
+            unleash_environment,
             scale_url,
             scale_path,
-            scale_token: token("scale_token")?,
+            scale_token: Secret::new(rest(&|| token("scale_token").map(|t| t.0))?),
             auth: AuthConfig {
                 bearer: token("webhook_token")?,
                 basic_user,
@@ -249,8 +290,11 @@ impl Config {
             rules_file: get("rules_file")?,
             rules_origin,
             rules_path,
-            rules_token: token("rules_token")?,
-            rules_ttl: Duration::from_secs(number("rules_ttl_s", 1..=86_400, "seconds")?),
+            rules_token: Secret::new(rest(&|| token("rules_token").map(|t| t.0))?),
+            rules_ttl: Duration::from_secs(match all {
+                true => number("rules_ttl_s", 1..=86_400, "seconds")?,
+                false => 0,
+            }),
             dry_run: flag("dry_run")?,
             outbound_timeout: Duration::from_millis(timeout_ms),
             outbound_budget: Duration::from_millis(number(
@@ -258,16 +302,15 @@ impl Config {
                 1..=300_000,
                 "milliseconds",
             )?),
-            max_clock_skew: Duration::from_millis(number(
-                "max_clock_skew_ms",
-                0..=600_000,
-                "milliseconds",
-            )?),
-            unleash_verify: flag("unleash_verify")?,
+            max_clock_skew: Duration::from_millis(match all {
+                true => number("max_clock_skew_ms", 0..=600_000, "milliseconds")?,
+                false => 0,
+            }),
+            unleash_verify: all && flag("unleash_verify")?,
             audit_unmatched: flag("audit_unmatched")?,
             // Only compared, never sent: any value will do.
-            metrics_token: Secret::new(get("metrics_token")?),
-            max_changes: match get("max_changes")?.as_str() {
+            metrics_token: Secret::new(rest(&|| get("metrics_token"))?),
+            max_changes: match rest(&|| get("max_changes"))?.as_str() {
                 "" => None,
                 v => Some(crate::rules::own::parse_max_changes(
                     "variable max_changes",
@@ -275,6 +318,7 @@ impl Config {
                 )?),
             },
             channels,
+            complete: all,
         })
     }
 
@@ -504,6 +548,40 @@ pub(crate) mod tests {
         ] {
             let err = Config::load(vars(&[over])).unwrap_err();
             assert!(err.contains(needle), "{over:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_webhook_reads_only_what_every_delivery_needs_with_the_same_errors() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let all = vars(&[("unleash_url", "not a url")]);
+        let c = Config::load_webhook(|n| {
+            read.borrow_mut().push(n.to_string());
+            all(n)
+        })
+        .unwrap();
+        assert!(!c.is_complete() && config(&[]).is_complete());
+        assert_eq!(c.auth.bearer.expose(), "hook");
+        assert_eq!(c.outbound_budget, Duration::from_secs(8));
+        assert_eq!(c.rules_file, "/remediation.yaml");
+        let read = read.take();
+        assert_eq!(read.len(), 14, "{read:?}");
+        assert!(read.iter().all(|n| !n.starts_with("unleash_")
+            && !n.starts_with("scale_")
+            && !n.starts_with("notify_")));
+        for over in [
+            ("dry_run", "maybe"),
+            ("audit_unmatched", "maybe"),
+            ("rules_origin", "http://x/rules"),
+            ("rules_path", "rules.yaml"),
+            ("webhook_token", "a\nb"),
+            ("webhook_hmac_header", "X Sig"),
+            ("webhook_hmac_window_s", "0"),
+            ("outbound_budget_ms", "0"),
+            ("webhook_basic_user", "am"),
+        ] {
+            let err = Config::load_webhook(vars(&[over])).unwrap_err();
+            assert_eq!(err, Config::load(vars(&[over])).unwrap_err(), "{over:?}");
         }
     }
 

@@ -97,6 +97,8 @@ pub struct MemoryPlatform {
     pub random: Cell<u64>,
     /// Reads of keys starting with one of these fail (an unreadable store).
     pub kv_get_fails: RefCell<Vec<String>>,
+    /// Every variable read, in order (each is a host call under Spin).
+    pub vars_read: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -118,6 +120,7 @@ impl MemoryPlatform {
             kv_log: RefCell::new(Vec::new()),
             random: Cell::new(0),
             kv_get_fails: RefCell::new(Vec::new()),
+            vars_read: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -163,6 +166,7 @@ impl Platform for MemoryPlatform {
     }
 
     fn variable(&self, name: &str) -> Option<String> {
+        self.vars_read.borrow_mut().push(name.to_string());
         self.vars.borrow().get(name).cloned()
     }
 

@@ -11,6 +11,7 @@ use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
 use crate::ingest::{self, Format};
 use crate::metrics;
 use crate::platform::Platform;
+use crate::problem::Status;
 use crate::remediate::remediate;
 use crate::report::{log_safe, Report};
 use crate::rules_source;
@@ -69,7 +70,10 @@ pub(super) fn deliver(
     route: Option<Format>,
     mode: Mode,
 ) -> Result<Report, ApiError> {
-    let cfg = request::config(p)?;
+    // Each variable is a host call: first only what every delivery needs, the rest
+    // once it is known to be needed (each variable is still read at most once).
+    let vars = request::Variables::new(p);
+    let mut cfg = vars.webhook_config()?;
     if req.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::TooLarge);
     }
@@ -83,8 +87,32 @@ pub(super) fn deliver(
         }
     }
     let ingested = ingest::ingest(route, req.body()).map_err(ApiError::Ingest)?;
+    if cfg.rules_url().is_some() {
+        // Fetching rules takes the timeouts, the token and the redaction.
+        cfg = vars.config()?;
+    }
     let effective = rules_source::effective(p, &cfg).map_err(|e| ApiError::Rules(e.to_string()))?;
     let rules = &effective.rules;
+    let found: Vec<_> = ingested
+        .problems
+        .iter()
+        .map(|problem| rules.find(p, problem))
+        .collect();
+    // Only a delivery in which no rule matches a firing alert, and that is not
+    // audited, does without the rest: it acts, undoes, notifies and redacts nothing
+    // but constants. Any other reads (and validates) every variable before any rule
+    // runs, as every delivery used to.
+    let needs_all = cfg.audit_unmatched
+        || ingested
+            .problems
+            .iter()
+            .zip(&found)
+            .any(|(problem, found)| {
+                problem.status == Status::Resolved || !matches!(found, Ok(None))
+            });
+    if needs_all && !cfg.is_complete() {
+        cfg = vars.config()?;
+    }
     let dry_run =
         cfg.dry_run || mode == Mode::Simulate || request::query_flag(req.uri(), "dry_run");
     let id = match mode {
@@ -109,8 +137,9 @@ pub(super) fn deliver(
     let problems = ingested
         .problems
         .iter()
-        .map(|problem| {
-            let r = remediate(&mut delivery, problem);
+        .zip(found)
+        .map(|(problem, found)| {
+            let r = remediate(&mut delivery, problem, found);
             p.log(&format!(
                 "remediator: {} {:?} rule={} outcome={:?}",
                 log_safe(&r.occurrence),
