@@ -99,9 +99,10 @@ pub(super) fn deliver(
         .map(|problem| rules.find(p, problem))
         .collect();
     // Only a delivery in which no rule matches a firing alert, and that is not
-    // audited, does without the rest: it acts, undoes, notifies and redacts nothing
-    // but constants. Any other reads (and validates) every variable before any rule
-    // runs, as every delivery used to.
+    // audited, does without the rest: it acts, undoes and notifies nothing, redacts
+    // only the constant "no matching rule", and has no audit batch worth writing
+    // (so it builds none). Any other reads (and validates) every variable before any
+    // rule runs, as every delivery used to.
     let needs_all = cfg.audit_unmatched
         || ingested
             .problems
@@ -130,6 +131,7 @@ pub(super) fn deliver(
         deadline_ms: now.saturating_add(cfg.outbound_budget.as_millis() as i64),
         wait_until_ms: now.saturating_add(WAIT_FOR_CLAIM.as_millis() as i64),
         audit: Vec::new(),
+        audited: needs_all,
         seq: 0,
         flags_set: Vec::new(),
         notification_reason: ingested.notification_reason.clone(),
