@@ -1,4 +1,5 @@
-//! Configuration from Spin variables, parsed once per request at the border.
+//! Configuration from Spin variables, parsed per request at the border: all of it
+//! ([`Config::load`]), or only what a webhook needs first ([`Config::load_webhook`]).
 
 use std::time::Duration;
 
