@@ -109,9 +109,22 @@ pub struct Config {
     pub max_changes: Option<(u32, Duration)>,
     /// Notify channels, configured or not, in slot order.
     pub channels: Vec<Channel>,
-    /// Whether every variable was read ([`Config::load`]), not only a webhook's
-    /// first needs ([`Config::load_webhook`]).
-    complete: bool,
+    /// Which variables were read.
+    part: Part,
+}
+
+/// How much of the configuration a [`Config`] holds; each part includes the ones
+/// before it. Each variable is a host call, on every request (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// What every delivery needs: `webhook_token`, where the rules are, `dry_run`,
+    /// `audit_unmatched` ([`Config::load_webhook`]).
+    Delivery,
+    /// And every other webhook credential setting: Basic, HMAC,
+    /// `allow_unauthenticated` ([`Config::load_webhook_auth`]).
+    Auth,
+    /// Everything ([`Config::load`]).
+    All,
 }
 
 impl Config {
@@ -120,27 +133,32 @@ impl Config {
     /// goes into an outbound request is validated here, so that building one
     /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var, true)
+        Config::load_dyn(&var, Part::All)
     }
 
-    /// What a webhook needs before it knows whether any rule matches: the webhook
-    /// credentials, where the rules are, `dry_run`, `outbound_budget_ms` and
-    /// `audit_unmatched`, validated as [`Config::load`] does (same messages). Every
-    /// other field is left at its default and [`Config::is_complete`] is false: such
-    /// a value may only serve a delivery that acts on nothing (issue 13: each variable
-    /// is a host call on every request, and most are only needed to act).
+    /// What every webhook needs before it knows whether any rule matches ([`Part::Delivery`]),
+    /// validated as [`Config::load`] does (same messages). Every other field is left
+    /// at its default: such a value may only check a bearer token and serve a delivery
+    /// that acts on nothing.
     pub fn load_webhook(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var, false)
+        Config::load_dyn(&var, Part::Delivery)
     }
 
-    /// Whether every variable was read and validated ([`Config::load`]).
-    pub fn is_complete(&self) -> bool {
-        self.complete
+    /// [`Config::load_webhook`] and every webhook credential setting ([`Part::Auth`]):
+    /// enough for `auth::check`.
+    pub fn load_webhook_auth(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::load_dyn(&var, Part::Auth)
     }
 
-    /// One copy of the loader, not one per caller's closure (it is large). `all`:
-    /// every variable, in the order of their checks; else only the webhook's.
-    fn load_dyn(var: &dyn Fn(&str) -> Option<String>, all: bool) -> Result<Config, String> {
+    /// Which variables were read and validated.
+    pub fn part(&self) -> Part {
+        self.part
+    }
+
+    /// One copy of the loader, not one per caller's closure (it is large). Reads the
+    /// variables of `part`, in the order of their checks in a whole load.
+    fn load_dyn(var: &dyn Fn(&str) -> Option<String>, part: Part) -> Result<Config, String> {
+        let (all, auth) = (part == Part::All, part >= Part::Auth);
         let get = |name: &str| -> Result<String, String> {
             var(name)
                 .map(|v| v.trim().to_string())
@@ -189,8 +207,16 @@ impl Config {
         };
         let scale_url = rest(&|| origin("scale_url", &get("scale_url")?))?;
         let scale_path = rest(&|| uri_path("scale_path", &scale_url, &get("scale_path")?))?;
-        let basic_user = get("webhook_basic_user")?;
-        let basic_password = Secret::new(get("webhook_basic_password")?);
+        // A variable only `auth` reads: else its default, unread.
+        let auth_part = |read: &dyn Fn() -> Result<String, String>| -> Result<String, String> {
+            if auth {
+                read()
+            } else {
+                Ok(String::new())
+            }
+        };
+        let basic_user = auth_part(&|| get("webhook_basic_user"))?;
+        let basic_password = Secret::new(auth_part(&|| get("webhook_basic_password"))?);
         match (basic_user.is_empty(), basic_password.is_empty()) {
             (false, true) => {
                 return Err("variable webhook_basic_password: is empty, but webhook_basic_user is set (Basic authentication needs both)".into())
@@ -279,15 +305,22 @@ impl Config {
                 bearer: token("webhook_token")?,
                 basic_user,
                 basic_password,
-                hmac_secret: Secret::new(get("webhook_hmac_secret")?),
-                hmac_header: header_name("webhook_hmac_header", &get("webhook_hmac_header")?)?,
-                hmac_timestamp_header: header_name(
-                    "webhook_hmac_timestamp_header",
-                    &get("webhook_hmac_timestamp_header")?,
-                )?,
-                hmac_window_s: number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
+                hmac_secret: Secret::new(auth_part(&|| get("webhook_hmac_secret"))?),
+                hmac_header: auth_part(&|| {
+                    header_name("webhook_hmac_header", &get("webhook_hmac_header")?)
+                })?,
+                hmac_timestamp_header: auth_part(&|| {
+                    header_name(
+                        "webhook_hmac_timestamp_header",
+                        &get("webhook_hmac_timestamp_header")?,
+                    )
+                })?,
+                hmac_window_s: match auth {
+                    true => number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
+                    false => 0,
+                },
             },
-            allow_unauthenticated: flag("allow_unauthenticated")?,
+            allow_unauthenticated: auth && flag("allow_unauthenticated")?,
             rules_file: get("rules_file")?,
             rules_origin,
             rules_path,
@@ -298,11 +331,10 @@ impl Config {
             }),
             dry_run: flag("dry_run")?,
             outbound_timeout: Duration::from_millis(timeout_ms),
-            outbound_budget: Duration::from_millis(number(
-                "outbound_budget_ms",
-                1..=300_000,
-                "milliseconds",
-            )?),
+            outbound_budget: Duration::from_millis(match all {
+                true => number("outbound_budget_ms", 1..=300_000, "milliseconds")?,
+                false => 0,
+            }),
             max_clock_skew: Duration::from_millis(match all {
                 true => number("max_clock_skew_ms", 0..=600_000, "milliseconds")?,
                 false => 0,
@@ -319,7 +351,7 @@ impl Config {
                 )?),
             },
             channels,
-            complete: all,
+            part,
         })
     }
 
@@ -561,28 +593,49 @@ pub(crate) mod tests {
             all(n)
         })
         .unwrap();
-        assert!(!c.is_complete() && config(&[]).is_complete());
+        assert_eq!(c.part(), Part::Delivery);
+        assert_eq!(config(&[]).part(), Part::All);
         assert_eq!(c.auth.bearer.expose(), "hook");
-        assert_eq!(c.outbound_budget, Duration::from_secs(8));
         assert_eq!(c.rules_file, "/remediation.yaml");
-        let read = read.take();
-        assert_eq!(read.len(), 14, "{read:?}");
-        assert!(read.iter().all(|n| !n.starts_with("unleash_")
-            && !n.starts_with("scale_")
-            && !n.starts_with("notify_")));
-        for over in [
-            ("dry_run", "maybe"),
-            ("audit_unmatched", "maybe"),
-            ("rules_origin", "http://x/rules"),
-            ("rules_path", "rules.yaml"),
-            ("webhook_token", "a\nb"),
-            ("webhook_hmac_header", "X Sig"),
-            ("webhook_hmac_window_s", "0"),
-            ("outbound_budget_ms", "0"),
-            ("webhook_basic_user", "am"),
+        assert_eq!(
+            read.take(),
+            [
+                "rules_origin",
+                "rules_path",
+                "webhook_token",
+                "rules_file",
+                "dry_run",
+                "audit_unmatched"
+            ]
+        );
+        let c = Config::load_webhook_auth(vars(&[("webhook_hmac_secret", "s")])).unwrap();
+        assert_eq!(c.part(), Part::Auth);
+        assert_eq!(
+            (c.auth.hmac_header.as_str(), c.auth.hmac_window_s),
+            ("x-grafana-alerting-signature", 300)
+        );
+        for (over, part) in [
+            (("dry_run", "maybe"), Part::Delivery),
+            (("audit_unmatched", "maybe"), Part::Delivery),
+            (("rules_origin", "http://x/rules"), Part::Delivery),
+            (("rules_path", "rules.yaml"), Part::Delivery),
+            (("webhook_token", "a\nb"), Part::Delivery),
+            (("webhook_hmac_header", "X Sig"), Part::Auth),
+            (("webhook_hmac_window_s", "0"), Part::Auth),
+            (("allow_unauthenticated", "maybe"), Part::Auth),
+            (("webhook_basic_user", "am"), Part::Auth),
+            (("outbound_budget_ms", "0"), Part::All),
         ] {
-            let err = Config::load_webhook(vars(&[over])).unwrap_err();
-            assert_eq!(err, Config::load(vars(&[over])).unwrap_err(), "{over:?}");
+            let whole = Config::load(vars(&[over])).unwrap_err();
+            for (p, load) in [
+                (Part::Delivery, Config::load_webhook(vars(&[over]))),
+                (Part::Auth, Config::load_webhook_auth(vars(&[over]))),
+            ] {
+                match load {
+                    Err(e) => assert!(p >= part && e == whole, "{over:?} {p:?}: {e}"),
+                    Ok(_) => assert!(p < part, "{over:?} {p:?}"),
+                }
+            }
         }
     }
 

@@ -667,23 +667,26 @@ fn tokens_and_paths_that_cannot_go_in_a_request_are_configuration_errors_not_a_c
     }
 }
 
-/// What a webhook reads before it knows whether any rule matches (issue 13: each
-/// variable is a host call on every request).
-const WEBHOOK_VARIABLES: [&str; 14] = [
-    "webhook_basic_user",
-    "webhook_basic_password",
+/// What a webhook with the right bearer token reads before it knows whether any rule
+/// matches (issue 13: each variable is a host call on every request).
+const WEBHOOK_VARIABLES: [&str; 6] = [
     "rules_origin",
     "rules_path",
     "webhook_token",
+    "rules_file",
+    "dry_run",
+    "audit_unmatched",
+];
+
+/// And the other credential settings, when the bearer token does not decide it.
+const AUTH_VARIABLES: [&str; 7] = [
+    "webhook_basic_user",
+    "webhook_basic_password",
     "webhook_hmac_secret",
     "webhook_hmac_header",
     "webhook_hmac_timestamp_header",
     "webhook_hmac_window_s",
     "allow_unauthenticated",
-    "rules_file",
-    "dry_run",
-    "outbound_budget_ms",
-    "audit_unmatched",
 ];
 
 #[test]
@@ -694,6 +697,20 @@ fn a_delivery_no_rule_matches_reads_only_the_webhook_variables_others_read_each_
     assert_eq!(report["problems"][0]["outcome"], "no_matching_rule");
     assert_eq!(report["problems"][0]["detail"], "no matching rule");
     assert_eq!(r.vars_read.take(), WEBHOOK_VARIABLES);
+
+    // Without the bearer token: the other credential settings too (then a 401).
+    let (status, _) = r.request(
+        http::Request::post("/").header("content-type", "application/json"),
+        &alertmanager("firing", &[("DiskFull", None, &[])]),
+    );
+    assert_eq!(status, 401);
+    let read = r.vars_read.take();
+    assert_eq!(read[..WEBHOOK_VARIABLES.len()], WEBHOOK_VARIABLES);
+    let mut rest = read[WEBHOOK_VARIABLES.len()..].to_vec();
+    rest.sort();
+    let mut auth = AUTH_VARIABLES.to_vec();
+    auth.sort();
+    assert_eq!(rest, auth);
 
     // Acting, undoing, or auditing the unmatched: every variable, each read once.
     let every: std::collections::BTreeSet<String> =
@@ -724,6 +741,8 @@ fn a_bad_variable_fails_every_delivery_that_needs_it_before_any_rule_runs_and_he
         ("notify_2_origin", "ftp://grafana"),
         ("max_changes", "20/h"),
         ("outbound_timeout_ms", "soon"),
+        ("webhook_hmac_window_s", "0"),
+        ("webhook_hmac_header", "X Sig"),
     ] {
         let r = Recorder::new();
         r.set_var(var, value);
@@ -765,15 +784,27 @@ fn a_bad_variable_fails_every_delivery_that_needs_it_before_any_rule_runs_and_he
             "{health}"
         );
     }
-    // What every delivery reads fails every delivery, as before.
-    for (var, value) in [
-        ("dry_run", "maybe"),
-        ("rules_path", "/rules file.yaml"),
-        ("webhook_hmac_window_s", "0"),
+    // What every delivery reads fails every delivery, as before; a credential
+    // setting, every delivery the bearer token does not let in (500, not 401).
+    for (var, value, bearer) in [
+        ("dry_run", "maybe", true),
+        ("rules_path", "/rules file.yaml", true),
+        ("webhook_hmac_window_s", "0", false),
+        ("allow_unauthenticated", "maybe", false),
     ] {
         let r = Recorder::new();
         r.set_var(var, value);
-        let (status, report) = r.post("/", &alertmanager("firing", &[("DiskFull", None, &[])]));
+        let body = alertmanager("firing", &[("DiskFull", None, &[])]);
+        let (status, report) = if bearer {
+            r.post("/", &body)
+        } else {
+            r.request(
+                http::Request::post("/")
+                    .header("content-type", "application/json")
+                    .header("authorization", "Bearer not-the-token"),
+                &body,
+            )
+        };
         assert_eq!(status, 500, "{var}: {report}");
         assert!(
             report["error"]

@@ -41,6 +41,10 @@ impl<'a> Variables<'a> {
         Config::load_webhook(|n| self.get(n)).map_err(ApiError::Config)
     }
 
+    pub(super) fn webhook_auth_config(&self) -> Result<Config, ApiError> {
+        Config::load_webhook_auth(|n| self.get(n)).map_err(ApiError::Config)
+    }
+
     pub(super) fn config(&self) -> Result<Config, ApiError> {
         Config::load(|n| self.get(n)).map_err(ApiError::Config)
     }

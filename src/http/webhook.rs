@@ -7,6 +7,7 @@ use super::{request, response, ApiError};
 use crate::audit;
 use crate::auth;
 use crate::claim;
+use crate::config::Part;
 use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
 use crate::ingest::{self, Format};
 use crate::metrics;
@@ -77,7 +78,15 @@ pub(super) fn deliver(
     if req.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::TooLarge);
     }
-    auth::check(&cfg, &request::presented(p, &cfg, req)).map_err(ApiError::Auth)?;
+    // The configured bearer token, presented, passes auth::check whatever else is
+    // configured; any other request is checked with every credential setting.
+    let authorization = req.headers().get(http::header::AUTHORIZATION);
+    if cfg.auth.bearer.is_empty()
+        || !auth::bearer_allows(&cfg.auth.bearer, authorization.map(|v| v.as_bytes()))
+    {
+        cfg = vars.webhook_auth_config()?;
+        auth::check(&cfg, &request::presented(p, &cfg, req)).map_err(ApiError::Auth)?;
+    }
     if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
         let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -111,7 +120,7 @@ pub(super) fn deliver(
             .any(|(problem, found)| {
                 problem.status == Status::Resolved || !matches!(found, Ok(None))
             });
-    if needs_all && !cfg.is_complete() {
+    if needs_all && cfg.part() != Part::All {
         cfg = vars.config()?;
     }
     let dry_run =
