@@ -133,7 +133,7 @@ impl Config {
     /// goes into an outbound request is validated here, so that building one
     /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var, Part::All)
+        Config::load_dyn(&var, Part::All, None)
     }
 
     /// What every webhook needs before it knows whether any rule matches ([`Part::Delivery`]),
@@ -141,13 +141,24 @@ impl Config {
     /// at its default: such a value may only check a bearer token and serve a delivery
     /// that acts on nothing.
     pub fn load_webhook(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var, Part::Delivery)
+        Config::load_dyn(&var, Part::Delivery, None)
     }
 
     /// [`Config::load_webhook`] and every webhook credential setting ([`Part::Auth`]):
     /// enough for `auth::check`.
     pub fn load_webhook_auth(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var, Part::Auth)
+        Config::load_dyn(&var, Part::Auth, None)
+    }
+
+    /// This configuration and the rest of `part`: only the variables not read yet are
+    /// read and checked (the others were, so the first bad variable of the whole load
+    /// is still the one reported).
+    pub fn load_more(
+        &self,
+        part: Part,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        Config::load_dyn(&var, part.max(self.part), Some(self))
     }
 
     /// Which variables were read and validated.
@@ -156,9 +167,17 @@ impl Config {
     }
 
     /// One copy of the loader, not one per caller's closure (it is large). Reads the
-    /// variables of `part`, in the order of their checks in a whole load.
-    fn load_dyn(var: &dyn Fn(&str) -> Option<String>, part: Part) -> Result<Config, String> {
+    /// variables of `part` that `prev` has not, in the order of their checks in a
+    /// whole load.
+    fn load_dyn(
+        var: &dyn Fn(&str) -> Option<String>,
+        part: Part,
+        prev: Option<&Config>,
+    ) -> Result<Config, String> {
         let (all, auth) = (part == Part::All, part >= Part::Auth);
+        // What `prev` read is taken from it.
+        let had = |p: Part| prev.filter(|c| c.part >= p);
+        let (had_delivery, had_auth) = (had(Part::Delivery), had(Part::Auth));
         let get = |name: &str| -> Result<String, String> {
             var(name)
                 .map(|v| v.trim().to_string())
@@ -215,30 +234,42 @@ impl Config {
                 Ok(String::new())
             }
         };
-        let basic_user = auth_part(&|| get("webhook_basic_user"))?;
-        let basic_password = Secret::new(auth_part(&|| get("webhook_basic_password"))?);
-        match (basic_user.is_empty(), basic_password.is_empty()) {
-            (false, true) => {
-                return Err("variable webhook_basic_password: is empty, but webhook_basic_user is set (Basic authentication needs both)".into())
+        let (basic_user, basic_password) = match had_auth {
+            Some(c) => (c.auth.basic_user.clone(), c.auth.basic_password.clone()),
+            None => {
+                let user = auth_part(&|| get("webhook_basic_user"))?;
+                let password = Secret::new(auth_part(&|| get("webhook_basic_password"))?);
+                match (user.is_empty(), password.is_empty()) {
+                    (false, true) => {
+                        return Err("variable webhook_basic_password: is empty, but webhook_basic_user is set (Basic authentication needs both)".into())
+                    }
+                    (true, false) => {
+                        return Err("variable webhook_basic_user: is empty, but webhook_basic_password is set (Basic authentication needs both)".into())
+                    }
+                    _ => {}
+                }
+                (user, password)
             }
-            (true, false) => {
-                return Err("variable webhook_basic_user: is empty, but webhook_basic_password is set (Basic authentication needs both)".into())
-            }
-            _ => {}
-        }
-        let rules_origin = match get("rules_origin")?.as_str() {
-            "" | RULES_ORIGIN_UNSET => String::new(),
-            o => origin("rules_origin", o)?,
         };
-        let rules_path = uri_path(
-            "rules_path",
-            if rules_origin.is_empty() {
-                RULES_ORIGIN_UNSET
-            } else {
-                &rules_origin
-            },
-            &get("rules_path")?,
-        )?;
+        let (rules_origin, rules_path) = match had_delivery {
+            Some(c) => (c.rules_origin.clone(), c.rules_path.clone()),
+            None => {
+                let rules_origin = match get("rules_origin")?.as_str() {
+                    "" | RULES_ORIGIN_UNSET => String::new(),
+                    o => origin("rules_origin", o)?,
+                };
+                let rules_path = uri_path(
+                    "rules_path",
+                    if rules_origin.is_empty() {
+                        RULES_ORIGIN_UNSET
+                    } else {
+                        &rules_origin
+                    },
+                    &get("rules_path")?,
+                )?;
+                (rules_origin, rules_path)
+            }
+        };
         // The notify channels; a loop here, not a function, keeps the closures inline.
         let mut channels: Vec<Channel> = Vec::new();
         for n in (1..=NOTIFY_CHANNELS).filter(|_| all) {
@@ -301,27 +332,39 @@ impl Config {
             scale_url,
             scale_path,
             scale_token: Secret::new(rest(&|| token("scale_token").map(|t| t.0))?),
-            auth: AuthConfig {
-                bearer: token("webhook_token")?,
-                basic_user,
-                basic_password,
-                hmac_secret: Secret::new(auth_part(&|| get("webhook_hmac_secret"))?),
-                hmac_header: auth_part(&|| {
-                    header_name("webhook_hmac_header", &get("webhook_hmac_header")?)
-                })?,
-                hmac_timestamp_header: auth_part(&|| {
-                    header_name(
-                        "webhook_hmac_timestamp_header",
-                        &get("webhook_hmac_timestamp_header")?,
-                    )
-                })?,
-                hmac_window_s: match auth {
-                    true => number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
-                    false => 0,
+            auth: match had_auth {
+                Some(c) => c.auth.clone(),
+                None => AuthConfig {
+                    bearer: match had_delivery {
+                        Some(c) => c.auth.bearer.clone(),
+                        None => token("webhook_token")?,
+                    },
+                    basic_user,
+                    basic_password,
+                    hmac_secret: Secret::new(auth_part(&|| get("webhook_hmac_secret"))?),
+                    hmac_header: auth_part(&|| {
+                        header_name("webhook_hmac_header", &get("webhook_hmac_header")?)
+                    })?,
+                    hmac_timestamp_header: auth_part(&|| {
+                        header_name(
+                            "webhook_hmac_timestamp_header",
+                            &get("webhook_hmac_timestamp_header")?,
+                        )
+                    })?,
+                    hmac_window_s: match auth {
+                        true => number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
+                        false => 0,
+                    },
                 },
             },
-            allow_unauthenticated: auth && flag("allow_unauthenticated")?,
-            rules_file: get("rules_file")?,
+            allow_unauthenticated: match had_auth {
+                Some(c) => c.allow_unauthenticated,
+                None => auth && flag("allow_unauthenticated")?,
+            },
+            rules_file: match had_delivery {
+                Some(c) => c.rules_file.clone(),
+                None => get("rules_file")?,
+            },
             rules_origin,
             rules_path,
             rules_token: Secret::new(rest(&|| token("rules_token").map(|t| t.0))?),
@@ -329,7 +372,10 @@ impl Config {
                 true => number("rules_ttl_s", 1..=86_400, "seconds")?,
                 false => 0,
             }),
-            dry_run: flag("dry_run")?,
+            dry_run: match had_delivery {
+                Some(c) => c.dry_run,
+                None => flag("dry_run")?,
+            },
             outbound_timeout: Duration::from_millis(timeout_ms),
             outbound_budget: Duration::from_millis(match all {
                 true => number("outbound_budget_ms", 1..=300_000, "milliseconds")?,
@@ -340,7 +386,10 @@ impl Config {
                 false => 0,
             }),
             unleash_verify: all && flag("unleash_verify")?,
-            audit_unmatched: flag("audit_unmatched")?,
+            audit_unmatched: match had_delivery {
+                Some(c) => c.audit_unmatched,
+                None => flag("audit_unmatched")?,
+            },
             // Only compared, never sent: any value will do.
             metrics_token: Secret::new(rest(&|| get("metrics_token"))?),
             max_changes: match rest(&|| get("max_changes"))?.as_str() {
@@ -637,6 +686,44 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn load_more_reads_only_what_was_not_read_and_equals_a_whole_load() {
+        let over = [
+            ("webhook_basic_user", "am"),
+            ("webhook_basic_password", "pw"),
+            ("dry_run", "yes"),
+            ("scale_token", "s"),
+        ];
+        let read = std::cell::RefCell::new(Vec::<String>::new());
+        let all = vars(&over);
+        let var = |n: &str| {
+            read.borrow_mut().push(n.to_string());
+            all(n)
+        };
+        let whole = Config::load(var).unwrap();
+        let every = read.take();
+        for start in [Part::Delivery, Part::Auth] {
+            let first = Config::load_dyn(&var, start, None).unwrap();
+            let more = first.load_more(Part::Auth, var).unwrap();
+            let more = more.load_more(Part::All, var).unwrap();
+            let (mut read, mut every) = (read.take(), every.clone());
+            read.sort();
+            every.sort();
+            assert_eq!(read, every, "{start:?}: each variable once");
+            assert_eq!(more.part(), Part::All);
+            assert_eq!(format!("{more:?}"), format!("{whole:?}"));
+            assert_eq!(more.auth.basic_password.expose(), "pw");
+            assert_eq!(more.scale_token.expose(), "s");
+        }
+        // The first bad variable of a whole load is the one reported.
+        let bad = vars(&[("unleash_url", "x"), ("outbound_timeout_ms", "0")]);
+        let first = Config::load_webhook(&bad).unwrap();
+        assert_eq!(
+            first.load_more(Part::All, &bad).unwrap_err(),
+            Config::load(&bad).unwrap_err()
+        );
     }
 
     #[test]

@@ -1,53 +1,25 @@
 //! What the routes read from a request: configuration, credentials, query parameters.
 
-use std::cell::RefCell;
-
 use http::Request;
 
 use super::ApiError;
 use crate::auth;
-use crate::config::Config;
+use crate::config::{Config, Part};
 use crate::platform::Platform;
 
 pub(super) fn config(p: &dyn Platform) -> Result<Config, ApiError> {
     Config::load(|n| p.variable(n)).map_err(ApiError::Config)
 }
 
-/// The platform's variables, each read at most once per request: a webhook loads
-/// what every delivery needs first ([`Config::load_webhook`]), then maybe all.
-pub(super) struct Variables<'a> {
-    p: &'a dyn Platform,
-    read: RefCell<Vec<(String, Option<String>)>>,
+/// What every webhook needs first ([`Config::load_webhook`]).
+pub(super) fn webhook_config(p: &dyn Platform) -> Result<Config, ApiError> {
+    Config::load_webhook(|n| p.variable(n)).map_err(ApiError::Config)
 }
 
-impl<'a> Variables<'a> {
-    pub(super) fn new(p: &'a dyn Platform) -> Self {
-        Variables {
-            p,
-            read: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<String> {
-        if let Some((_, v)) = self.read.borrow().iter().find(|(n, _)| n == name) {
-            return v.clone();
-        }
-        let v = self.p.variable(name);
-        self.read.borrow_mut().push((name.to_string(), v.clone()));
-        v
-    }
-
-    pub(super) fn webhook_config(&self) -> Result<Config, ApiError> {
-        Config::load_webhook(|n| self.get(n)).map_err(ApiError::Config)
-    }
-
-    pub(super) fn webhook_auth_config(&self) -> Result<Config, ApiError> {
-        Config::load_webhook_auth(|n| self.get(n)).map_err(ApiError::Config)
-    }
-
-    pub(super) fn config(&self) -> Result<Config, ApiError> {
-        Config::load(|n| self.get(n)).map_err(ApiError::Config)
-    }
+/// `cfg` and the rest of `part`, reading only the variables `cfg` has not.
+pub(super) fn more_config(p: &dyn Platform, cfg: &Config, part: Part) -> Result<Config, ApiError> {
+    cfg.load_more(part, |n| p.variable(n))
+        .map_err(ApiError::Config)
 }
 
 /// Configuration for a request to a guarded route, once its credential checks out.

@@ -72,9 +72,8 @@ pub(super) fn deliver(
     mode: Mode,
 ) -> Result<Report, ApiError> {
     // Each variable is a host call: first only what every delivery needs, the rest
-    // once it is known to be needed (each variable is still read at most once).
-    let vars = request::Variables::new(p);
-    let mut cfg = vars.webhook_config()?;
+    // once it is known to be needed (each read once).
+    let mut cfg = request::webhook_config(p)?;
     if req.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::TooLarge);
     }
@@ -84,7 +83,7 @@ pub(super) fn deliver(
     if cfg.auth.bearer.is_empty()
         || !auth::bearer_allows(&cfg.auth.bearer, authorization.map(|v| v.as_bytes()))
     {
-        cfg = vars.webhook_auth_config()?;
+        cfg = request::more_config(p, &cfg, Part::Auth)?;
         auth::check(&cfg, &request::presented(p, &cfg, req)).map_err(ApiError::Auth)?;
     }
     if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
@@ -98,7 +97,7 @@ pub(super) fn deliver(
     let ingested = ingest::ingest(route, req.body()).map_err(ApiError::Ingest)?;
     if cfg.rules_url().is_some() {
         // Fetching rules takes the timeouts, the token and the redaction.
-        cfg = vars.config()?;
+        cfg = request::more_config(p, &cfg, Part::All)?;
     }
     let effective = rules_source::effective(p, &cfg).map_err(|e| ApiError::Rules(e.to_string()))?;
     let rules = &effective.rules;
@@ -121,7 +120,7 @@ pub(super) fn deliver(
                 problem.status == Status::Resolved || !matches!(found, Ok(None))
             });
     if needs_all && cfg.part() != Part::All {
-        cfg = vars.config()?;
+        cfg = request::more_config(p, &cfg, Part::All)?;
     }
     let dry_run =
         cfg.dry_run || mode == Mode::Simulate || request::query_flag(req.uri(), "dry_run");
