@@ -136,6 +136,7 @@ pub(super) fn deliver(
         rules,
         dry_run,
         id,
+        // Now, unless every variable was read: then nothing is sent.
         deadline_ms: now.saturating_add(cfg.outbound_budget.as_millis() as i64),
         wait_until_ms: now.saturating_add(WAIT_FOR_CLAIM.as_millis() as i64),
         audit: Vec::new(),
