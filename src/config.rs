@@ -1,4 +1,5 @@
-//! Configuration from Spin variables, parsed once per request at the border.
+//! Configuration from Spin variables, parsed per request at the border: all of it
+//! ([`Config::load`]), or only what a webhook needs first ([`Config::load_webhook`]).
 
 use std::time::Duration;
 
@@ -108,6 +109,22 @@ pub struct Config {
     pub max_changes: Option<(u32, Duration)>,
     /// Notify channels, configured or not, in slot order.
     pub channels: Vec<Channel>,
+    /// Which variables were read.
+    part: Part,
+}
+
+/// How much of the configuration a [`Config`] holds; each part includes the ones
+/// before it. Each variable is a host call, on every request (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// What every delivery needs: `webhook_token`, where the rules are, `dry_run`,
+    /// `audit_unmatched` ([`Config::load_webhook`]).
+    Delivery,
+    /// And every other webhook credential setting: Basic, HMAC,
+    /// `allow_unauthenticated` ([`Config::load_webhook_auth`]).
+    Auth,
+    /// Everything ([`Config::load`]).
+    All,
 }
 
 impl Config {
@@ -116,11 +133,51 @@ impl Config {
     /// goes into an outbound request is validated here, so that building one
     /// cannot fail later.
     pub fn load(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Config::load_dyn(&var)
+        Config::load_dyn(&var, Part::All, None)
     }
 
-    /// One copy of the loader, not one per caller's closure (it is large).
-    fn load_dyn(var: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    /// What every webhook needs before it knows whether any rule matches ([`Part::Delivery`]),
+    /// validated as [`Config::load`] does (same messages). Every other field is left
+    /// at its default: such a value may only check a bearer token and serve a delivery
+    /// that acts on nothing.
+    pub fn load_webhook(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::load_dyn(&var, Part::Delivery, None)
+    }
+
+    /// [`Config::load_webhook`] and every webhook credential setting ([`Part::Auth`]):
+    /// enough for `auth::check`.
+    pub fn load_webhook_auth(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::load_dyn(&var, Part::Auth, None)
+    }
+
+    /// This configuration and the rest of `part`: only the variables not read yet are
+    /// read and checked (the others were, so the first bad variable of the whole load
+    /// is still the one reported).
+    pub fn load_more(
+        &self,
+        part: Part,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        Config::load_dyn(&var, part.max(self.part), Some(self))
+    }
+
+    /// Which variables were read and validated.
+    pub fn part(&self) -> Part {
+        self.part
+    }
+
+    /// One copy of the loader, not one per caller's closure (it is large). Reads the
+    /// variables of `part` that `prev` has not, in the order of their checks in a
+    /// whole load.
+    fn load_dyn(
+        var: &dyn Fn(&str) -> Option<String>,
+        part: Part,
+        prev: Option<&Config>,
+    ) -> Result<Config, String> {
+        let (all, auth) = (part == Part::All, part >= Part::Auth);
+        // What `prev` read is taken from it.
+        let had = |p: Part| prev.filter(|c| c.part >= p);
+        let (had_delivery, had_auth) = (had(Part::Delivery), had(Part::Auth));
         let get = |name: &str| -> Result<String, String> {
             var(name)
                 .map(|v| v.trim().to_string())
@@ -154,36 +211,68 @@ impl Config {
                         )
                     })
             };
-        let timeout_ms = number("outbound_timeout_ms", 1..=60_000, "milliseconds")?;
-        let scale_url = origin("scale_url", &get("scale_url")?)?;
-        let scale_path = uri_path("scale_path", &scale_url, &get("scale_path")?)?;
-        let basic_user = get("webhook_basic_user")?;
-        let basic_password = Secret::new(get("webhook_basic_password")?);
-        match (basic_user.is_empty(), basic_password.is_empty()) {
-            (false, true) => {
-                return Err("variable webhook_basic_password: is empty, but webhook_basic_user is set (Basic authentication needs both)".into())
-            }
-            (true, false) => {
-                return Err("variable webhook_basic_user: is empty, but webhook_basic_password is set (Basic authentication needs both)".into())
-            }
-            _ => {}
-        }
-        let rules_origin = match get("rules_origin")?.as_str() {
-            "" | RULES_ORIGIN_UNSET => String::new(),
-            o => origin("rules_origin", o)?,
-        };
-        let rules_path = uri_path(
-            "rules_path",
-            if rules_origin.is_empty() {
-                RULES_ORIGIN_UNSET
+        // A variable only `all` reads: else its default, unread.
+        let rest = |read: &dyn Fn() -> Result<String, String>| -> Result<String, String> {
+            if all {
+                read()
             } else {
-                &rules_origin
-            },
-            &get("rules_path")?,
-        )?;
+                Ok(String::new())
+            }
+        };
+        let timeout_ms = if all {
+            number("outbound_timeout_ms", 1..=60_000, "milliseconds")?
+        } else {
+            0
+        };
+        let scale_url = rest(&|| origin("scale_url", &get("scale_url")?))?;
+        let scale_path = rest(&|| uri_path("scale_path", &scale_url, &get("scale_path")?))?;
+        // A variable only `auth` reads: else its default, unread.
+        let auth_part = |read: &dyn Fn() -> Result<String, String>| -> Result<String, String> {
+            if auth {
+                read()
+            } else {
+                Ok(String::new())
+            }
+        };
+        let (basic_user, basic_password) = match had_auth {
+            Some(c) => (c.auth.basic_user.clone(), c.auth.basic_password.clone()),
+            None => {
+                let user = auth_part(&|| get("webhook_basic_user"))?;
+                let password = Secret::new(auth_part(&|| get("webhook_basic_password"))?);
+                match (user.is_empty(), password.is_empty()) {
+                    (false, true) => {
+                        return Err("variable webhook_basic_password: is empty, but webhook_basic_user is set (Basic authentication needs both)".into())
+                    }
+                    (true, false) => {
+                        return Err("variable webhook_basic_user: is empty, but webhook_basic_password is set (Basic authentication needs both)".into())
+                    }
+                    _ => {}
+                }
+                (user, password)
+            }
+        };
+        let (rules_origin, rules_path) = match had_delivery {
+            Some(c) => (c.rules_origin.clone(), c.rules_path.clone()),
+            None => {
+                let rules_origin = match get("rules_origin")?.as_str() {
+                    "" | RULES_ORIGIN_UNSET => String::new(),
+                    o => origin("rules_origin", o)?,
+                };
+                let rules_path = uri_path(
+                    "rules_path",
+                    if rules_origin.is_empty() {
+                        RULES_ORIGIN_UNSET
+                    } else {
+                        &rules_origin
+                    },
+                    &get("rules_path")?,
+                )?;
+                (rules_origin, rules_path)
+            }
+        };
         // The notify channels; a loop here, not a function, keeps the closures inline.
         let mut channels: Vec<Channel> = Vec::new();
-        for n in 1..=NOTIFY_CHANNELS {
+        for n in (1..=NOTIFY_CHANNELS).filter(|_| all) {
             let var = |what: &str| format!("notify_{n}_{what}");
             let name = get(&var("name"))?;
             let origin = match get(&var("origin"))?.as_str() {
@@ -225,49 +314,85 @@ impl Config {
                 path: Secret::new(path),
             });
         }
+        let unleash_url = rest(&|| origin("unleash_url", &get("unleash_url")?))?;
+        let unleash_token = match all {
+            true => unleash_token(token("unleash_token")?),
+            false => Secret::default(),
+        };
+        let (unleash_project, unleash_environment) = match all {
+            true => (name("unleash_project")?, name("unleash_environment")?),
+            // Never used unread (see load_webhook); a valid name all the same.
+            false => (UnleashName::parse("unread")?, UnleashName::parse("unread")?),
+        };
         Ok(Config {
-            unleash_url: origin("unleash_url", &get("unleash_url")?)?,
-            unleash_token: unleash_token(token("unleash_token")?),
-            unleash_project: name("unleash_project")?,
-            unleash_environment: name("unleash_environment")?,
+            unleash_url,
+            unleash_token,
+            unleash_project,
+            unleash_environment,
             scale_url,
             scale_path,
-            scale_token: token("scale_token")?,
-            auth: AuthConfig {
-                bearer: token("webhook_token")?,
-                basic_user,
-                basic_password,
-                hmac_secret: Secret::new(get("webhook_hmac_secret")?),
-                hmac_header: header_name("webhook_hmac_header", &get("webhook_hmac_header")?)?,
-                hmac_timestamp_header: header_name(
-                    "webhook_hmac_timestamp_header",
-                    &get("webhook_hmac_timestamp_header")?,
-                )?,
-                hmac_window_s: number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
+            scale_token: Secret::new(rest(&|| token("scale_token").map(|t| t.0))?),
+            auth: match had_auth {
+                Some(c) => c.auth.clone(),
+                None => AuthConfig {
+                    bearer: match had_delivery {
+                        Some(c) => c.auth.bearer.clone(),
+                        None => token("webhook_token")?,
+                    },
+                    basic_user,
+                    basic_password,
+                    hmac_secret: Secret::new(auth_part(&|| get("webhook_hmac_secret"))?),
+                    hmac_header: auth_part(&|| {
+                        header_name("webhook_hmac_header", &get("webhook_hmac_header")?)
+                    })?,
+                    hmac_timestamp_header: auth_part(&|| {
+                        header_name(
+                            "webhook_hmac_timestamp_header",
+                            &get("webhook_hmac_timestamp_header")?,
+                        )
+                    })?,
+                    hmac_window_s: match auth {
+                        true => number("webhook_hmac_window_s", 1..=86_400, "seconds")? as i64,
+                        false => 0,
+                    },
+                },
             },
-            allow_unauthenticated: flag("allow_unauthenticated")?,
-            rules_file: get("rules_file")?,
+            allow_unauthenticated: match had_auth {
+                Some(c) => c.allow_unauthenticated,
+                None => auth && flag("allow_unauthenticated")?,
+            },
+            rules_file: match had_delivery {
+                Some(c) => c.rules_file.clone(),
+                None => get("rules_file")?,
+            },
             rules_origin,
             rules_path,
-            rules_token: token("rules_token")?,
-            rules_ttl: Duration::from_secs(number("rules_ttl_s", 1..=86_400, "seconds")?),
-            dry_run: flag("dry_run")?,
+            rules_token: Secret::new(rest(&|| token("rules_token").map(|t| t.0))?),
+            rules_ttl: Duration::from_secs(match all {
+                true => number("rules_ttl_s", 1..=86_400, "seconds")?,
+                false => 0,
+            }),
+            dry_run: match had_delivery {
+                Some(c) => c.dry_run,
+                None => flag("dry_run")?,
+            },
             outbound_timeout: Duration::from_millis(timeout_ms),
-            outbound_budget: Duration::from_millis(number(
-                "outbound_budget_ms",
-                1..=300_000,
-                "milliseconds",
-            )?),
-            max_clock_skew: Duration::from_millis(number(
-                "max_clock_skew_ms",
-                0..=600_000,
-                "milliseconds",
-            )?),
-            unleash_verify: flag("unleash_verify")?,
-            audit_unmatched: flag("audit_unmatched")?,
+            outbound_budget: Duration::from_millis(match all {
+                true => number("outbound_budget_ms", 1..=300_000, "milliseconds")?,
+                false => 0,
+            }),
+            max_clock_skew: Duration::from_millis(match all {
+                true => number("max_clock_skew_ms", 0..=600_000, "milliseconds")?,
+                false => 0,
+            }),
+            unleash_verify: all && flag("unleash_verify")?,
+            audit_unmatched: match had_delivery {
+                Some(c) => c.audit_unmatched,
+                None => flag("audit_unmatched")?,
+            },
             // Only compared, never sent: any value will do.
-            metrics_token: Secret::new(get("metrics_token")?),
-            max_changes: match get("max_changes")?.as_str() {
+            metrics_token: Secret::new(rest(&|| get("metrics_token"))?),
+            max_changes: match rest(&|| get("max_changes"))?.as_str() {
                 "" => None,
                 v => Some(crate::rules::own::parse_max_changes(
                     "variable max_changes",
@@ -275,6 +400,7 @@ impl Config {
                 )?),
             },
             channels,
+            part,
         })
     }
 
@@ -505,6 +631,99 @@ pub(crate) mod tests {
             let err = Config::load(vars(&[over])).unwrap_err();
             assert!(err.contains(needle), "{over:?}: {err}");
         }
+    }
+
+    #[test]
+    fn load_webhook_reads_only_what_every_delivery_needs_with_the_same_errors() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let all = vars(&[("unleash_url", "not a url")]);
+        let c = Config::load_webhook(|n| {
+            read.borrow_mut().push(n.to_string());
+            all(n)
+        })
+        .unwrap();
+        assert_eq!(c.part(), Part::Delivery);
+        assert_eq!(config(&[]).part(), Part::All);
+        assert_eq!(c.auth.bearer.expose(), "hook");
+        assert_eq!(c.rules_file, "/remediation.yaml");
+        assert_eq!(
+            read.take(),
+            [
+                "rules_origin",
+                "rules_path",
+                "webhook_token",
+                "rules_file",
+                "dry_run",
+                "audit_unmatched"
+            ]
+        );
+        let c = Config::load_webhook_auth(vars(&[("webhook_hmac_secret", "s")])).unwrap();
+        assert_eq!(c.part(), Part::Auth);
+        assert_eq!(
+            (c.auth.hmac_header.as_str(), c.auth.hmac_window_s),
+            ("x-grafana-alerting-signature", 300)
+        );
+        for (over, part) in [
+            (("dry_run", "maybe"), Part::Delivery),
+            (("audit_unmatched", "maybe"), Part::Delivery),
+            (("rules_origin", "http://x/rules"), Part::Delivery),
+            (("rules_path", "rules.yaml"), Part::Delivery),
+            (("webhook_token", "a\nb"), Part::Delivery),
+            (("webhook_hmac_header", "X Sig"), Part::Auth),
+            (("webhook_hmac_window_s", "0"), Part::Auth),
+            (("allow_unauthenticated", "maybe"), Part::Auth),
+            (("webhook_basic_user", "am"), Part::Auth),
+            (("outbound_budget_ms", "0"), Part::All),
+        ] {
+            let whole = Config::load(vars(&[over])).unwrap_err();
+            for (p, load) in [
+                (Part::Delivery, Config::load_webhook(vars(&[over]))),
+                (Part::Auth, Config::load_webhook_auth(vars(&[over]))),
+            ] {
+                match load {
+                    Err(e) => assert!(p >= part && e == whole, "{over:?} {p:?}: {e}"),
+                    Ok(_) => assert!(p < part, "{over:?} {p:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn load_more_reads_only_what_was_not_read_and_equals_a_whole_load() {
+        let over = [
+            ("webhook_basic_user", "am"),
+            ("webhook_basic_password", "pw"),
+            ("dry_run", "yes"),
+            ("scale_token", "s"),
+        ];
+        let read = std::cell::RefCell::new(Vec::<String>::new());
+        let all = vars(&over);
+        let var = |n: &str| {
+            read.borrow_mut().push(n.to_string());
+            all(n)
+        };
+        let whole = Config::load(var).unwrap();
+        let every = read.take();
+        for start in [Part::Delivery, Part::Auth] {
+            let first = Config::load_dyn(&var, start, None).unwrap();
+            let more = first.load_more(Part::Auth, var).unwrap();
+            let more = more.load_more(Part::All, var).unwrap();
+            let (mut read, mut every) = (read.take(), every.clone());
+            read.sort();
+            every.sort();
+            assert_eq!(read, every, "{start:?}: each variable once");
+            assert_eq!(more.part(), Part::All);
+            assert_eq!(format!("{more:?}"), format!("{whole:?}"));
+            assert_eq!(more.auth.basic_password.expose(), "pw");
+            assert_eq!(more.scale_token.expose(), "s");
+        }
+        // The first bad variable of a whole load is the one reported.
+        let bad = vars(&[("unleash_url", "x"), ("outbound_timeout_ms", "0")]);
+        let first = Config::load_webhook(&bad).unwrap();
+        assert_eq!(
+            first.load_more(Part::All, &bad).unwrap_err(),
+            Config::load(&bad).unwrap_err()
+        );
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Delivery<'a> {
     /// When waiting for other deliveries' leases stops (shared by all alerts).
     pub wait_until_ms: i64,
     pub audit: Vec<audit::Entry>,
+    /// False when the audit batch cannot be worth writing (no rule matches a firing
+    /// alert and `audit_unmatched` is off: `audit::worth_auditing`), so none is built.
+    pub audited: bool,
     /// Cell updates made so far (tickets are `id * TICKETS_PER_DELIVERY + seq`).
     pub seq: i64,
     /// Flag settings this delivery has set and Unleash confirmed: (target key, value,
@@ -163,6 +166,9 @@ impl Delivery<'_> {
         detail: Option<String>,
         dry_run: bool,
     ) {
+        if !self.audited {
+            return;
+        }
         let at_ms = self.p.now_ms();
         let cfg = self.cfg;
         // Bookkeeping entries leave the links and summary to the decision that follows.

@@ -2,6 +2,8 @@
 //! ([`crate::claim::decision`]), act or undo ([`crate::actions`]), and report, within
 //! the [`Delivery`] its problems share.
 
+use std::borrow::Cow;
+
 use crate::actions::{act, notify, undo};
 use crate::audit::Event;
 use crate::claim::cell::CellError;
@@ -29,11 +31,16 @@ fn new_report(problem: &Problem) -> ProblemReport {
     }
 }
 
-pub fn remediate(d: &mut Delivery, problem: &Problem) -> ProblemReport {
+/// `found`: the problem's rule, as `Rules::find` answered (looked up before the
+/// delivery starts, which then knows whether it needs the whole configuration).
+pub fn remediate(
+    d: &mut Delivery,
+    problem: &Problem,
+    found: Result<Option<Cow<'_, Rule>>, String>,
+) -> ProblemReport {
     let mut report = new_report(problem);
     d.note(&report, Event::Received, None, None, false);
-    let rules = d.rules;
-    let found = match rules.find(d.p, problem) {
+    let found = match found {
         Ok(found) => found,
         Err(e) => {
             return d.finish(

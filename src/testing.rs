@@ -106,6 +106,8 @@ pub struct MemoryPlatform {
     pub file_meta: RefCell<BTreeMap<String, FileMeta>>,
     /// [`Platform::read_file`] calls.
     pub file_reads: Cell<u64>,
+    /// Every variable read, in order (each is a host call under Spin).
+    pub vars_read: RefCell<Vec<String>>,
     responder: RefCell<Responder>,
 }
 
@@ -142,6 +144,7 @@ impl MemoryPlatform {
             stat_files: Cell::new(false),
             file_meta: RefCell::new(BTreeMap::new()),
             file_reads: Cell::new(0),
+            vars_read: RefCell::new(Vec::new()),
             responder: RefCell::new(responder),
         }
     }
@@ -239,6 +242,7 @@ impl Platform for MemoryPlatform {
     }
 
     fn variable(&self, name: &str) -> Option<String> {
+        self.vars_read.borrow_mut().push(name.to_string());
         self.vars.borrow().get(name).cloned()
     }
 

@@ -667,6 +667,155 @@ fn tokens_and_paths_that_cannot_go_in_a_request_are_configuration_errors_not_a_c
     }
 }
 
+/// What a webhook with the right bearer token reads before it knows whether any rule
+/// matches (issue 13: each variable is a host call on every request).
+const WEBHOOK_VARIABLES: [&str; 6] = [
+    "rules_origin",
+    "rules_path",
+    "webhook_token",
+    "rules_file",
+    "dry_run",
+    "audit_unmatched",
+];
+
+/// And the other credential settings, when the bearer token does not decide it.
+const AUTH_VARIABLES: [&str; 7] = [
+    "webhook_basic_user",
+    "webhook_basic_password",
+    "webhook_hmac_secret",
+    "webhook_hmac_header",
+    "webhook_hmac_timestamp_header",
+    "webhook_hmac_window_s",
+    "allow_unauthenticated",
+];
+
+#[test]
+fn a_delivery_no_rule_matches_reads_only_the_webhook_variables_others_read_each_once() {
+    let r = Recorder::new();
+    let (status, report) = r.post("/", &alertmanager("firing", &[("DiskFull", None, &[])]));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["problems"][0]["outcome"], "no_matching_rule");
+    assert_eq!(report["problems"][0]["detail"], "no matching rule");
+    assert_eq!(r.vars_read.take(), WEBHOOK_VARIABLES);
+
+    // Without the bearer token: the other credential settings too (then a 401).
+    let (status, _) = r.request(
+        http::Request::post("/").header("content-type", "application/json"),
+        &alertmanager("firing", &[("DiskFull", None, &[])]),
+    );
+    assert_eq!(status, 401);
+    let read = r.vars_read.take();
+    assert_eq!(read[..WEBHOOK_VARIABLES.len()], WEBHOOK_VARIABLES);
+    let mut rest = read[WEBHOOK_VARIABLES.len()..].to_vec();
+    rest.sort();
+    let mut auth = AUTH_VARIABLES.to_vec();
+    auth.sort();
+    assert_eq!(rest, auth);
+
+    // Acting, undoing, or auditing the unmatched: every variable, each read once.
+    let every: std::collections::BTreeSet<String> =
+        remediator::testing::variables(&[]).into_keys().collect();
+    for (body, audit_unmatched) in [
+        (failure_rate(), "false"),
+        (
+            alertmanager("resolved", &[("DiskFull", None, &[])]),
+            "false",
+        ),
+        (alertmanager("firing", &[("DiskFull", None, &[])]), "true"),
+    ] {
+        r.set_var("audit_unmatched", audit_unmatched);
+        let (status, report) = r.post("/", &body);
+        assert_eq!(status, 200, "{report}");
+        let read = r.vars_read.take();
+        assert_eq!(read[..WEBHOOK_VARIABLES.len()], WEBHOOK_VARIABLES);
+        let once: std::collections::BTreeSet<String> = read.iter().cloned().collect();
+        assert_eq!(once.len(), read.len(), "a variable read twice: {read:?}");
+        assert_eq!(once, every);
+    }
+}
+
+#[test]
+fn a_bad_variable_fails_every_delivery_that_needs_it_before_any_rule_runs_and_healthz() {
+    for (var, value) in [
+        ("unleash_url", "http://unleash.test:4242/api"),
+        ("notify_2_origin", "ftp://grafana"),
+        ("max_changes", "20/h"),
+        ("outbound_timeout_ms", "soon"),
+        ("webhook_hmac_window_s", "0"),
+        ("webhook_hmac_header", "X Sig"),
+    ] {
+        let r = Recorder::new();
+        r.set_var(var, value);
+        // Nothing matched, nothing audited: none of these is needed.
+        let (status, report) = r.post("/", &alertmanager("firing", &[("DiskFull", None, &[])]));
+        assert_eq!(status, 200, "{var}: {report}");
+        assert_eq!(report["problems"][0]["outcome"], "no_matching_rule");
+        // A match, a resolve (which may undo) or an audited delivery: a 500 naming the
+        // variable, and nothing done.
+        for (body, audit_unmatched) in [
+            (failure_rate(), "false"),
+            (
+                alertmanager("resolved", &[("DiskFull", None, &[])]),
+                "false",
+            ),
+            (alertmanager("firing", &[("DiskFull", None, &[])]), "true"),
+        ] {
+            r.set_var("audit_unmatched", audit_unmatched);
+            let (status, report) = r.post("/", &body);
+            assert_eq!(status, 500, "{var}: {report}");
+            let error = report["error"].as_str().unwrap();
+            assert!(
+                error.starts_with(&format!("configuration: variable {var}: ")),
+                "{error}"
+            );
+        }
+        assert!(r.sent().is_empty(), "{var}: nothing is sent");
+        assert!(
+            !r.kv.borrow().keys().any(|k| k.starts_with("audit/")),
+            "{var}: nothing is audited"
+        );
+        let (status, health) = r.request(http::Request::get("/healthz"), b"");
+        assert_eq!(status, 503, "{var}: {health}");
+        assert!(
+            health["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("configuration: variable {var}: ")),
+            "{health}"
+        );
+    }
+    // What every delivery reads fails every delivery, as before; a credential
+    // setting, every delivery the bearer token does not let in (500, not 401).
+    for (var, value, bearer) in [
+        ("dry_run", "maybe", true),
+        ("rules_path", "/rules file.yaml", true),
+        ("webhook_hmac_window_s", "0", false),
+        ("allow_unauthenticated", "maybe", false),
+    ] {
+        let r = Recorder::new();
+        r.set_var(var, value);
+        let body = alertmanager("firing", &[("DiskFull", None, &[])]);
+        let (status, report) = if bearer {
+            r.post("/", &body)
+        } else {
+            r.request(
+                http::Request::post("/")
+                    .header("content-type", "application/json")
+                    .header("authorization", "Bearer not-the-token"),
+                &body,
+            )
+        };
+        assert_eq!(status, 500, "{var}: {report}");
+        assert!(
+            report["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("configuration: variable {var}: ")),
+            "{report}"
+        );
+    }
+}
+
 #[test]
 fn scale_calls_carry_an_idempotency_key_per_step_and_another_for_the_revert() {
     let r = Recorder::new();

@@ -1,6 +1,8 @@
 //! The Spin shell: incoming request, outbound HTTP, variables, key-value, clock.
 //! Kept thin on purpose; every decision lives in the core.
 
+use std::cell::OnceCell;
+use std::io::Write;
 use std::time::Duration;
 
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -20,7 +22,7 @@ use remediator::platform::{
 #[http_component]
 async fn handle(req: IncomingRequest, response_out: ResponseOutparam) {
     let response = match incoming(&req) {
-        Ok(request) => remediator::http::handle(&SpinPlatform, request),
+        Ok(request) => remediator::http::handle(&SpinPlatform::default(), request),
         Err(e) => {
             remediator::http::ApiError::BadRequest(format!("unreadable request: {e}")).response()
         }
@@ -112,10 +114,22 @@ fn read_at_most(
     Ok(bytes)
 }
 
-struct SpinPlatform;
+/// One per request (each request is a fresh instance).
+#[derive(Default)]
+struct SpinPlatform {
+    /// The store, opened on first use and kept for the request: each `open` (and the
+    /// handle's drop) is a host call, and a delivery makes many key-value calls.
+    bucket: OnceCell<store::Bucket>,
+}
 
-fn bucket() -> Result<store::Bucket, KvError> {
-    store::open("default").map_err(|e| KvError(format!("{e:?}")))
+impl SpinPlatform {
+    fn bucket(&self) -> Result<&store::Bucket, KvError> {
+        if let Some(b) = self.bucket.get() {
+            return Ok(b);
+        }
+        let b = store::open("default").map_err(|e| KvError(format!("{e:?}")))?;
+        Ok(self.bucket.get_or_init(|| b))
+    }
 }
 
 impl Platform for SpinPlatform {
@@ -173,17 +187,21 @@ impl Platform for SpinPlatform {
     }
 
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        bucket()?.get(key).map_err(|e| KvError(format!("{e:?}")))
+        self.bucket()?
+            .get(key)
+            .map_err(|e| KvError(format!("{e:?}")))
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        bucket()?
+        self.bucket()?
             .set(key, value)
             .map_err(|e| KvError(format!("{e:?}")))
     }
 
     fn kv_delete(&self, key: &str) -> Result<(), KvError> {
-        bucket()?.delete(key).map_err(|e| KvError(format!("{e:?}")))
+        self.bucket()?
+            .delete(key)
+            .map_err(|e| KvError(format!("{e:?}")))
     }
 
     /// `wasi:keyvalue/batch` `set-many`: under Spin one SQLite transaction (one
@@ -204,7 +222,7 @@ impl Platform for SpinPlatform {
     }
 
     fn kv_keys(&self) -> Result<Vec<String>, KvError> {
-        let bucket = bucket()?;
+        let bucket = self.bucket()?;
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {
@@ -225,8 +243,8 @@ impl Platform for SpinPlatform {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        let bucket = bucket()?;
-        let cas = atomics::Cas::new(&bucket, key).map_err(|e| KvError(format!("{e:?}")))?;
+        let bucket = self.bucket()?;
+        let cas = atomics::Cas::new(bucket, key).map_err(|e| KvError(format!("{e:?}")))?;
         let current = cas.current().map_err(|e| KvError(format!("{e:?}")))?;
         if current.as_deref() != expected {
             return Ok(false);
@@ -239,7 +257,7 @@ impl Platform for SpinPlatform {
     }
 
     fn kv_increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        atomics::increment(&bucket()?, key, delta).map_err(|e| KvError(format!("{e:?}")))
+        atomics::increment(self.bucket()?, key, delta).map_err(|e| KvError(format!("{e:?}")))
     }
 
     fn sleep(&self, duration: Duration) {
@@ -258,8 +276,13 @@ impl Platform for SpinPlatform {
             .unwrap_or(0)
     }
 
+    /// One write per line: `eprintln!` writes the text and the newline separately,
+    /// each several host calls, and panics if stderr fails.
     fn log(&self, line: &str) {
-        eprintln!("{line}");
+        let mut out = String::with_capacity(line.len() + 1);
+        out.push_str(line);
+        out.push('\n');
+        let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 }
 

@@ -4,11 +4,22 @@ use http::Request;
 
 use super::ApiError;
 use crate::auth;
-use crate::config::Config;
+use crate::config::{Config, Part};
 use crate::platform::Platform;
 
 pub(super) fn config(p: &dyn Platform) -> Result<Config, ApiError> {
     Config::load(|n| p.variable(n)).map_err(ApiError::Config)
+}
+
+/// What every webhook needs first ([`Config::load_webhook`]).
+pub(super) fn webhook_config(p: &dyn Platform) -> Result<Config, ApiError> {
+    Config::load_webhook(|n| p.variable(n)).map_err(ApiError::Config)
+}
+
+/// `cfg` and the rest of `part`, reading only the variables `cfg` has not.
+pub(super) fn more_config(p: &dyn Platform, cfg: &Config, part: Part) -> Result<Config, ApiError> {
+    cfg.load_more(part, |n| p.variable(n))
+        .map_err(ApiError::Config)
 }
 
 /// Configuration for a request to a guarded route, once its credential checks out.

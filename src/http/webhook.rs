@@ -7,11 +7,13 @@ use super::{request, response, ApiError};
 use crate::audit;
 use crate::auth;
 use crate::claim;
+use crate::config::Part;
 use crate::deferred::Deferred;
 use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
 use crate::ingest::{self, Format};
 use crate::metrics;
 use crate::platform::Platform;
+use crate::problem::Status;
 use crate::remediate::remediate;
 use crate::report::{log_safe, Report};
 use crate::rules_source;
@@ -70,11 +72,21 @@ pub(super) fn deliver(
     route: Option<Format>,
     mode: Mode,
 ) -> Result<Report, ApiError> {
-    let cfg = request::config(p)?;
+    // Each variable is a host call: first only what every delivery needs, the rest
+    // once it is known to be needed (each read once).
+    let mut cfg = request::webhook_config(p)?;
     if req.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::TooLarge);
     }
-    auth::check(&cfg, &request::presented(p, &cfg, req)).map_err(ApiError::Auth)?;
+    // The configured bearer token, presented, passes auth::check whatever else is
+    // configured; any other request is checked with every credential setting.
+    let authorization = req.headers().get(http::header::AUTHORIZATION);
+    if cfg.auth.bearer.is_empty()
+        || !auth::bearer_allows(&cfg.auth.bearer, authorization.map(|v| v.as_bytes()))
+    {
+        cfg = request::more_config(p, &cfg, Part::Auth)?;
+        auth::check(&cfg, &request::presented(p, &cfg, req)).map_err(ApiError::Auth)?;
+    }
     if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
         let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -84,8 +96,33 @@ pub(super) fn deliver(
         }
     }
     let ingested = ingest::ingest(route, req.body()).map_err(ApiError::Ingest)?;
+    if cfg.rules_url().is_some() {
+        // Fetching rules takes the timeouts, the token and the redaction.
+        cfg = request::more_config(p, &cfg, Part::All)?;
+    }
     let effective = rules_source::effective(p, &cfg).map_err(|e| ApiError::Rules(e.to_string()))?;
     let rules = &effective.rules;
+    let found: Vec<_> = ingested
+        .problems
+        .iter()
+        .map(|problem| rules.find(p, problem))
+        .collect();
+    // Only a delivery in which no rule matches a firing alert, and that is not
+    // audited, does without the rest: it acts, undoes and notifies nothing, redacts
+    // only the constant "no matching rule", and has no audit batch worth writing
+    // (so it builds none). Any other reads (and validates) every variable before any
+    // rule runs, as every delivery used to.
+    let needs_all = cfg.audit_unmatched
+        || ingested
+            .problems
+            .iter()
+            .zip(&found)
+            .any(|(problem, found)| {
+                problem.status == Status::Resolved || !matches!(found, Ok(None))
+            });
+    if needs_all && cfg.part() != Part::All {
+        cfg = request::more_config(p, &cfg, Part::All)?;
+    }
     let dry_run =
         cfg.dry_run || mode == Mode::Simulate || request::query_flag(req.uri(), "dry_run");
     let id = match mode {
@@ -103,9 +140,11 @@ pub(super) fn deliver(
         rules,
         dry_run,
         id,
+        // Now, unless every variable was read: then nothing is sent.
         deadline_ms: now.saturating_add(cfg.outbound_budget.as_millis() as i64),
         wait_until_ms: now.saturating_add(WAIT_FOR_CLAIM.as_millis() as i64),
         audit: Vec::new(),
+        audited: needs_all,
         seq: 0,
         flags_set: Vec::new(),
         notification_reason: ingested.notification_reason.clone(),
@@ -113,15 +152,16 @@ pub(super) fn deliver(
     let mut problems: Vec<_> = ingested
         .problems
         .iter()
+        .zip(found)
         .enumerate()
-        .map(|(i, problem)| {
+        .map(|(i, (problem, found))| {
             if writes.holding() && p.now_ms() >= delivery.deadline_ms {
                 // Past the outbound budget only key-value work is left, which the
                 // leases' margin covers for one problem, not for all the rest.
                 let _ = writes.flush();
             }
             delivery.problem = i;
-            let r = remediate(&mut delivery, problem);
+            let r = remediate(&mut delivery, problem, found);
             p.log(&format!(
                 "remediator: {} {:?} rule={} outcome={:?}",
                 log_safe(&r.occurrence),
