@@ -210,7 +210,7 @@ impl Platform for SpinPlatform {
         if entries.is_empty() {
             return Ok(());
         }
-        batch::set_many(&bucket()?, entries).map_err(|e| KvError(format!("{e:?}")))
+        batch::set_many(self.bucket()?, entries).map_err(|e| KvError(format!("{e:?}")))
     }
 
     /// `delete-many`: one SQLite statement, or one Redis DEL.
@@ -218,7 +218,7 @@ impl Platform for SpinPlatform {
         if keys.is_empty() {
             return Ok(());
         }
-        batch::delete_many(&bucket()?, keys).map_err(|e| KvError(format!("{e:?}")))
+        batch::delete_many(self.bucket()?, keys).map_err(|e| KvError(format!("{e:?}")))
     }
 
     fn kv_keys(&self) -> Result<Vec<String>, KvError> {
