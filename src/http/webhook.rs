@@ -204,7 +204,11 @@ pub(super) fn deliver(
                 r.detail = Some(format!("{detail}; {warning}"));
             }
         }
-        if id % claim::sweep::SWEEP_EVERY == 0 {
+        // Records are only made by deliveries that match or resolve, so those keep
+        // the store bounded; a no-match delivery costs its one write and no listing
+        // of every key (the sweep's listing and reads were most of its time once the
+        // store held a few thousand records).
+        if needs_all && id % claim::sweep::SWEEP_EVERY == 0 {
             if let Err(e) = claim::sweep::sweep(p, p.now_ms(), claim::sweep::start_for(id)) {
                 p.log(&format!("remediator: WARNING expiry sweep failed: {e}"));
             }
