@@ -158,16 +158,6 @@ pub fn worth_auditing(entries: &[Entry], audit_unmatched: bool) -> bool {
             .any(|e| !matches!(e.event, Event::Received | Event::NoMatchingRule))
 }
 
-/// Write a delivery's entries (one key), and now and then drop the oldest batches.
-pub fn append(p: &dyn Platform, delivery: i64, entries: &[Entry]) -> Result<(), KvError> {
-    let Some((key, bytes)) = batch(delivery, entries)? else {
-        return Ok(());
-    };
-    p.kv_set(&key, &bytes)?;
-    written(p, delivery);
-    Ok(())
-}
-
 /// A delivery's batch: its key and value (`None`: no entries). The webhook writes it
 /// with the delivery's other end-of-delivery writes, then calls [`written`].
 pub fn batch(delivery: i64, entries: &[Entry]) -> Result<Option<(String, Vec<u8>)>, KvError> {

@@ -131,7 +131,9 @@ problem.starts_at, problem.labels, problem.labels.<name>, problem.annotations, p
 problem.links, problem.links.ruleUID/dashboardURL/panelURL; filters: | matchers, | tags, | slack";
 
 impl Expr {
-    fn parse(inner: &str) -> Result<Expr, String> {
+    /// A placeholder's inside (`problem.title | slack`): also how the rules cache
+    /// reads back [`Expr::source`].
+    pub fn parse(inner: &str) -> Result<Expr, String> {
         let (left, filter) = match inner.split_once('|') {
             Some((l, f)) => (
                 l.trim(),
@@ -208,7 +210,7 @@ impl Expr {
 }
 
 impl Expr {
-    /// The placeholder's text, which [`Expr::source_parse`] reads back to an equal
+    /// The placeholder's text, which [`Expr::parse`] reads back to an equal
     /// expression: how the rules cache (rules::compiled) stores it.
     pub fn source(&self) -> String {
         let field = match &self.field {
@@ -242,11 +244,6 @@ impl Expr {
             Some(Filter::Tags) => field + " | tags",
             Some(Filter::Slack) => field + " | slack",
         }
-    }
-
-    /// An expression from its [`Expr::source`].
-    pub fn source_parse(s: &str) -> Result<Expr, String> {
-        Expr::parse(s)
     }
 }
 

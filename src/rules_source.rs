@@ -504,6 +504,14 @@ fn cached_or_parsed(p: &dyn Platform, hash: [u8; 16], text: Text) -> Result<Rule
     })
 }
 
+/// Whether `key` is one of the rules cache's records (the sweep judges them with
+/// [`stale_cache_record`]).
+pub fn is_cache_record(key: &str) -> bool {
+    [COMPILED_PREFIX, RECORDS_PREFIX, TEXT_PREFIX, STAMP_PREFIX]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
 /// Whether the sweep should remove `key`, a rules cache entry (index or records
 /// part), stored text or stamp record: one of another encoding version; records
 /// whose index is gone; a stamp record written more than 7 days ago; or one of a text

@@ -162,16 +162,16 @@ impl MemoryPlatform {
         self.now.set(self.now.get() + ms);
     }
 
-    fn set_fails(&self, key: &str) -> Result<(), KvError> {
-        match self
-            .kv_set_fails
-            .borrow()
-            .iter()
-            .any(|p| key.starts_with(p))
-        {
-            true => Err(KvError(format!("{key}: injected write failure"))),
+    /// An injected failure of `what` (read, write) for `key`, if `prefixes` name it.
+    fn injected(prefixes: &RefCell<Vec<String>>, key: &str, what: &str) -> Result<(), KvError> {
+        match prefixes.borrow().iter().any(|p| key.starts_with(p)) {
+            true => Err(KvError(format!("{key}: injected {what} failure"))),
             false => Ok(()),
         }
+    }
+
+    fn set_fails(&self, key: &str) -> Result<(), KvError> {
+        Self::injected(&self.kv_set_fails, key, "write")
     }
 
     /// `path`'s metadata brought up to date with its text (see [`FileMeta`]).
@@ -263,14 +263,7 @@ impl Platform for MemoryPlatform {
     }
 
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        if self
-            .kv_get_fails
-            .borrow()
-            .iter()
-            .any(|p| key.starts_with(p))
-        {
-            return Err(KvError(format!("{key}: injected read failure")));
-        }
+        Self::injected(&self.kv_get_fails, key, "read")?;
         Ok(self.kv.borrow().get(key).cloned())
     }
 

@@ -59,15 +59,7 @@ pub fn sweep(p: &dyn Platform, now_ms: i64, start: usize) -> Result<Swept, KvErr
             true
         } else if key.starts_with("occ/") || key.starts_with("rule/") {
             legacy_expired(p, key, now_ms)?
-        } else if [
-            "rules/compiled/",
-            "rules/records/",
-            "rules/text/",
-            "rules/stamp/",
-        ]
-        .iter()
-        .any(|p| key.starts_with(p))
-        {
+        } else if crate::rules_source::is_cache_record(key) {
             let stale = crate::rules_source::stale_cache_record(p, key, now_ms)?;
             if stale {
                 p.kv_delete(key)?;

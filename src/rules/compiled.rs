@@ -1104,7 +1104,7 @@ fn untri(bits: u8) -> Result<Option<bool>, Corrupt> {
 }
 
 fn read_expr(c: &mut Cur) -> Result<Expr, Corrupt> {
-    Expr::source_parse(c.str()?).map_err(|_| Corrupt("notify placeholder"))
+    Expr::parse(c.str()?).map_err(|_| Corrupt("notify placeholder"))
 }
 
 fn read_template(c: &mut Cur, depth: usize) -> Result<Template, Corrupt> {
