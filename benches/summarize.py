@@ -180,6 +180,53 @@ def fmt_ns(ns):
     return f"{ns:.0f} ns"
 
 
+def cost_model(runs, profiles, writes):
+    """Per-request cost (1/throughput, same wrk run) as durable writes × a + instructions × k,
+    fitted by least squares to f, b and c (each with its measured writes and instructions);
+    {} when a part is missing. What it says: how much of each ratio the writes set."""
+    try:
+        w = {"f-floor": 1, "b-act": writes["budgets"]["off"]["act_scale"]["median"],
+             "c-nomatch": writes["budgets"]["off"]["no_match"]["median"]}
+        pts = [(w[n], profiles[n]["total"] / 1e6, 1000 / runs[n]["rps"]) for n in w]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return {}
+    # Normal equations of cost = a·writes + k·Minstr (no intercept: both parts are real work).
+    sww = sum(x * x for x, _, _ in pts)
+    sii = sum(i * i for _, i, _ in pts)
+    swi = sum(x * i for x, i, _ in pts)
+    swc = sum(x * c for x, _, c in pts)
+    sic = sum(i * c for _, i, c in pts)
+    det = sww * sii - swi * swi
+    if abs(det) < 1e-12:
+        return {}
+    a = (swc * sii - sic * swi) / det
+    k = (sww * sic - swi * swc) / det
+    fit = {n: dict(writes=x, minstr=i, measured_ms=c, model_ms=a * x + k * i)
+           for n, (x, i, c) in zip(w, pts)}
+    f_ms = fit["f-floor"]["measured_ms"]
+    b_i = fit["b-act"]["minstr"]
+    bounds = {n: (a * n + k * b_i) / f_ms for n in (1, 2, 3, fit["b-act"]["writes"])}
+    return dict(ms_per_write=a, ms_per_minstr=k, fit=fit, b_over_f_at_writes=bounds,
+                b_over_f_at_2_writes_floor_instr=(2 * a + k * fit["f-floor"]["minstr"]) / f_ms,
+                c_over_f_at_0_writes=k * fit["c-nomatch"]["minstr"] / f_ms)
+
+
+def cost_model_md(m):
+    md = ["#### 2b'. What the writes cost: a model fitted to this run", "",
+          f"Per-request cost (1/throughput, wrk above) ≈ durable writes × **{m['ms_per_write']:.3f} ms** "
+          f"+ million instructions × **{m['ms_per_minstr']:.3f} ms** (least squares over f, b, c "
+          "with their writes from 2b and instructions from callgrind):", "",
+          "| run | writes | instructions | measured | model |", "|---|---:|---:|---:|---:|"]
+    for n, r in m["fit"].items():
+        md.append(f"| {n} | {r['writes']} | {r['minstr'] * 1e6:,.0f} | {r['measured_ms']:.3f} ms | "
+                  f"{r['model_ms']:.3f} ms |")
+    bounds = ", ".join(f"{n} writes → ×{v:.2f}" for n, v in sorted(m["b_over_f_at_writes"].items()))
+    md += ["", f"b/f by this model with b's instructions: {bounds}; with 2 writes and no more "
+           f"instructions than the floor's own: ×{m['b_over_f_at_2_writes_floor_instr']:.2f}. "
+           f"c/f with no durable write: ×{m['c_over_f_at_0_writes']:.2f}.", ""]
+    return md
+
+
 def results(out):
     env = kv_file(os.path.join(out, "env.txt"))
     env_text = open(os.path.join(out, "env.txt")).read()
@@ -322,7 +369,7 @@ def results(out):
                 md += [f"The receiver answered {b['receiver_calls_during_b']} calls during b "
                        f"({b['requests']} webhooks).", ""]
     profiles = OrderedDict((n, read_host_profile(os.path.join(out, f"callgrind-{n}.summary")))
-                           for n in ["a-hello", "b-act", "c-nomatch"])
+                           for n in ["a-hello", "f-floor", "b-act", "c-nomatch"])
     profiles = OrderedDict((k, v) for k, v in profiles.items() if v)
     res["component_instructions"] = profiles
     if profiles:
@@ -348,6 +395,10 @@ def results(out):
             "", "Each write (set, delete, compare-and-swap, increment) is its own durable "
             "transaction under Spin (issue 13).", ""]
         res["writes"] = json.load(open(os.path.join(out, "writes.json")))
+        model = cost_model(runs, profiles, res["writes"])
+        if model:
+            res["cost_model"] = model
+            md += cost_model_md(model)
     # Rules cost: instructions per request with 1,000 rules against 3 (issue 13: ≤ 1.2×).
     def total(label):
         prof = read_host_profile(os.path.join(out, f"callgrind-{label}.summary"))

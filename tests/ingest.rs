@@ -605,3 +605,139 @@ fn error_paths_are_those_serde_path_to_error_gave() {
         assert_eq!(&got, want, "{body}");
     }
 }
+
+/// Every body a mutation of a real sample can become: each node deleted, or replaced
+/// by a value of another type.
+fn mutations(sample: &[u8]) -> Vec<Vec<u8>> {
+    fn paths(v: &serde_json::Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(at.clone());
+        let children: Vec<(String, &serde_json::Value)> = match v {
+            serde_json::Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect(),
+            _ => vec![],
+        };
+        for (k, child) in children {
+            at.push(k);
+            paths(child, at, out);
+            at.pop();
+        }
+    }
+    fn edit(v: &mut serde_json::Value, path: &[String], new: Option<&serde_json::Value>) {
+        let (last, parent) = match path.split_last() {
+            Some((last, rest)) => (
+                last,
+                rest.iter().fold(v, |v, k| match v {
+                    serde_json::Value::Array(a) => &mut a[k.parse::<usize>().unwrap()],
+                    v => &mut v[k.as_str()],
+                }),
+            ),
+            None => return,
+        };
+        match (parent, new) {
+            (serde_json::Value::Object(o), None) => {
+                o.remove(last);
+            }
+            (serde_json::Value::Array(a), None) => {
+                a.remove(last.parse::<usize>().unwrap());
+            }
+            (serde_json::Value::Array(a), Some(n)) => a[last.parse::<usize>().unwrap()] = n.clone(),
+            (p, Some(n)) => p[last.as_str()] = n.clone(),
+            _ => {}
+        }
+    }
+    let root: serde_json::Value = serde_json::from_slice(sample).unwrap();
+    let mut all = Vec::new();
+    paths(&root, &mut Vec::new(), &mut all);
+    let others = [
+        serde_json::Value::Null,
+        serde_json::json!(1),
+        serde_json::json!("x"),
+        serde_json::json!(""),
+        serde_json::json!([]),
+        serde_json::json!({}),
+        serde_json::json!("4"),
+    ];
+    let mut out = vec![sample.to_vec()];
+    for path in &all {
+        for new in [None].into_iter().chain(others.iter().map(Some)) {
+            let mut v = root.clone();
+            edit(&mut v, path, new);
+            out.push(serde_json::to_vec(&v).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_fast_path_reads_exactly_what_the_general_path_reads() {
+    let samples: [&[u8]; 4] = [
+        FIRING,
+        RESOLVED,
+        include_bytes!("fixtures/payloads/alertmanager-0.34-repeat.json"),
+        include_bytes!("fixtures/payloads/grafana-firing.json"),
+    ];
+    let (mut fast, mut compared) = (0, 0);
+    for sample in samples {
+        let mut bodies = mutations(sample);
+        // Duplicate keys: the typed read refuses them, the general one keeps the last.
+        let text = String::from_utf8(sample.to_vec()).unwrap();
+        bodies.push(
+            text.replacen("\"alerts\"", "\"alerts\": [], \"alerts\"", 1)
+                .into_bytes(),
+        );
+        bodies.push(
+            text.replacen("\"labels\": {", "\"labels\": {\"alertname\": \"Dup\", ", 1)
+                .into_bytes(),
+        );
+        for body in &bodies {
+            for format in [Format::Alertmanager, Format::Grafana] {
+                let general = remediator::ingest::general(Some(format), body);
+                if let Some(got) = remediator::ingest::alertmanager::fast(format, body) {
+                    fast += 1;
+                    assert_eq!(
+                        format!("{got:?}"),
+                        format!("{general:?}"),
+                        "{}",
+                        String::from_utf8_lossy(body)
+                    );
+                }
+                compared += 1;
+                // Whichever path reads it, `ingest` answers as the general path.
+                assert_eq!(
+                    format!("{:?}", ingest(Some(format), body)),
+                    format!("{general:?}")
+                );
+            }
+        }
+    }
+    // The fast path is taken for the samples as they are, and refused for many mutations.
+    assert!(
+        fast >= samples.len() && fast < compared,
+        "{fast} of {compared}"
+    );
+}
+
+#[test]
+fn the_fast_path_is_lenient_only_inside_fields_it_ignores() {
+    // Numbers out of range and bad escapes in a field remediator never reads: the
+    // typed read skips them, the general path (which must build every value) refuses.
+    let body = br#"{"version": "4", "receiver": 1e999, "extra": "\ud800", "alerts": [
+        {"status": "firing", "labels": {"alertname": "A"}, "values": {"v": 1e999}}]}"#;
+    let got = ingest(Some(Format::Alertmanager), body).unwrap();
+    assert_eq!(titles(&got), ["A"]);
+    assert!(matches!(
+        remediator::ingest::general(Some(Format::Alertmanager), body),
+        Err(IngestError::Malformed(_))
+    ));
+    // In a field it reads, the same body is refused, naming the problem.
+    let body =
+        br#"{"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": 1e999}}]}"#;
+    assert!(matches!(
+        ingest(Some(Format::Alertmanager), body),
+        Err(IngestError::Malformed(_))
+    ));
+}

@@ -10,12 +10,13 @@ use crate::config::clip;
 use crate::problem::{fingerprint_labels, Links, Problem, Source, Status};
 
 /// Other fields (Alertmanager 0.34's `routeLabels`, Grafana's `orgId`, `state`, `values`,
-/// ...) are accepted and ignored. Alerts are read one by one ([`Alert`]): one that cannot
+/// ...) are accepted and ignored. `A` is how an alert is read: [`Alert`] on the fast
+/// path ([`fast`]), else [`Value`], each then read on its own so that one that cannot
 /// be read is rejected alone, not with its group.
 #[derive(Debug, Deserialize)]
-struct Webhook {
+struct Webhook<A> {
     version: String,
-    alerts: Vec<Value>,
+    alerts: Vec<A>,
     #[serde(default, rename = "truncatedAlerts")]
     truncated_alerts: u64,
     /// Alertmanager 0.32+: why this notification was sent ("repeat interval elapsed", ...).
@@ -52,37 +53,73 @@ enum AlertStatus {
 }
 
 pub fn alertmanager(value: Value) -> Result<Ingested, IngestError> {
-    let hook: Webhook = typed(value)?;
-    if hook.version != "4" {
+    let hook: Webhook<Value> = typed(value)?;
+    checked(Format::Alertmanager, hook, read_alert)
+}
+
+pub fn grafana(value: Value) -> Result<Ingested, IngestError> {
+    let hook: Webhook<Value> = typed(value)?;
+    checked(Format::Grafana, hook, read_alert)
+}
+
+/// The common case read straight from the body into types, without the generic
+/// [`Value`] tree the error path needs to name a field: `None` when anything in it
+/// fails to read (a bad alert, a duplicate key, a wrong type), and the caller takes
+/// the general path, which then finds and names what is wrong. When it reads, every
+/// alert read too, so both paths give the same [`Ingested`] (tests/ingest.rs checks
+/// this over every sample).
+pub fn fast(format: Format, body: &[u8]) -> Option<Result<Ingested, IngestError>> {
+    let hook: Webhook<Alert> = serde_json::from_slice(body).ok()?;
+    Some(checked(format, hook, |_, a| Ok(a)))
+}
+
+fn read_alert(i: usize, value: Value) -> Result<Alert, String> {
+    typed_at(&format!("alerts[{i}]"), value)
+}
+
+/// The version this format sends, then the group.
+fn checked<A>(
+    format: Format,
+    hook: Webhook<A>,
+    read: impl Fn(usize, A) -> Result<Alert, String>,
+) -> Result<Ingested, IngestError> {
+    let (source, supported) = match format {
+        Format::Grafana => {
+            // Grafana's unified alerting sends version "1"; accept the Alertmanager shape too.
+            if hook.version != "1" && hook.version != "4" {
+                return Err(IngestError::Invalid(format!(
+                    "version: {:?} is not supported (Grafana sends \"1\")",
+                    hook.version
+                )));
+            }
+            (Source::Grafana, true)
+        }
+        _ => (Source::Alertmanager, hook.version == "4"),
+    };
+    if !supported {
         return Err(IngestError::Invalid(format!(
             "version: {:?} is not supported (Alertmanager sends \"4\")",
             hook.version
         )));
     }
-    build(Format::Alertmanager, Source::Alertmanager, hook)
-}
-
-pub fn grafana(value: Value) -> Result<Ingested, IngestError> {
-    let hook: Webhook = typed(value)?;
-    // Grafana's unified alerting sends version "1"; accept the Alertmanager shape too.
-    if hook.version != "1" && hook.version != "4" {
-        return Err(IngestError::Invalid(format!(
-            "version: {:?} is not supported (Grafana sends \"1\")",
-            hook.version
-        )));
-    }
-    build(Format::Grafana, Source::Grafana, hook)
+    build(format, source, hook, read)
 }
 
 /// How many rejections a refusal of a whole group spells out.
 const REFUSAL_NAMES: usize = 10;
 
-fn build(format: Format, source: Source, hook: Webhook) -> Result<Ingested, IngestError> {
+fn build<A>(
+    format: Format,
+    source: Source,
+    hook: Webhook<A>,
+    read: impl Fn(usize, A) -> Result<Alert, String>,
+) -> Result<Ingested, IngestError> {
     let mut problems = Vec::new();
     let mut rejected = Vec::new();
     let mut unreported: u64 = 0;
-    for (index, value) in hook.alerts.into_iter().enumerate() {
-        match problem(source, index, value).map_err(clip_reason) {
+    for (index, alert) in hook.alerts.into_iter().enumerate() {
+        let p = read(index, alert).and_then(|a| problem(source, index, a));
+        match p.map_err(clip_reason) {
             Ok(p) => problems.push(p),
             Err(reason) if rejected.len() < MAX_REJECTED => {
                 rejected.push(Rejected { index, reason })
@@ -107,8 +144,7 @@ fn build(format: Format, source: Source, hook: Webhook) -> Result<Ingested, Inge
 }
 
 /// One alert of a group, or why it is rejected (naming the field at fault).
-fn problem(source: Source, i: usize, value: Value) -> Result<Problem, String> {
-    let a: Alert = typed_at(&format!("alerts[{i}]"), value)?;
+fn problem(source: Source, i: usize, a: Alert) -> Result<Problem, String> {
     let title = match a.labels.get("alertname") {
         None => return Err(format!("alerts[{i}].labels.alertname: missing")),
         Some(n) if n.is_empty() => return Err(format!("alerts[{i}].labels.alertname: empty")),

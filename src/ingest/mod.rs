@@ -62,6 +62,16 @@ impl std::fmt::Display for IngestError {
 
 /// Parse a webhook body. `route` pins the format; `None` detects it.
 pub fn ingest(route: Option<Format>, body: &[u8]) -> Result<Ingested, IngestError> {
+    if let Some(f @ (Format::Alertmanager | Format::Grafana)) = route {
+        if let Some(ingested) = alertmanager::fast(f, body) {
+            return ingested;
+        }
+    }
+    general(route, body)
+}
+
+/// Every body through a generic [`Value`] first, so that an error can name its field.
+pub fn general(route: Option<Format>, body: &[u8]) -> Result<Ingested, IngestError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| IngestError::Malformed(format!("body is not valid JSON: {e}")))?;
     let format = match route {
