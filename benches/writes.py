@@ -9,7 +9,8 @@ delivery sets what a delivery costs. A host without the batch interface counts a
 batch's keys one by one. The
 test host counts them per request and prints the count on the request's log line
 (`remediator-host: POST /alertmanager -> 200 in 3 ms, kv_writes=1`). This starts the
-host twice (no blast-radius budget; `max_changes` "1000 per 1h"), sends each kind of
+host three times (no blast-radius budget; `max_changes` "1000 per 1h"; `count_unmatched`
+on, so that deliveries no rule matched are counted), sends each kind of
 delivery N times one after another (after one warm-up round: the first delivery of a
 kind also creates keys made once), and reads each request's count:
 
@@ -151,7 +152,8 @@ def main():
     rounds = 2 if args.smoke else args.rounds
     result = {"rounds": rounds, "budgets": {}}
     with tempfile.TemporaryDirectory(prefix="remediator-writes.") as tmp:
-        for label, extra in (("off", []), ("on", ["max_changes=1000 per 1h"])):
+        for label, extra in (("off", []), ("on", ["max_changes=1000 per 1h"]),
+                             ("counted", ["count_unmatched=true"])):
             host = Host(args.host, args.receiver, label, extra, tmp, args.wasm)
             try:
                 got, outcomes = measure(host, rounds)
@@ -173,10 +175,10 @@ def main():
                 raise SystemExit(f"writes.py: {k} (budget {label}) answered {kinds[k]['outcomes']}, not {outcome}")
     md = ["## Durable key-value writes per delivery (test host's count; median of "
           f"{rounds} rounds after a warm-up round, each value in brackets)", "",
-          "| delivery | no budget | with `max_changes` |", "|---|---:|---:|"]
+          "| delivery | no budget | with `max_changes` | with `count_unmatched` |", "|---|---:|---:|---:|"]
     for k, label in KINDS:
         cells = []
-        for b in ("off", "on"):
+        for b in ("off", "on", "counted"):
             r = result["budgets"][b][k]
             cells.append(f"{r['median']:g} ({', '.join(map(str, r['writes']))})")
         md.append(f"| {label} | " + " | ".join(cells) + " |")

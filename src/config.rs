@@ -100,9 +100,11 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// Read each flag back after changing it (a rule's `verify` overrides it).
     pub unleash_verify: bool,
-    /// Audit deliveries in which no rule matched anything too (default: only counted
-    /// in the metrics and logged).
+    /// Audit deliveries in which no rule matched anything too (default: only logged).
     pub audit_unmatched: bool,
+    /// Count deliveries in which no rule matched anything in the metrics too (default:
+    /// only logged, no durable write; `audit_unmatched` counts them as well).
+    pub count_unmatched: bool,
     /// Bearer credential for `GET /metrics`; empty: open, as Prometheus targets usually are.
     pub metrics_token: Secret,
     /// The blast-radius budget (`N per D`) when the rules file gives none.
@@ -118,7 +120,7 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Part {
     /// What every delivery needs: `webhook_token`, where the rules are, `dry_run`,
-    /// `audit_unmatched` ([`Config::load_webhook`]).
+    /// `audit_unmatched`, `count_unmatched` ([`Config::load_webhook`]).
     Delivery,
     /// And every other webhook credential setting: Basic, HMAC,
     /// `allow_unauthenticated` ([`Config::load_webhook_auth`]).
@@ -390,6 +392,10 @@ impl Config {
                 Some(c) => c.audit_unmatched,
                 None => flag("audit_unmatched")?,
             },
+            count_unmatched: match had_delivery {
+                Some(c) => c.count_unmatched,
+                None => flag("count_unmatched")?,
+            },
             // Only compared, never sent: any value will do.
             metrics_token: Secret::new(rest(&|| get("metrics_token"))?),
             max_changes: match rest(&|| get("max_changes"))?.as_str() {
@@ -618,6 +624,7 @@ pub(crate) mod tests {
             (("unleash_url", "ftp://x"), "variable unleash_url"),
             (("dry_run", "maybe"), "variable dry_run"),
             (("audit_unmatched", "maybe"), "variable audit_unmatched"),
+            (("count_unmatched", "maybe"), "variable count_unmatched"),
             (("outbound_timeout_ms", "0"), "variable outbound_timeout_ms"),
             (("max_changes", "20/h"), "variable max_changes"),
             (("max_changes", "0 per 1h"), "variable max_changes"),
@@ -654,7 +661,8 @@ pub(crate) mod tests {
                 "webhook_token",
                 "rules_file",
                 "dry_run",
-                "audit_unmatched"
+                "audit_unmatched",
+                "count_unmatched"
             ]
         );
         let c = Config::load_webhook_auth(vars(&[("webhook_hmac_secret", "s")])).unwrap();
@@ -666,6 +674,7 @@ pub(crate) mod tests {
         for (over, part) in [
             (("dry_run", "maybe"), Part::Delivery),
             (("audit_unmatched", "maybe"), Part::Delivery),
+            (("count_unmatched", "maybe"), Part::Delivery),
             (("rules_origin", "http://x/rules"), Part::Delivery),
             (("rules_path", "rules.yaml"), Part::Delivery),
             (("webhook_token", "a\nb"), Part::Delivery),

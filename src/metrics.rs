@@ -63,11 +63,11 @@ pub const RULES_LAST_FETCH: &str = "remediator_rules_last_fetch_success_timestam
 const COUNTERS: [(&str, &str); 5] = [
     (
         DELIVERIES,
-        "Requests to a webhook route, by route and the status code answered.",
+        "Requests to a webhook route, by route and the status code answered (one in which no rule matched any alert only with count_unmatched).",
     ),
     (
         PROBLEMS,
-        "Problems (alerts) handled, by the outcome reported for them.",
+        "Problems (alerts) handled, by the outcome reported for them (those of a delivery no rule matched at all only with count_unmatched).",
     ),
     (ACTIONS, "Actions reported, by kind and outcome."),
     (
@@ -200,6 +200,9 @@ fn add_to(v: &mut Deltas, series: String, n: i64) {
 /// The keys and increments that record a delivery's deltas: its signature when
 /// it touches each series once and the key fits, else one key per series.
 pub fn increments(deltas: &Deltas) -> Vec<(String, i64)> {
+    if deltas.is_empty() {
+        return Vec::new();
+    }
     let signature = format!(
         "{SIGNATURE_PREFIX}{}",
         deltas

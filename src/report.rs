@@ -28,6 +28,10 @@ pub struct Report {
     /// Why the sender sent it (Alertmanager 0.32+), as it said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification_reason: Option<String>,
+    /// Left out of the metrics: a delivery in which no rule matched any alert, unless
+    /// `count_unmatched` or `audit_unmatched` (it changed nothing; see `uncounted`).
+    #[serde(skip)]
+    pub uncounted: bool,
 }
 
 fn is_zero(n: &u64) -> bool {

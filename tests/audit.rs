@@ -57,9 +57,41 @@ fn titles(entries: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+fn logged_no_match(r: &Recorder) -> usize {
+    r.logs
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("\"NoRuleForThis\" rule=- outcome=NoMatchingRule"))
+        .count()
+}
+
 #[test]
-fn a_delivery_no_rule_matches_is_counted_and_logged_not_audited_one_write() {
+fn a_delivery_no_rule_matches_is_logged_not_audited_nor_counted_no_write() {
     let r = Recorder::new();
+    // The first delivery stores the rules' compiled entry (once per rules version).
+    writes_of(&r, &no_match("firing"));
+    assert_eq!(
+        writes_of(&r, &no_match("firing")),
+        0,
+        "{:?}",
+        r.kv_log.borrow()
+    );
+    assert_eq!(writes_of(&r, &no_match("resolved")), 0);
+    let keys: Vec<String> = r.kv.borrow().keys().cloned().collect();
+    assert!(keys.iter().all(|k| k.starts_with("rules/")), "{keys:?}");
+    assert!(r.audit("").is_empty());
+    let text = metrics_text(&r);
+    assert!(
+        !text.contains("no_matching_rule") && !text.contains("code=\"200\""),
+        "{text}"
+    );
+    assert_eq!(logged_no_match(&r), 3);
+}
+
+#[test]
+fn count_unmatched_counts_them_with_one_write_each() {
+    let r = Recorder::new();
+    r.set_var("count_unmatched", "true");
     // The first delivery also creates the metrics' generation key; count the next ones.
     writes_of(&r, &no_match("firing"));
     assert_eq!(
@@ -75,14 +107,39 @@ fn a_delivery_no_rule_matches_is_counted_and_logged_not_audited_one_write() {
         "{}",
         metrics_text(&r)
     );
-    assert_eq!(
-        r.logs
-            .borrow()
-            .iter()
-            .filter(|l| l.contains("\"NoRuleForThis\" rule=- outcome=NoMatchingRule"))
-            .count(),
-        3
+    assert_eq!(logged_no_match(&r), 3);
+}
+
+#[test]
+fn a_delivery_with_anything_else_counts_its_unmatched_alerts_too() {
+    let r = Recorder::new();
+    // One alert no rule matches beside one that acts; then one rejected beside one
+    // no rule matches (the rejected one is owed a count).
+    let (status, _) = r.post(
+        "/alertmanager",
+        &alertmanager(
+            "firing",
+            &[("NoRuleForThis", None, &[]), ("cpu_usage", None, &[])],
+        ),
     );
+    assert_eq!(status, 200);
+    let body = br#"{"version": "4", "alerts": [
+        {"status": "firing", "labels": {"alertname": "NoRuleForThis"}},
+        {"status": "firing", "labels": {}}]}"#;
+    let (status, report) = r.post("/alertmanager", body);
+    assert_eq!(
+        (status, report["rejected"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{report}"
+    );
+    let text = metrics_text(&r);
+    for series in [
+        r#"remediator_problems_total{outcome="no_matching_rule"} 2"#,
+        r#"remediator_problems_total{outcome="acted"} 1"#,
+        r#"remediator_deliveries_total{route="/alertmanager",code="200"} 2"#,
+    ] {
+        assert!(text.contains(series), "{series}: {text}");
+    }
 }
 
 #[test]

@@ -669,13 +669,14 @@ fn tokens_and_paths_that_cannot_go_in_a_request_are_configuration_errors_not_a_c
 
 /// What a webhook with the right bearer token reads before it knows whether any rule
 /// matches (issue 13: each variable is a host call on every request).
-const WEBHOOK_VARIABLES: [&str; 6] = [
+const WEBHOOK_VARIABLES: [&str; 7] = [
     "rules_origin",
     "rules_path",
     "webhook_token",
     "rules_file",
     "dry_run",
     "audit_unmatched",
+    "count_unmatched",
 ];
 
 /// And the other credential settings, when the bearer token does not decide it.

@@ -312,6 +312,8 @@ fn resolve_and_revert_are_counted() {
 #[test]
 fn no_match_bad_requests_and_wrong_credentials_are_counted_by_code() {
     let r = Recorder::new();
+    // Deliveries no rule matched are counted only with count_unmatched (tests/audit.rs).
+    r.set_var("count_unmatched", "true");
     let storm = alertmanager(
         "firing",
         &[
@@ -427,6 +429,7 @@ fn failed_actions_and_dry_runs_are_counted_by_result() {
 #[test]
 fn metrics_cost_one_increment_per_delivery_or_per_distinct_series_in_a_storm() {
     let r = Recorder::new();
+    r.set_var("count_unmatched", "true");
     let p = Counting::new(&r);
     let metric_writes = |run: &dyn Fn()| {
         p.writes.borrow_mut().clear();

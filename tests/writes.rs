@@ -239,6 +239,16 @@ fn writes_per_delivery_kind_in_the_steady_state() {
         ]
     );
     assert_eq!((w.len(), metrics_writes(&w)), (5, 1), "{w:#?}");
+
+    // A delivery no rule matches, firing or resolved: nothing (count_unmatched off).
+    for status in ["firing", "resolved"] {
+        let (code, report, w) = run.post(&alertmanager(status, &[("DiskFull", None, &[])]));
+        assert_eq!(
+            (code, outcomes(&report)),
+            (200, vec!["no_matching_rule".to_string()])
+        );
+        assert!(w.is_empty(), "{w:#?}");
+    }
 }
 
 #[test]

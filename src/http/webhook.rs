@@ -1,5 +1,6 @@
 //! `POST /`, `/alertmanager`, `/grafana`, `/keptn`: a webhook in, ingest → rules →
-//! remediate → audit, the report out; every answer is counted in the metrics.
+//! remediate → audit, the report out; every answer is counted in the metrics, except
+//! a delivery no rule matched (`count_unmatched`).
 
 use http::{Method, Request, Response};
 
@@ -10,12 +11,13 @@ use crate::claim;
 use crate::config::Part;
 use crate::deferred::Deferred;
 use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
+use crate::ingest::Rejected;
 use crate::ingest::{self, Format};
 use crate::metrics;
 use crate::platform::Platform;
 use crate::problem::Status;
 use crate::remediate::remediate;
-use crate::report::{log_safe, Report};
+use crate::report::{log_safe, ProblemOutcome, ProblemReport, Report};
 use crate::rules_source;
 
 /// Largest webhook body accepted (Alertmanager groups are far smaller).
@@ -42,7 +44,10 @@ pub(super) fn handle(
         Ok(mut report) => {
             // The status covers every alert, shown or not.
             let status = report.status();
-            let deltas = metrics::tally(route, status, Some(&report));
+            let deltas = match report.uncounted && status == 200 {
+                true => Vec::new(),
+                false => metrics::tally(route, status, Some(&report)),
+            };
             report.shorten(MAX_ALERTS);
             (response::json(status, &report), deltas)
         }
@@ -56,6 +61,18 @@ pub(super) fn handle(
         ));
     }
     response
+}
+
+/// A delivery that changed nothing and is owed nothing: every alert read, none left
+/// out, no rule matched any (firing or resolved). Counting it would be its only
+/// durable write (issue 13); it is logged, one line per alert, instead.
+fn unmatched_only(problems: &[ProblemReport], rejected: &[Rejected], not_processed: u64) -> bool {
+    !problems.is_empty()
+        && rejected.is_empty()
+        && not_processed == 0
+        && problems
+            .iter()
+            .all(|p| p.outcome == ProblemOutcome::NoMatchingRule)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +231,11 @@ pub(super) fn deliver(
             }
         }
     }
+    let uncounted = !cfg.count_unmatched
+        && !cfg.audit_unmatched
+        && unmatched_only(&problems, &ingested.rejected, not_processed);
     Ok(Report {
+        uncounted,
         format: ingested.format,
         dry_run,
         rules_source: effective.source.clone(),

@@ -30,8 +30,11 @@ def tally(answers):
     def add(key, n=1):
         out[key] = out.get(key, 0) + n
     for status, report in answers:
-        add(labels_key("remediator_deliveries_total", {"route": "/alertmanager", "code": str(status)}))
         problems = report.get("problems", []) if isinstance(report, dict) else []
+        if (status == 200 and problems and not report.get("rejected") and not report.get("not_processed")
+                and all(p["outcome"] == "no_matching_rule" for p in problems)):
+            continue  # no rule matched anything: counted only with count_unmatched
+        add(labels_key("remediator_deliveries_total", {"route": "/alertmanager", "code": str(status)}))
         for p in problems:
             add(labels_key("remediator_problems_total", {"outcome": p["outcome"]}))
             if p["outcome"] == "circuit_open":
