@@ -5,8 +5,8 @@ successful response, then the next requests (warm, each still a fresh instance).
     coldstart.py --runs N --label NAME -- HOST serve --manifest M --listen 127.0.0.1:0 ...
 
 Prints one line: COLDSTART {json} with, per run, the time to `listening`, the
-time to the first 2xx response, and the latency of the 2nd..6th requests; and
-their medians. The request is a one-alert Alertmanager webhook (POST /alertmanager,
+time to the first 2xx response, and the median latency of the next --warm requests
+(default 20); and their medians over the runs. The request is a one-alert Alertmanager webhook (POST /alertmanager,
 Bearer $BENCH_TOKEN) unless --path says otherwise; any 2xx counts.
 
 Besides, from the host's per-request log line on stderr (`... kv_writes=N store_us=S
@@ -107,7 +107,7 @@ def one_run(cmd, path, token, warm):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--warm", type=int, default=5)
+    ap.add_argument("--warm", type=int, default=20)
     ap.add_argument("--label", default="component")
     ap.add_argument("--path", default="/alertmanager")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
