@@ -5,9 +5,16 @@ successful response, then the next requests (warm, each still a fresh instance).
     coldstart.py --runs N --label NAME -- HOST serve --manifest M --listen 127.0.0.1:0 ...
 
 Prints one line: COLDSTART {json} with, per run, the time to `listening`, the
-time to the first 2xx response, and the latency of the 2nd..6th requests; and
-their medians. The request is a one-alert Alertmanager webhook (POST /alertmanager,
+time to the first 2xx response, and the median latency of the next --warm requests
+(default 20); and their medians over the runs. The request is a one-alert Alertmanager webhook (POST /alertmanager,
 Bearer $BENCH_TOKEN) unless --path says otherwise; any 2xx counts.
+
+Besides, from the host's per-request log line on stderr (`... kv_writes=N store_us=S
+instantiate_us=I handle_us=H`), what the host measured inside each request, in
+microseconds: `*_instantiate_us` is `instantiate_async` alone (a fresh instance of the
+pre-linked component), `*_store_us` the Store with its state, `*_handle_us` the guest
+call up to its response head; `first_*` for the first request, `warm_*` the median
+over the warm ones.
 """
 import argparse
 import http.client
@@ -15,7 +22,9 @@ import json
 import os
 import signal
 import statistics
+import re
 import subprocess
+import tempfile
 import time
 
 BODY = json.dumps({
@@ -37,9 +46,25 @@ def request(port, path, token):
         c.close()
 
 
+LINE = re.compile(r"^remediator-host: POST (\S+) -> \d+ in \d+ ms, kv_writes=\d+ "
+                  r"store_us=(\d+) instantiate_us=(\d+) handle_us=(\d+)$")
+PARTS = ("store_us", "instantiate_us", "handle_us")
+
+
+def host_timings(err_path, path, n):
+    """The host's (store, instantiate, handle) microseconds of this run's n requests, in order."""
+    got = [tuple(int(x) for x in m.groups()[1:])
+           for m in (LINE.match(l) for l in open(err_path, errors="replace")) if m and m.group(1) == path]
+    if len(got) != n:
+        raise SystemExit(f"expected {n} request lines with timings from the host, found {len(got)} "
+                         f"in its stderr (an older remediator-host?)")
+    return got
+
+
 def one_run(cmd, path, token, warm):
+    err = tempfile.NamedTemporaryFile(prefix="coldstart-", suffix=".err")
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         port = None
         for line in p.stdout:
@@ -56,11 +81,10 @@ def one_run(cmd, path, token, warm):
         lat = []
         for _ in range(warm):
             t = time.perf_counter()
-            request(port, path, token)
+            status = request(port, path, token)
             lat.append(time.perf_counter() - t)
-        return {"listen_ms": t_listen * 1e3, "first_ok_ms": t_first * 1e3,
-                "first_request_ms": (t_first - t_listen) * 1e3,
-                "warm_ms": statistics.median(lat) * 1e3 if lat else None}
+            if not 200 <= status < 300:
+                raise SystemExit(f"a warm request answered {status}")
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -68,12 +92,22 @@ def one_run(cmd, path, token, warm):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+    # The host has exited, so its stderr is complete.
+    timings = host_timings(err.name, path, 1 + warm)
+    err.close()
+    run = {"listen_ms": t_listen * 1e3, "first_ok_ms": t_first * 1e3,
+           "first_request_ms": (t_first - t_listen) * 1e3,
+           "warm_ms": statistics.median(lat) * 1e3 if lat else None}
+    for i, part in enumerate(PARTS):
+        run["first_" + part] = timings[0][i]
+        run["warm_" + part] = statistics.median(t[i] for t in timings[1:]) if warm else None
+    return run
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--warm", type=int, default=5)
+    ap.add_argument("--warm", type=int, default=20)
     ap.add_argument("--label", default="component")
     ap.add_argument("--path", default="/alertmanager")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)

@@ -8,7 +8,7 @@ closing records with its audit batch, the values they replaced), so their number
 delivery sets what a delivery costs. A host without the batch interface counts a
 batch's keys one by one. The
 test host counts them per request and prints the count on the request's log line
-(`remediator-host: POST /alertmanager -> 200 in 3 ms, kv_writes=1`). This starts the
+(`remediator-host: POST /alertmanager -> 200 in 3 ms, kv_writes=1 ...`). This starts the
 host three times (no blast-radius budget; `max_changes` "1000 per 1h"; `count_unmatched`
 on, so that deliveries no rule matched are counted), sends each kind of
 delivery N times one after another (after one warm-up round: the first delivery of a
@@ -38,7 +38,7 @@ import urllib.parse
 
 TOKEN = os.environ.get("BENCH_TOKEN", "bench-token")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LINE = re.compile(r"^remediator-host: POST \S+ -> (\d+) in \d+ ms, kv_writes=(\d+)$")
+LINE = re.compile(r"^remediator-host: POST \S+ -> (\d+) in \d+ ms, kv_writes=(\d+)(?: |$)")
 
 KINDS = [
     ("no_match", "no match"),

@@ -491,9 +491,12 @@ impl Shared {
         mut req: hyper::Request<hyper::body::Incoming>,
         client: SocketAddr,
         kv_writes: Arc<AtomicU64>,
+        timing: Arc<Timing>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
         add_spin_headers(&mut req, client);
+        let t0 = Instant::now();
         let mut store = Store::new(self.pre.engine(), self.new_state(kv_writes)?);
+        timing.store_us.store(micros(t0), Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -501,16 +504,28 @@ impl Shared {
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let pre = self.pre.clone();
+        let t = timing.clone();
         // The task owns the store, so a streaming body keeps its instance
         // alive until the body is finished; the instance is then dropped.
         let task = tokio::task::spawn(async move {
+            let t1 = Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
+            t.instantiate_us.store(micros(t1), Ordering::Relaxed);
+            t.ready_us.store(micros(t0), Ordering::Relaxed);
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await
         });
-        match rx.await {
+        let answered = rx.await;
+        // The guest call up to its response head (a body may still stream after it).
+        let ready = timing.ready_us.load(Ordering::Relaxed);
+        if ready > 0 {
+            timing
+                .handle_us
+                .store(micros(t0).saturating_sub(ready), Ordering::Relaxed);
+        }
+        match answered {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(code)) => anyhow::bail!("guest returned an error response: {code:?}"),
             Err(_) => {
@@ -523,6 +538,25 @@ impl Shared {
             }
         }
     }
+}
+
+/// Where one request's time went, in microseconds, for its log line: `store_us`
+/// the Store with its WASI / HTTP / key-value state, `instantiate_us` only
+/// `instantiate_async` (a fresh instance of the pre-linked component: memories,
+/// tables, data segments, core module start functions), `handle_us` the guest call up to its
+/// response head. benches/coldstart.py reads them.
+#[derive(Default)]
+struct Timing {
+    store_us: AtomicU64,
+    instantiate_us: AtomicU64,
+    handle_us: AtomicU64,
+    /// From the start of `handle` to the instance being ready (0: never ready).
+    ready_us: AtomicU64,
+}
+
+fn micros(since: Instant) -> u64 {
+    // At least 1, so that 0 can mean "not reached".
+    (since.elapsed().as_micros() as u64).max(1)
 }
 
 /// The `spin-*` request headers Spin's HTTP trigger adds for the catch-all
@@ -587,7 +621,11 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<()> {
                             .map(|p| p.as_str().to_string())
                             .unwrap_or_default();
                         let kv_writes = Arc::new(AtomicU64::new(0));
-                        let resp = match shared.handle(req, client, kv_writes.clone()).await {
+                        let timing = Arc::new(Timing::default());
+                        let handled = shared
+                            .handle(req, client, kv_writes.clone(), timing.clone())
+                            .await;
+                        let resp = match handled {
                             Ok(r) => r,
                             Err(e) => {
                                 eprintln!("remediator-host: {method} {path}: {e:#}");
@@ -595,12 +633,17 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<()> {
                             }
                         };
                         // The component answers after its last write, so the count is
-                        // final here (benches/writes.py reads it per delivery).
+                        // final here (benches/writes.py reads it per delivery). The
+                        // microsecond fields are 0 for a part never reached.
                         eprintln!(
-                            "remediator-host: {method} {path} -> {} in {} ms, kv_writes={}",
+                            "remediator-host: {method} {path} -> {} in {} ms, kv_writes={} \
+                             store_us={} instantiate_us={} handle_us={}",
                             resp.status().as_u16(),
                             start.elapsed().as_millis(),
-                            kv_writes.load(Ordering::Relaxed)
+                            kv_writes.load(Ordering::Relaxed),
+                            timing.store_us.load(Ordering::Relaxed),
+                            timing.instantiate_us.load(Ordering::Relaxed),
+                            timing.handle_us.load(Ordering::Relaxed),
                         );
                         Ok::<_, Infallible>(resp)
                     }

@@ -50,7 +50,9 @@ serve      Serve the manifest's single HTTP component: one fresh instance per
            strict, it fails). --wasm overrides the component's `source`. Prints
            `listening on http://ADDR` on stdout once ready (--listen with port 0
            picks a free port); logs one line per request to stderr, with the
-           request's key-value writes (kv_writes=N). --pooling on
+           request's key-value writes (kv_writes=N) and microseconds spent
+           creating the Store, instantiating and in the guest (store_us=,
+           instantiate_us=, handle_us=). --pooling on
            takes instances from wasmtime's pooling allocator, as Spin does
            (default off: allocated per request).
 imports    Print the component's imports and exports.
