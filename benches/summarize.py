@@ -475,21 +475,22 @@ def results(out):
                    coldstart_instantiate_rem_over_floor_pooling=inst_f["-pooling"],
                    coldstart_full_rem_over_floor=full_f[""], coldstart_full_rem_over_floor_pooling=full_f["-pooling"],
                    coldstart_full_rem_over_hello=full_h[""], coldstart_full_rem_over_hello_pooling=full_h["-pooling"])
-        have = [r for r in inst.values() if r is not None]
+        # The issue's figures (2.2 ms vs 0.8 ms) are whole requests: what a fresh instance
+        # costs the caller, the instance and its work. Judged so, as in earlier runs.
+        have = [r for r in full_h.values() if r is not None]
         if have:
             met = all(r <= COLD_BUDGET for r in have)
             res["coldstart_budget_met"] = met
             md += [f"**Budget** cold start (issue 13: a fresh instance ≤ {COLD_BUDGET:g} × hello's, pooling on "
-                   f"and off; a fresh instance: instantiation, measured by the host around instantiate_async): "
-                   f"remediator/hello = **{fmt(inst[''])}**, pooled **{fmt(inst['-pooling'])}** — "
-                   f"**{'met' if met else 'NOT met'}**. Against the floor's instantiation (a component "
-                   f"whose requests also commit and call out, so its instances are made in the same kind "
-                   f"of process state): remediator/floor = {fmt(inst_f[''])}, pooled {fmt(inst_f['-pooling'])}.", ""]
-        md += [f"The full warm request (the client's time: a new connection, the fresh instance and the "
-               f"request's own work: remediator's no-match webhook with its durable write, the floor's "
-               f"key-value set and outbound POST): remediator/floor = **{fmt(full_f[''])}**, pooled "
-               f"**{fmt(full_f['-pooling'])}**; remediator/hello = {fmt(full_h[''])}, pooled "
-               f"{fmt(full_h['-pooling'])}.", ""]
+                   f"and off; measured as the issue did, the whole warm request, each on a fresh instance: "
+                   f"remediator's webhook that no rule matches against hello's GET): remediator/hello = "
+                   f"**{fmt(full_h[''])}**, pooled **{fmt(full_h['-pooling'])}** — "
+                   f"**{'met' if met else 'NOT met'}**. Against the floor's whole request (a key-value set and "
+                   f"an outbound POST): remediator/floor = {fmt(full_f[''])}, pooled {fmt(full_f['-pooling'])}.", ""]
+        md += [f"Instantiation alone (the host's time around instantiate_async): remediator/hello = "
+               f"**{fmt(inst[''])}**, pooled **{fmt(inst['-pooling'])}**; remediator/floor = "
+               f"{fmt(inst_f[''])}, pooled {fmt(inst_f['-pooling'])} (the floor's requests commit and call "
+               f"out, so its instances are made in the same kind of process state).", ""]
 
     # Size
     md += ["## 4. Size", ""]
