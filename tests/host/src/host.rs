@@ -432,6 +432,10 @@ pub fn engine() -> Result<Engine> {
 pub fn engine_with(pooling: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // For profiling the guest by hand: the JIT code's symbols in /tmp/perf-<pid>.map.
+    if std::env::var_os("REMEDIATOR_HOST_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         // Room for concurrent requests; a remediator instance needs one memory and table.
