@@ -690,6 +690,19 @@ const AUTH_VARIABLES: [&str; 7] = [
     "allow_unauthenticated",
 ];
 
+/// Deliveries that read every variable before any rule runs, each with its
+/// `audit_unmatched`: a match, a resolve (which may undo), an audited unmatched one.
+fn needing_every_variable() -> [(Vec<u8>, &'static str); 3] {
+    [
+        (failure_rate(), "false"),
+        (
+            alertmanager("resolved", &[("DiskFull", None, &[])]),
+            "false",
+        ),
+        (alertmanager("firing", &[("DiskFull", None, &[])]), "true"),
+    ]
+}
+
 #[test]
 fn a_delivery_no_rule_matches_reads_only_the_webhook_variables_others_read_each_once() {
     let r = Recorder::new();
@@ -716,14 +729,7 @@ fn a_delivery_no_rule_matches_reads_only_the_webhook_variables_others_read_each_
     // Acting, undoing, or auditing the unmatched: every variable, each read once.
     let every: std::collections::BTreeSet<String> =
         remediator::testing::variables(&[]).into_keys().collect();
-    for (body, audit_unmatched) in [
-        (failure_rate(), "false"),
-        (
-            alertmanager("resolved", &[("DiskFull", None, &[])]),
-            "false",
-        ),
-        (alertmanager("firing", &[("DiskFull", None, &[])]), "true"),
-    ] {
+    for (body, audit_unmatched) in needing_every_variable() {
         r.set_var("audit_unmatched", audit_unmatched);
         let (status, report) = r.post("/", &body);
         assert_eq!(status, 200, "{report}");
@@ -753,14 +759,7 @@ fn a_bad_variable_fails_every_delivery_that_needs_it_before_any_rule_runs_and_he
         assert_eq!(report["problems"][0]["outcome"], "no_matching_rule");
         // A match, a resolve (which may undo) or an audited delivery: a 500 naming the
         // variable, and nothing done.
-        for (body, audit_unmatched) in [
-            (failure_rate(), "false"),
-            (
-                alertmanager("resolved", &[("DiskFull", None, &[])]),
-                "false",
-            ),
-            (alertmanager("firing", &[("DiskFull", None, &[])]), "true"),
-        ] {
+        for (body, audit_unmatched) in needing_every_variable() {
             r.set_var("audit_unmatched", audit_unmatched);
             let (status, report) = r.post("/", &body);
             assert_eq!(status, 500, "{var}: {report}");

@@ -741,3 +741,28 @@ fn the_fast_path_is_lenient_only_inside_fields_it_ignores() {
         Err(IngestError::Malformed(_))
     ));
 }
+
+#[test]
+fn an_unsupported_version_names_what_the_sender_sends_on_either_path() {
+    for (format, body, want) in [
+        (
+            Format::Alertmanager,
+            &br#"{"version": "3", "alerts": []}"#[..],
+            r#"version: "3" is not supported (Alertmanager sends "4")"#,
+        ),
+        (
+            Format::Grafana,
+            br#"{"version": "9", "alerts": []}"#,
+            r#"version: "9" is not supported (Grafana sends "1")"#,
+        ),
+    ] {
+        for got in [
+            ingest(Some(format), body),
+            remediator::ingest::general(Some(format), body),
+        ] {
+            assert_eq!(got.unwrap_err(), IngestError::Invalid(want.into()));
+        }
+    }
+    // Grafana accepts the Alertmanager shape's version too.
+    assert!(ingest(Some(Format::Grafana), br#"{"version": "4", "alerts": []}"#).is_ok());
+}

@@ -11,8 +11,7 @@ use crate::claim;
 use crate::config::Part;
 use crate::deferred::Deferred;
 use crate::delivery::{Delivery, WAIT_FOR_CLAIM};
-use crate::ingest::Rejected;
-use crate::ingest::{self, Format};
+use crate::ingest::{self, Format, Rejected};
 use crate::metrics;
 use crate::platform::Platform;
 use crate::problem::Status;
@@ -44,9 +43,10 @@ pub(super) fn handle(
         Ok(mut report) => {
             // The status covers every alert, shown or not.
             let status = report.status();
-            let deltas = match report.uncounted && status == 200 {
-                true => Vec::new(),
-                false => metrics::tally(route, status, Some(&report)),
+            let deltas = if report.uncounted && status == 200 {
+                Vec::new()
+            } else {
+                metrics::tally(route, status, Some(&report))
             };
             report.shorten(MAX_ALERTS);
             (response::json(status, &report), deltas)

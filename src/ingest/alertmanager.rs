@@ -83,23 +83,15 @@ fn checked<A>(
     hook: Webhook<A>,
     read: impl Fn(usize, A) -> Result<Alert, String>,
 ) -> Result<Ingested, IngestError> {
-    let (source, supported) = match format {
-        Format::Grafana => {
-            // Grafana's unified alerting sends version "1"; accept the Alertmanager shape too.
-            if hook.version != "1" && hook.version != "4" {
-                return Err(IngestError::Invalid(format!(
-                    "version: {:?} is not supported (Grafana sends \"1\")",
-                    hook.version
-                )));
-            }
-            (Source::Grafana, true)
-        }
-        _ => (Source::Alertmanager, hook.version == "4"),
+    let v = hook.version.as_str();
+    let (source, supported, sends) = match format {
+        // Grafana's unified alerting sends version "1"; accept the Alertmanager shape too.
+        Format::Grafana => (Source::Grafana, v == "1" || v == "4", "Grafana sends \"1\""),
+        _ => (Source::Alertmanager, v == "4", "Alertmanager sends \"4\""),
     };
     if !supported {
         return Err(IngestError::Invalid(format!(
-            "version: {:?} is not supported (Alertmanager sends \"4\")",
-            hook.version
+            "version: {v:?} is not supported ({sends})"
         )));
     }
     build(format, source, hook, read)
