@@ -7,7 +7,8 @@ successful response, then the next requests (warm, each still a fresh instance).
 Prints one line: COLDSTART {json} with, per run, the time to `listening`, the
 time to the first 2xx response, and the median latency of the next --warm requests
 (default 20); and their medians over the runs. The request is a one-alert Alertmanager webhook (POST /alertmanager,
-Bearer $BENCH_TOKEN) unless --path says otherwise; any 2xx counts.
+Bearer $BENCH_TOKEN) unless --path says otherwise; with --method GET, a GET of --path with no
+body (remediator's instance probe, GET /livez); any 2xx counts.
 
 Besides, from the host's per-request log line on stderr (`... kv_writes=N store_us=S
 instantiate_us=I handle_us=H`), what the host measured inside each request, in
@@ -34,11 +35,14 @@ BODY = json.dumps({
 }).encode()
 
 
-def request(port, path, token):
+def request(port, path, token, method="POST"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        c.request("POST", path, body=BODY, headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        if method == "POST":
+            c.request("POST", path, body=BODY, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        else:
+            c.request(method, path)
         r = c.getresponse()
         r.read()
         return r.status
@@ -46,7 +50,7 @@ def request(port, path, token):
         c.close()
 
 
-LINE = re.compile(r"^remediator-host: POST (\S+) -> \d+ in \d+ ms, kv_writes=\d+ "
+LINE = re.compile(r"^remediator-host: [A-Z]+ (\S+) -> \d+ in \d+ ms, kv_writes=\d+ "
                   r"store_us=(\d+) instantiate_us=(\d+) handle_us=(\d+)$")
 PARTS = ("store_us", "instantiate_us", "handle_us")
 
@@ -61,7 +65,7 @@ def host_timings(err_path, path, n):
     return got
 
 
-def one_run(cmd, path, token, warm):
+def one_run(cmd, path, token, warm, method):
     err = tempfile.NamedTemporaryFile(prefix="coldstart-", suffix=".err")
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -74,14 +78,14 @@ def one_run(cmd, path, token, warm):
         if port is None:
             raise SystemExit(f"host exited before listening: {cmd}")
         t_listen = time.perf_counter() - t0
-        status = request(port, path, token)
+        status = request(port, path, token, method)
         t_first = time.perf_counter() - t0
         if not 200 <= status < 300:
             raise SystemExit(f"first request answered {status}")
         lat = []
         for _ in range(warm):
             t = time.perf_counter()
-            status = request(port, path, token)
+            status = request(port, path, token, method)
             lat.append(time.perf_counter() - t)
             if not 200 <= status < 300:
                 raise SystemExit(f"a warm request answered {status}")
@@ -110,11 +114,12 @@ def main():
     ap.add_argument("--warm", type=int, default=20)
     ap.add_argument("--label", default="component")
     ap.add_argument("--path", default="/alertmanager")
+    ap.add_argument("--method", default="POST", choices=("POST", "GET"))
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     token = os.environ.get("BENCH_TOKEN", "bench-token")
-    runs = [one_run(cmd, a.path, token, a.warm) for _ in range(a.runs)]
+    runs = [one_run(cmd, a.path, token, a.warm, a.method) for _ in range(a.runs)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if runs[0][k] is not None}
     print("COLDSTART " + json.dumps({"label": a.label, "runs": len(runs), "median": med,
                                      "min_first_ok_ms": min(r["first_ok_ms"] for r in runs),

@@ -93,6 +93,7 @@ fn a_wrong_method_is_405_naming_the_method_with_an_allow_header() {
         ("PUT", "/alertmanager", "POST"),
         ("GET", "/simulate", "POST"),
         ("POST", "/healthz", "GET"),
+        ("PUT", "/livez", "GET"),
         ("DELETE", "/audit", "GET"),
         ("POST", "/rules", "GET"),
         ("PUT", "/metrics", "GET"),
@@ -118,6 +119,86 @@ fn an_unknown_path_is_404_naming_the_webhook_routes() {
         json_of(&body),
         json!({"error": "no route /alerts: webhooks go to POST /, /alertmanager, /grafana or /keptn"})
     );
+}
+
+/// A platform on which every call is recorded and fails: whatever reads it is seen.
+#[derive(Default)]
+struct Untouched(std::cell::RefCell<Vec<&'static str>>);
+
+impl Untouched {
+    fn touch<T>(&self, what: &'static str, v: T) -> T {
+        self.0.borrow_mut().push(what);
+        v
+    }
+}
+
+impl Platform for Untouched {
+    fn send(&self, _: OutboundRequest, _: Duration) -> Result<OutboundResponse, SendError> {
+        self.touch("send", Err(SendError::Transport("untouched".into())))
+    }
+    fn variable(&self, _: &str) -> Option<String> {
+        self.touch("variable", None)
+    }
+    fn read_file(&self, _: &str) -> std::io::Result<String> {
+        self.touch("read_file", Err(std::io::ErrorKind::NotFound.into()))
+    }
+    fn file_stamp(&self, _: &str) -> Option<remediator::platform::FileStamp> {
+        self.touch("file_stamp", None)
+    }
+    fn kv_get(&self, _: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.touch("kv_get", down())
+    }
+    fn kv_set(&self, _: &str, _: &[u8]) -> Result<(), KvError> {
+        self.touch("kv_set", down())
+    }
+    fn kv_delete(&self, _: &str) -> Result<(), KvError> {
+        self.touch("kv_delete", down())
+    }
+    fn kv_keys(&self) -> Result<Vec<String>, KvError> {
+        self.touch("kv_keys", down())
+    }
+    fn kv_compare_and_swap(&self, _: &str, _: Option<&[u8]>, _: &[u8]) -> Result<bool, KvError> {
+        self.touch("kv_compare_and_swap", down())
+    }
+    fn kv_increment(&self, _: &str, _: i64) -> Result<i64, KvError> {
+        self.touch("kv_increment", down())
+    }
+    fn sleep(&self, _: Duration) {
+        self.touch("sleep", ())
+    }
+    fn now_ms(&self) -> i64 {
+        self.touch("now_ms", 0)
+    }
+    fn random_u64(&self) -> u64 {
+        self.touch("random_u64", 0)
+    }
+    fn log(&self, _: &str) {
+        self.touch("log", ())
+    }
+}
+
+#[test]
+fn liveness_reads_nothing_so_a_broken_configuration_or_store_never_fails_it() {
+    // Not a variable is defined and the store is down: /healthz is 503 on this
+    // platform, /livez 200, and /livez made no call at all.
+    let p = Untouched::default();
+    let (status, _, ct, body) = send(&p, http::Request::get("/livez"));
+    assert_eq!((status, ct.as_str()), (200, "application/json"), "{body}");
+    assert_eq!(json_of(&body), json!({"status": "alive"}));
+    assert_eq!(*p.0.borrow(), Vec::<&str>::new());
+
+    let (status, _, _, body) = send(&p, http::Request::get("/healthz"));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        !p.0.borrow().is_empty(),
+        "the double sees what /healthz reads"
+    );
+
+    // The same on the usual double with a configuration /healthz refuses.
+    let r = Recorder::new();
+    r.set_var("outbound_timeout_ms", "soon");
+    assert_eq!(send(&*r, http::Request::get("/healthz")).0, 503);
+    assert_eq!(send(&*r, http::Request::get("/livez")).0, 200);
 }
 
 #[test]

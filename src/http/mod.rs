@@ -5,6 +5,7 @@
 mod audit;
 mod error;
 mod health;
+mod live;
 mod metrics;
 mod request;
 mod response;
@@ -29,11 +30,12 @@ pub fn handle(p: &dyn Platform, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         (_, "/grafana") => return webhook::handle(p, &req, Some(Format::Grafana)),
         (_, "/keptn") => return webhook::handle(p, &req, Some(Format::Keptn)),
         (&Method::GET, "/healthz") => health::get(p),
+        (&Method::GET, "/livez") => live::get(),
         (&Method::GET, "/audit") => audit::get(p, &req),
         (&Method::GET, "/rules") => rules::get(p, &req),
         (&Method::GET, "/metrics") => metrics::get(p, &req),
         (&Method::POST, "/simulate") => simulate::post(p, &req),
-        (_, "/healthz" | "/audit" | "/rules" | "/metrics") => {
+        (_, "/healthz" | "/livez" | "/audit" | "/rules" | "/metrics") => {
             Err(ApiError::MethodNotAllowed("GET"))
         }
         (_, "/simulate") => Err(ApiError::MethodNotAllowed("POST")),

@@ -118,3 +118,19 @@ fn serves_the_real_component_from_the_real_manifest() {
         host.log()
     );
 }
+
+#[test]
+fn liveness_answers_where_readiness_refuses_a_broken_configuration() {
+    remediator_wasm();
+    let m = project_root().join("spin.toml").display().to_string();
+    let host = Host::start(
+        &["--manifest", &m],
+        &[("SPIN_VARIABLE_OUTBOUND_TIMEOUT_MS", "soon")],
+    );
+    let (status, body) = host.get("/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("outbound_timeout_ms"), "{body}");
+    let (status, body) = host.get("/livez");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"alive\""), "{body}");
+}
