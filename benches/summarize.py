@@ -493,7 +493,7 @@ def results(out):
                    f"**{fmt(live_h[''])}**, pooled **{fmt(live_h['-pooling'])}** — "
                    f"**{'met' if met else 'NOT met'}**.", "",
                    f"With the webhook's own work (the no-match webhook, whole request; its cost is budgeted by "
-                   f"c/f in section 1): remediator/hello = {fmt(full_h[''])}, pooled {fmt(full_h['-pooling'])} "
+                   f"c/f in section 2): remediator/hello = {fmt(full_h[''])}, pooled {fmt(full_h['-pooling'])} "
                    f"(judged so in earlier runs); against the floor's whole request (a key-value set and an "
                    f"outbound POST) remediator/floor = {fmt(full_f[''])}, pooled {fmt(full_f['-pooling'])}.", ""]
         md += [f"Instantiation alone (the host's time around instantiate_async): remediator/hello = "
