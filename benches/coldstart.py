@@ -23,10 +23,13 @@ import json
 import os
 import signal
 import statistics
-import re
 import subprocess
 import tempfile
 import time
+
+import hostlog
+
+PARTS = ("store_us", "instantiate_us", "handle_us")
 
 BODY = json.dumps({
     "version": "4", "status": "firing", "receiver": "remediator", "truncatedAlerts": 0,
@@ -50,15 +53,10 @@ def request(port, path, token, method="POST"):
         c.close()
 
 
-LINE = re.compile(r"^remediator-host: [A-Z]+ (\S+) -> \d+ in \d+ ms, kv_writes=\d+ "
-                  r"store_us=(\d+) instantiate_us=(\d+) handle_us=(\d+)$")
-PARTS = ("store_us", "instantiate_us", "handle_us")
-
-
 def host_timings(err_path, path, n):
     """The host's (store, instantiate, handle) microseconds of this run's n requests, in order."""
-    got = [tuple(int(x) for x in m.groups()[1:])
-           for m in (LINE.match(l) for l in open(err_path, errors="replace")) if m and m.group(1) == path]
+    got = [(r["store_us"], r["instantiate_us"], r["handle_us"])
+           for r in hostlog.requests(err_path) if r["path"] == path]
     if len(got) != n:
         raise SystemExit(f"expected {n} request lines with timings from the host, found {len(got)} "
                          f"in its stderr (an older remediator-host?)")

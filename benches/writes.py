@@ -36,9 +36,10 @@ import tempfile
 import time
 import urllib.parse
 
+import hostlog
+
 TOKEN = os.environ.get("BENCH_TOKEN", "bench-token")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LINE = re.compile(r"^remediator-host: POST \S+ -> (\d+) in \d+ ms, kv_writes=(\d+)(?: |$)")
 
 KINDS = [
     ("no_match", "no match"),
@@ -89,7 +90,7 @@ class Host:
         self.conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=60)
 
     def lines(self):
-        return [m for m in (LINE.match(l) for l in open(self.err_path, errors="replace")) if m]
+        return [r for r in hostlog.requests(self.err_path) if r["method"] == "POST"]
 
     def post(self, payload):
         """The answer's outcome and the request's key-value writes."""
@@ -105,7 +106,7 @@ class Host:
             lines = self.lines()
             if len(lines) > before:
                 outcome = json.loads(answer)["problems"][0]["outcome"]
-                return outcome, int(lines[before].group(2))
+                return outcome, lines[before]["kv_writes"]
             time.sleep(0.01)
         raise SystemExit("writes.py: the request's log line never appeared")
 

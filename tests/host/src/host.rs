@@ -86,10 +86,8 @@ pub struct GuestState {
     resolver: Arc<Resolver>,
     kv: KvStore,
     kv_labels: Vec<String>,
-    /// Key-value write transactions this request made (set, delete, increment,
-    /// swap, and a whole non-empty set-many / delete-many: each is its own durable
-    /// commit under Spin), for the request's log line.
-    kv_writes: Arc<AtomicU64>,
+    /// What this request's log line reports (its key-value writes among them).
+    stats: Arc<RequestStats>,
 }
 
 impl WasiView for GuestState {
@@ -204,7 +202,7 @@ fn kv_err(e: String) -> store::Error {
 
 impl GuestState {
     fn wrote(&self) {
-        self.kv_writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.kv_writes.fetch_add(1, Ordering::Relaxed);
     }
 
     fn label(&self, b: &Resource<BucketHandle>) -> wasmtime::Result<String> {
@@ -469,7 +467,7 @@ pub fn pre_instantiate(engine: &Engine, component: &Component) -> Result<ProxyPr
 }
 
 impl Shared {
-    fn new_state(&self, kv_writes: Arc<AtomicU64>) -> Result<GuestState> {
+    fn new_state(&self, stats: Arc<RequestStats>) -> Result<GuestState> {
         let mut wasi = WasiCtx::builder();
         // Guest stdout and stderr both go to the host's stderr.
         wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
@@ -486,7 +484,7 @@ impl Shared {
             resolver: self.resolver.clone(),
             kv: self.kv.clone(),
             kv_labels: self.kv_labels.clone(),
-            kv_writes,
+            stats,
         })
     }
 
@@ -494,13 +492,12 @@ impl Shared {
         self: Arc<Self>,
         mut req: hyper::Request<hyper::body::Incoming>,
         client: SocketAddr,
-        kv_writes: Arc<AtomicU64>,
-        timing: Arc<Timing>,
+        stats: Arc<RequestStats>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
         add_spin_headers(&mut req, client);
         let t0 = Instant::now();
-        let mut store = Store::new(self.pre.engine(), self.new_state(kv_writes)?);
-        timing.store_us.store(micros(t0), Ordering::Relaxed);
+        let mut store = Store::new(self.pre.engine(), self.new_state(stats.clone())?);
+        stats.store_us.store(micros(t0), Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -508,7 +505,7 @@ impl Shared {
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let pre = self.pre.clone();
-        let t = timing.clone();
+        let t = stats.clone();
         // The task owns the store, so a streaming body keeps its instance
         // alive until the body is finished; the instance is then dropped.
         let task = tokio::task::spawn(async move {
@@ -523,9 +520,9 @@ impl Shared {
         });
         let answered = rx.await;
         // The guest call up to its response head (a body may still stream after it).
-        let ready = timing.ready_us.load(Ordering::Relaxed);
+        let ready = stats.ready_us.load(Ordering::Relaxed);
         if ready > 0 {
-            timing
+            stats
                 .handle_us
                 .store(micros(t0).saturating_sub(ready), Ordering::Relaxed);
         }
@@ -544,13 +541,16 @@ impl Shared {
     }
 }
 
-/// Where one request's time went, in microseconds, for its log line: `store_us`
-/// the Store with its WASI / HTTP / key-value state, `instantiate_us` only
-/// `instantiate_async` (a fresh instance of the pre-linked component: memories,
-/// tables, data segments, core module start functions), `handle_us` the guest call up to its
-/// response head. benches/coldstart.py reads them.
+/// One request's log line: `kv_writes` its key-value write transactions (set, delete,
+/// increment, swap, and a whole non-empty set-many / delete-many: each is its own
+/// durable commit under Spin; benches/writes.py reads them), and where its time went,
+/// in microseconds: `store_us` the Store with its WASI / HTTP / key-value state,
+/// `instantiate_us` only `instantiate_async` (a fresh instance of the pre-linked
+/// component: memories, tables, data segments, core module start functions),
+/// `handle_us` the guest call up to its response head (benches/coldstart.py).
 #[derive(Default)]
-struct Timing {
+struct RequestStats {
+    kv_writes: AtomicU64,
     store_us: AtomicU64,
     instantiate_us: AtomicU64,
     handle_us: AtomicU64,
@@ -624,11 +624,8 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<()> {
                             .path_and_query()
                             .map(|p| p.as_str().to_string())
                             .unwrap_or_default();
-                        let kv_writes = Arc::new(AtomicU64::new(0));
-                        let timing = Arc::new(Timing::default());
-                        let handled = shared
-                            .handle(req, client, kv_writes.clone(), timing.clone())
-                            .await;
+                        let stats = Arc::new(RequestStats::default());
+                        let handled = shared.handle(req, client, stats.clone()).await;
                         let resp = match handled {
                             Ok(r) => r,
                             Err(e) => {
@@ -644,10 +641,10 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) -> Result<()> {
                              store_us={} instantiate_us={} handle_us={}",
                             resp.status().as_u16(),
                             start.elapsed().as_millis(),
-                            kv_writes.load(Ordering::Relaxed),
-                            timing.store_us.load(Ordering::Relaxed),
-                            timing.instantiate_us.load(Ordering::Relaxed),
-                            timing.handle_us.load(Ordering::Relaxed),
+                            stats.kv_writes.load(Ordering::Relaxed),
+                            stats.store_us.load(Ordering::Relaxed),
+                            stats.instantiate_us.load(Ordering::Relaxed),
+                            stats.handle_us.load(Ordering::Relaxed),
                         );
                         Ok::<_, Infallible>(resp)
                     }
