@@ -92,14 +92,14 @@ fn read_at_most(
     deadline: Option<monotonic_clock::Instant>,
 ) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
-    let ready = stream.subscribe();
-    let timer = deadline.map(monotonic_clock::subscribe_instant);
+    // Pollables only with a deadline: each is a resource made and dropped by the host.
+    let timer = deadline.map(|d| (stream.subscribe(), monotonic_clock::subscribe_instant(d)));
     while bytes.len() < limit {
         let want = (limit - bytes.len()).min(64 * 1024) as u64;
         let read = match &timer {
             None => stream.blocking_read(want),
-            Some(timer) => {
-                if !wasi::io::poll::poll(&[&ready, timer]).contains(&0) {
+            Some((ready, timer)) => {
+                if !wasi::io::poll::poll(&[ready, timer]).contains(&0) {
                     return Err(ReadError::Deadline);
                 }
                 stream.read(want)
