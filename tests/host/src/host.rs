@@ -75,6 +75,37 @@ pub struct Shared {
     pub files_root: PathBuf,
     pub environment: Vec<(String, String)>,
     pub self_origin: String,
+    /// `--random-seed`: each request's randomness comes from this seed and the
+    /// request's number (benchmarks only; see `RandomSeed`). `None`: the OS's.
+    pub random: Option<RandomSeed>,
+}
+
+/// Per-request randomness that repeats from run to run: request number `n` of a
+/// process started with seed `s` draws the same bytes in every run. For benchmarks
+/// that compare two processes request by request (remediator's delivery ids, and so
+/// which deliveries run the expiry sweep, are random); never what Spin does.
+pub struct RandomSeed {
+    seed: u64,
+    next: AtomicU64,
+}
+
+impl RandomSeed {
+    pub fn new(seed: u64) -> RandomSeed {
+        RandomSeed {
+            seed,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn apply(&self, wasi: &mut wasmtime_wasi::WasiCtxBuilder) {
+        use rand::SeedableRng;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Distinct streams per request and per interface.
+        let base = self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        wasi.secure_random(rand::rngs::StdRng::seed_from_u64(base));
+        wasi.insecure_random(rand::rngs::StdRng::seed_from_u64(base ^ 1));
+        wasi.insecure_random_seed(u128::from(base) << 64 | u128::from(n));
+    }
 }
 
 /// Per-request store data.
@@ -473,6 +504,9 @@ impl Shared {
         wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
         wasi.envs(&self.environment);
         wasi.preopened_dir(&self.files_root, "/", FsPerms::ReadOnly)?;
+        if let Some(r) = &self.random {
+            r.apply(&mut wasi);
+        }
         Ok(GuestState {
             table: ResourceTable::new(),
             wasi: wasi.build(),

@@ -33,7 +33,7 @@ USAGE:
   remediator-host serve [--manifest spin.toml] [--listen 127.0.0.1:3000]
                         [--kv-path FILE.sqlite | --runtime-config-file FILE.toml]
                         [--redis-cas strict|spin] [--wasm PATH] [--variable NAME=VALUE]...
-                        [--pooling on|off]
+                        [--pooling on|off] [--random-seed N]
   remediator-host imports --wasm PATH
   remediator-host wit-check --wasm PATH --wit DIR [--world NAME]
   remediator-host run COMPONENT.wasm|.cwasm [ARGS...]
@@ -54,7 +54,10 @@ serve      Serve the manifest's single HTTP component: one fresh instance per
            creating the Store, instantiating and in the guest (store_us=,
            instantiate_us=, handle_us=). --pooling on
            takes instances from wasmtime's pooling allocator, as Spin does
-           (default off: allocated per request).
+           (default off: allocated per request). --random-seed N (benchmarks
+           only) makes request number k draw the same random bytes in every
+           run (delivery ids, and so which deliveries sweep), so that two
+           processes can be compared request by request.
 imports    Print the component's imports and exports.
 wit-check  Compare the component's imports/exports with the world in DIR
            (default: the only world there); exit 1 on any difference.
@@ -182,7 +185,14 @@ fn serve(args: &Args) -> Result<()> {
         "wasm",
         "variable",
         "pooling",
+        "random-seed",
     ])?;
+    let random = match args.one("random-seed") {
+        Some(s) => Some(host::RandomSeed::new(s.parse().map_err(|e| {
+            anyhow::anyhow!("--random-seed {s:?}: expected a whole number ({e})")
+        })?)),
+        None => None,
+    };
     let pooling = match args.one("pooling").unwrap_or("off") {
         "on" => true,
         "off" => false,
@@ -333,6 +343,7 @@ fn serve(args: &Args) -> Result<()> {
             files_root,
             environment: app.environment.clone().into_iter().collect(),
             self_origin: addr.to_string(),
+            random,
         });
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
