@@ -134,3 +134,56 @@ fn liveness_answers_where_readiness_refuses_a_broken_configuration() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"alive\""), "{body}");
 }
+
+/// The delivery ids in `GET /audit`'s answer, newest first, each once.
+fn delivery_ids(audit: &str) -> Vec<String> {
+    let mut ids: Vec<String> = audit
+        .split("\"delivery\":")
+        .skip(1)
+        .map(|rest| {
+            rest.trim_start()
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect()
+        })
+        .collect();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn random_seed_makes_each_request_draw_the_same_randomness_in_every_run() {
+    remediator_wasm();
+    let m = project_root().join("spin.toml").display().to_string();
+    let body = br#"{"version":"4","status":"firing","receiver":"r","truncatedAlerts":0,
+        "alerts":[{"status":"firing","labels":{"alertname":"NoRuleForSeed"},
+        "startsAt":"2026-11-26T14:02:06.305Z","fingerprint":"seed"}]}"#;
+    let ids = |seed: Option<&str>| {
+        let mut args = vec!["--manifest", m.as_str()];
+        if let Some(s) = seed {
+            args.extend(["--random-seed", s]);
+        }
+        let host = Host::start(
+            &args,
+            &[
+                ("SPIN_VARIABLE_ALLOW_UNAUTHENTICATED", "true"),
+                ("SPIN_VARIABLE_AUDIT_UNMATCHED", "true"),
+            ],
+        );
+        for _ in 0..3 {
+            let (status, answer) = host.post("/alertmanager", body);
+            assert_eq!(status, 200, "{answer}");
+        }
+        let (status, audit) = host.get("/audit");
+        assert_eq!(status, 200, "{audit}");
+        let ids = delivery_ids(&audit);
+        assert_eq!(ids.len(), 3, "{audit}");
+        ids
+    };
+    let a = ids(Some("5"));
+    assert_eq!(ids(Some("5")), a, "the same seed, the same delivery ids");
+    assert_ne!(ids(Some("6")), a, "another seed, other ids");
+    assert_ne!(ids(None), a, "no seed: the OS's randomness");
+    let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+    assert_eq!(distinct.len(), 3, "each request draws anew: {a:?}");
+}
