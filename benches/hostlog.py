@@ -17,9 +17,10 @@ def requests(err_path):
     """Every request line in the host's stderr file, in order: dicts with method, path
     and the NUMBERS as ints."""
     out = []
-    for line in open(err_path, errors="replace"):
-        m = LINE.match(line.rstrip("\n"))
-        if m:
-            method, path, *numbers = m.groups()
-            out.append(dict(method=method, path=path, **dict(zip(NUMBERS, map(int, numbers)))))
+    with open(err_path, errors="replace") as f:
+        for line in f:
+            m = LINE.match(line.rstrip("\n"))
+            if m:
+                method, path, *numbers = m.groups()
+                out.append(dict(method=method, path=path, **dict(zip(NUMBERS, map(int, numbers)))))
     return out

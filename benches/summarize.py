@@ -484,7 +484,7 @@ def results(out):
         # "A fresh instance costs": the whole request of a route that does nothing (GET /livez
         # reads no variable, key or file) against hello's GET, each on a fresh instance, so
         # what differs is the instance. The webhook's own work (variables, the rules stamp,
-        # two key-value reads) is budgeted by c/f (section 1); its whole request is shown
+        # two key-value reads) is budgeted by c/f (section 2); its whole request is shown
         # beside, as earlier runs judged it.
         have = [r for r in live_h.values() if r is not None]
         if have:

@@ -188,8 +188,8 @@ fn serve(args: &Args) -> Result<()> {
         "random-seed",
     ])?;
     let random = match args.one("random-seed") {
-        Some(s) => Some(host::RandomSeed::new(s.parse().map_err(|e| {
-            anyhow::anyhow!("--random-seed {s:?}: expected a whole number ({e})")
+        Some(s) => Some(host::RandomSeed::new(s.parse().with_context(|| {
+            format!("--random-seed {s:?}: expected a whole number")
         })?)),
         None => None,
     };
